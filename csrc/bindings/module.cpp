@@ -1,0 +1,392 @@
+// pybind11 glue: argument checks, numpy views and GIL handling. No algorithmic code lives here;
+// everything it calls is in csrc/core.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../core/replay.hpp"
+#include "../core/returns.hpp"
+
+namespace py = pybind11;
+using hrlkit::DType;
+using hrlkit::Field;
+
+namespace {
+
+const char* dtype_name(DType d) {
+    switch (d) {
+        case DType::float32: return "float32";
+        case DType::float64: return "float64";
+        case DType::int64: return "int64";
+        case DType::int32: return "int32";
+        case DType::uint8: return "uint8";
+        case DType::bool_: return "bool";
+    }
+    return "?";
+}
+
+std::string shape_str(const std::vector<int64_t>& s, bool batched) {
+    std::ostringstream o;
+    o << "(";
+    if (batched) o << "n" << (s.empty() ? ",)" : ", ");
+    for (size_t i = 0; i < s.size(); ++i) o << s[i] << (s.size() == 1 && !batched ? ",)" : (i + 1 < s.size() ? ", " : ")"));
+    if (s.empty() && !batched) o << ")";
+    return o.str();
+}
+
+std::string array_shape_str(const py::array& a) {
+    std::vector<int64_t> s(a.shape(), a.shape() + a.ndim());
+    return shape_str(s, false);
+}
+
+// One scalar written from a Python bool/int/float, with numpy's "same_kind" rule.
+bool write_python_scalar(PyObject* o, DType d, const std::string& name, uint8_t* dst) {
+    const bool is_bool = PyBool_Check(o), is_int = !is_bool && PyLong_Check(o), is_float = PyFloat_Check(o);
+    if (!is_bool && !is_int && !is_float) return false;
+    auto fail = [&](const char* what) {
+        throw py::value_error(name + ": expected a value castable to " + dtype_name(d) + " (numpy 'same_kind'), got a Python " + what);
+    };
+    switch (d) {
+        case DType::float32: { float v = static_cast<float>(PyFloat_AsDouble(o)); std::memcpy(dst, &v, 4); return true; }
+        case DType::float64: { double v = PyFloat_AsDouble(o); std::memcpy(dst, &v, 8); return true; }
+        case DType::bool_:
+            if (!is_bool) fail(is_int ? "int" : "float");
+            dst[0] = o == Py_True;
+            return true;
+        case DType::int64: case DType::int32: case DType::uint8: {
+            if (is_float) fail("float");
+            int overflow = 0;
+            const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+            const long long lo = d == DType::int64 ? INT64_MIN : d == DType::int32 ? INT32_MIN : 0;
+            const long long hi = d == DType::int64 ? INT64_MAX : d == DType::int32 ? INT32_MAX : 255;
+            if (overflow || v < lo || v > hi)
+                throw py::value_error(name + ": value " + py::str(o).cast<std::string>() + " does not fit in " + dtype_name(d));
+            if (d == DType::int64) { int64_t x = v; std::memcpy(dst, &x, 8); }
+            else if (d == DType::int32) { int32_t x = static_cast<int32_t>(v); std::memcpy(dst, &x, 4); }
+            else dst[0] = static_cast<uint8_t>(v);
+            return true;
+        }
+    }
+    return false;
+}
+
+template <class T>
+py::array_t<T> new_array(std::vector<py::ssize_t> shape) { return py::array_t<T>(shape); }
+
+class PyReplay {
+public:
+    PyReplay(int64_t capacity, const std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>& spec,
+             int64_t num_options, bool prioritized, double alpha, double eps, uint64_t seed)
+        : core_(capacity, make_fields(spec), hrlkit::ReplayOptions{num_options, prioritized, alpha, eps, seed}) {
+        for (const Field& f : core_.storage().fields()) {
+            names_.emplace_back(f.name);
+            dtypes_.push_back(py::dtype(dtype_name(f.dtype)));
+        }
+    }
+
+    // ---- add: the hot path; the whole row set is validated before the core writes anything.
+    void add(const py::kwargs& kw) {
+        const auto& fields = core_.storage().fields();
+        const size_t nf = fields.size();
+        std::vector<py::object> keep(nf);
+        std::vector<const void*> ptrs(nf);
+        std::vector<std::array<uint8_t, 8>> scalars(nf);
+        int64_t n = -1;
+        size_t first_field = 0;
+        for (size_t f = 0; f < nf; ++f) {
+            const Field& fd = fields[f];
+            PyObject* o = PyDict_GetItemWithError(kw.ptr(), names_[f].ptr());
+            if (!o) {
+                if (PyErr_Occurred()) throw py::error_already_set();
+                throw py::value_error("add: missing field '" + fd.name + "' (expected fields: " + field_list() + ")");
+            }
+            int64_t rows;
+            if (fd.shape.empty() && write_python_scalar(o, fd.dtype, fd.name, scalars[f].data())) {
+                ptrs[f] = scalars[f].data();
+                rows = 1;
+            } else {
+                py::array a = as_field_array(py::reinterpret_borrow<py::object>(o), f);
+                rows = rows_of(a, fd);
+                ptrs[f] = a.data();
+                keep[f] = std::move(a);
+            }
+            if (n < 0) { n = rows; first_field = f; }
+            else if (rows != n)
+                throw py::value_error("add: fields disagree on the number of rows: '" + fields[first_field].name + "' has " +
+                                      std::to_string(n) + ", '" + fd.name + "' has " + std::to_string(rows));
+        }
+        if (static_cast<size_t>(PyDict_Size(kw.ptr())) != nf) {
+            for (auto item : kw) {
+                const std::string key = py::str(item.first).cast<std::string>();
+                bool known = false;
+                for (const Field& fd : fields) known = known || fd.name == key;
+                if (!known) throw py::value_error("add: unknown field '" + key + "' (expected fields: " + field_list() + ")");
+            }
+        }
+        py::gil_scoped_release nogil;
+        core_.add(n, ptrs.data());
+    }
+
+    // ---- sample / gather: outputs allocated with the GIL, filled without it.
+    py::dict sample(int64_t batch_size, int64_t option, double beta) {
+        if (batch_size <= 0)
+            throw py::value_error("batch_size: expected an integer > 0, got " + std::to_string(batch_size));
+        std::vector<void*> outs;
+        py::dict batch = alloc_batch(batch_size, outs);
+        auto idx = new_array<int64_t>({batch_size});
+        int64_t* ip = idx.mutable_data();
+        float* wp = nullptr;
+        if (core_.prioritized()) {
+            auto w = new_array<float>({batch_size});
+            wp = w.mutable_data();
+            batch["weights"] = w;
+        }
+        {
+            py::gil_scoped_release nogil;
+            core_.sample(batch_size, option, beta, ip, wp, outs.data());
+        }
+        batch["indices"] = idx;
+        return batch;
+    }
+
+    py::dict gather(const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices) {
+        if (indices.ndim() != 1) throw py::value_error("indices: expected a 1-D array, got shape " + array_shape_str(indices));
+        std::vector<void*> outs;
+        py::dict batch = alloc_batch(indices.shape(0), outs);
+        {
+            py::gil_scoped_release nogil;
+            core_.gather(indices.data(), indices.shape(0), outs.data());
+        }
+        batch["indices"] = indices;
+        return batch;
+    }
+
+    void update_priorities(const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices,
+                           const py::array_t<double, py::array::c_style | py::array::forcecast>& td) {
+        if (!core_.prioritized()) throw py::type_error("update_priorities: this buffer is not prioritized");
+        if (indices.ndim() != 1) throw py::value_error("indices: expected a 1-D array, got shape " + array_shape_str(indices));
+        if (td.ndim() != 1 || td.shape(0) != indices.shape(0))
+            throw py::value_error("td_errors: expected shape (" + std::to_string(indices.shape(0)) +
+                                  ",) to match indices, got " + array_shape_str(td));
+        py::gil_scoped_release nogil;
+        core_.update_priorities(indices.data(), td.data(), indices.shape(0));
+    }
+
+    // ---- state views for save/load (zero-copy; they keep the buffer alive).
+    py::array column(int64_t f, py::handle self) {
+        const Field& fd = core_.storage().field(f);
+        std::vector<py::ssize_t> shape{core_.capacity()};
+        shape.insert(shape.end(), fd.shape.begin(), fd.shape.end());
+        return py::array(dtypes_[static_cast<size_t>(f)], shape, {}, core_.storage().column(f), self);
+    }
+
+    py::object priorities(py::handle self) {
+        float* p = core_.priorities();
+        if (!p) return py::none();
+        return py::array_t<float>({core_.capacity()}, {}, p, self);
+    }
+
+    void restore(int64_t size, int64_t pos, double max_priority,
+                 const std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>>& leaves) {
+        if (leaves && (leaves->ndim() != 1 || leaves->shape(0) < size))
+            throw py::value_error("restore: priorities do not cover the saved rows");
+        core_.restore(size, pos, max_priority, leaves ? leaves->data() : nullptr);
+    }
+
+    void lock() {
+        py::gil_scoped_release nogil;  // the holder of the mutex never waits for the GIL
+        core_.mutex().lock();
+    }
+    void unlock() { core_.mutex().unlock(); }
+
+    hrlkit::Replay& core() { return core_; }
+
+private:
+    static std::vector<Field> make_fields(const std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>& spec) {
+        std::vector<Field> out;
+        for (const auto& [name, shape, dt] : spec) {
+            Field f;
+            f.name = name;
+            f.shape = shape;
+            static const std::pair<const char*, DType> table[] = {
+                {"float32", DType::float32}, {"float64", DType::float64}, {"int64", DType::int64},
+                {"int32", DType::int32},     {"uint8", DType::uint8},     {"bool", DType::bool_}};
+            bool found = false;
+            for (const auto& [k, v] : table)
+                if (dt == k) { f.dtype = v; found = true; }
+            if (!found) throw py::value_error("spec['" + name + "']: unsupported dtype " + dt);
+            out.push_back(std::move(f));
+        }
+        return out;
+    }
+
+    std::string field_list() const {
+        std::string s;
+        for (const Field& f : core_.storage().fields()) s += (s.empty() ? "" : ", ") + f.name;
+        return s;
+    }
+
+    // Numpy array of field f's dtype, C-contiguous; casts only under numpy's 'same_kind' rule.
+    py::array as_field_array(py::object o, size_t f) {
+        const py::dtype& want = dtypes_[f];
+        if (py::isinstance<py::array>(o)) {
+            py::array a = py::reinterpret_borrow<py::array>(o);
+            if (a.dtype().is(want) && (a.flags() & py::array::c_style)) return a;
+        }
+        static py::object np_asarray = py::module_::import("numpy").attr("asarray");
+        static py::object np_can_cast = py::module_::import("numpy").attr("can_cast");
+        py::array a;
+        try {
+            a = np_asarray(o);
+        } catch (py::error_already_set& e) {
+            throw py::value_error(names_[f].cast<std::string>() + ": expected an array-like of " +
+                                  std::string(dtype_name(core_.storage().field(static_cast<int64_t>(f)).dtype)) + ", got " +
+                                  py::str(py::type::of(o)).cast<std::string>());
+        }
+        if (!a.dtype().is(want)) {
+            if (!np_can_cast(a.dtype(), want, "same_kind").cast<bool>())
+                throw py::value_error(names_[f].cast<std::string>() + ": expected dtype " + py::str(want).cast<std::string>() +
+                                      " (or one numpy casts to it under 'same_kind'), got " + py::str(a.dtype()).cast<std::string>());
+        }
+        return py::array::ensure(a.attr("astype")(want, py::arg("order") = "C", py::arg("copy") = false),
+                                 py::array::c_style);
+    }
+
+    static int64_t rows_of(const py::array& a, const Field& fd) {
+        const auto nd = static_cast<size_t>(a.ndim());
+        const size_t fnd = fd.shape.size();
+        bool ok = false;
+        int64_t rows = 0;
+        if (nd == fnd || nd == fnd + 1) {
+            const size_t off = nd - fnd;
+            ok = true;
+            for (size_t i = 0; i < fnd; ++i) ok = ok && a.shape(static_cast<py::ssize_t>(off + i)) == fd.shape[i];
+            rows = off ? a.shape(0) : 1;
+        }
+        if (!ok || rows <= 0)
+            throw py::value_error(fd.name + ": expected shape " + shape_str(fd.shape, false) + " or " + shape_str(fd.shape, true) +
+                                  " with n >= 1, got " + array_shape_str(a));
+        return rows;
+    }
+
+    py::dict alloc_batch(int64_t n, std::vector<void*>& outs) {
+        py::dict batch;
+        const auto& fields = core_.storage().fields();
+        outs.resize(fields.size());
+        for (size_t f = 0; f < fields.size(); ++f) {
+            std::vector<py::ssize_t> shape{n};
+            shape.insert(shape.end(), fields[f].shape.begin(), fields[f].shape.end());
+            py::array a(dtypes_[f], shape);
+            outs[f] = a.mutable_data();
+            batch[names_[f]] = std::move(a);
+        }
+        return batch;
+    }
+
+    hrlkit::Replay core_;
+    std::vector<py::str> names_;
+    std::vector<py::dtype> dtypes_;
+};
+
+// ---- kernels: the Python face (hrlkit.targets) validates and casts; here only sizes are checked.
+template <class F>
+py::tuple nstep_impl(const py::array_t<F, py::array::c_style>& rewards, const py::array_t<uint8_t, py::array::c_style>& term,
+                     const std::optional<py::array_t<uint8_t, py::array::c_style>>& trunc,
+                     const std::optional<py::array_t<uint8_t, py::array::c_style>>& opt_end,
+                     const std::optional<py::array_t<F, py::array::c_style>>& next_values, double gamma, int64_t n) {
+    if (rewards.ndim() != 2) throw py::value_error("rewards: expected shape (T, N)");
+    const int64_t T = rewards.shape(0), N = rewards.shape(1);
+    auto same = [&](const py::array& a, const char* what) {
+        if (a.ndim() != 2 || a.shape(0) != T || a.shape(1) != N)
+            throw py::value_error(std::string(what) + ": expected shape (" + std::to_string(T) + ", " + std::to_string(N) +
+                                  ") like rewards, got " + array_shape_str(a));
+    };
+    same(term, "terminated");
+    if (trunc) same(*trunc, "truncated");
+    if (opt_end) same(*opt_end, "option_terminations");
+    if (next_values) same(*next_values, "next_values");
+    py::array_t<F> ret({T, N}), disc({T, N});
+    py::array_t<int64_t> steps({T, N});
+    {
+        py::gil_scoped_release nogil;
+        hrlkit::nstep_returns<F>(rewards.data(), term.data(), trunc ? trunc->data() : nullptr, opt_end ? opt_end->data() : nullptr,
+                                 next_values ? next_values->data() : nullptr, T, N, gamma, n, ret.mutable_data(),
+                                 disc.mutable_data(), steps.mutable_data());
+    }
+    return py::make_tuple(ret, disc, steps);
+}
+
+template <class F>
+py::array_t<F> option_values_impl(const py::array_t<F, py::array::c_style>& q, double eps) {
+    if (q.ndim() != 2 || q.shape(1) < 1) throw py::value_error("q: expected shape (B, K) with K >= 1, got " + array_shape_str(q));
+    py::array_t<F> out({q.shape(0)});
+    py::gil_scoped_release nogil;
+    hrlkit::option_values<F>(q.data(), q.shape(0), q.shape(1), eps, out.mutable_data());
+    return out;
+}
+
+template <class F>
+py::array_t<F> option_bootstrap_impl(const py::array_t<F, py::array::c_style>& q_next, const py::array_t<F, py::array::c_style>& beta,
+                                     const py::array_t<int64_t, py::array::c_style>& options, double eps) {
+    if (q_next.ndim() != 2 || q_next.shape(1) < 1)
+        throw py::value_error("q_next: expected shape (B, K) with K >= 1, got " + array_shape_str(q_next));
+    const int64_t B = q_next.shape(0), K = q_next.shape(1);
+    const bool per_option = beta.ndim() == 2;
+    if (!((beta.ndim() == 1 && beta.shape(0) == B) || (per_option && beta.shape(0) == B && beta.shape(1) == K)))
+        throw py::value_error("beta_next: expected shape (" + std::to_string(B) + ",) or (" + std::to_string(B) + ", " +
+                              std::to_string(K) + "), got " + array_shape_str(beta));
+    if (options.ndim() != 1 || options.shape(0) != B)
+        throw py::value_error("options: expected shape (" + std::to_string(B) + ",), got " + array_shape_str(options));
+    py::array_t<F> out({B});
+    py::gil_scoped_release nogil;
+    hrlkit::option_bootstrap<F>(q_next.data(), beta.data(), per_option, options.data(), B, K, eps, out.mutable_data());
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "hrlkit native core: replay storage, prioritized sampling, SMDP returns, option targets";
+
+    using Spec = std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>;
+    py::class_<PyReplay>(m, "Replay")
+        .def(py::init<int64_t, const Spec&, int64_t, bool, double, double, uint64_t>(), py::arg("capacity"), py::arg("spec"),
+             py::arg("num_options") = 0, py::arg("prioritized") = false, py::arg("alpha") = 0.6, py::arg("eps") = 1e-6,
+             py::arg("seed") = 0)
+        .def("add", &PyReplay::add)
+        .def("sample", &PyReplay::sample, py::arg("batch_size"), py::arg("option") = -1, py::arg("beta") = 0.0)
+        .def("gather", &PyReplay::gather, py::arg("indices"))
+        .def("update_priorities", &PyReplay::update_priorities, py::arg("indices"), py::arg("td_errors"))
+        .def("count", [](PyReplay& r, int64_t option) { return r.core().count(option); }, py::arg("option") = -1)
+        .def("__len__", [](PyReplay& r) { return r.core().size(); })
+        .def_property_readonly("capacity", [](PyReplay& r) { return r.core().capacity(); })
+        .def_property_readonly("position", [](PyReplay& r) { return r.core().pos(); })
+        .def_property_readonly("num_options", [](PyReplay& r) { return r.core().num_options(); })
+        .def_property_readonly("prioritized", [](PyReplay& r) { return r.core().prioritized(); })
+        .def_property_readonly("alpha", [](PyReplay& r) { return r.core().alpha(); })
+        .def_property_readonly("eps", [](PyReplay& r) { return r.core().eps(); })
+        .def_property_readonly("max_priority", [](PyReplay& r) { return r.core().max_priority(); })
+        .def_property_readonly("nbytes", [](PyReplay& r) { return r.core().storage().bytes(); })
+        .def_property_readonly("overhead_nbytes", [](PyReplay& r) { return r.core().overhead_bytes(); })
+        .def("column", [](py::object self, int64_t f) { return self.cast<PyReplay&>().column(f, self); })
+        .def("priorities", [](py::object self) { return self.cast<PyReplay&>().priorities(self); })
+        .def("restore", &PyReplay::restore, py::arg("size"), py::arg("position"), py::arg("max_priority"), py::arg("priorities"))
+        .def("rng_state", [](PyReplay& r) { return r.core().rng_state(); })
+        .def("set_rng_state", [](PyReplay& r, const std::array<uint64_t, 4>& s) { r.core().set_rng_state(s); })
+        .def("reseed", [](PyReplay& r, uint64_t s) { r.core().reseed(s); })
+        .def("lock", &PyReplay::lock)
+        .def("unlock", &PyReplay::unlock);
+
+    m.def("nstep_returns_f32", &nstep_impl<float>);
+    m.def("nstep_returns_f64", &nstep_impl<double>);
+    m.def("option_values_f32", &option_values_impl<float>);
+    m.def("option_values_f64", &option_values_impl<double>);
+    m.def("option_bootstrap_f32", &option_bootstrap_impl<float>);
+    m.def("option_bootstrap_f64", &option_bootstrap_impl<double>);
+}

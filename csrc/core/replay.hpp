@@ -1,0 +1,258 @@
+// A replay buffer: column ring storage, optional proportional prioritization, optional option
+// tags. Uniform and prioritized, tagged or not, are one class: a prioritized buffer keeps a
+// PriorityTree of (|delta| + eps)^alpha; an untagged uniform buffer keeps none; a tagged uniform
+// buffer keeps a tree of unit priorities, so "a uniform row of option k" is the same descent.
+//
+// Every public mutating/sampling method validates all of its input before it touches state and
+// holds the buffer's mutex while it works, so rows are never torn between threads.
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "rng.hpp"
+#include "storage.hpp"
+#include "sum_tree.hpp"
+
+namespace hrlkit {
+
+struct ReplayOptions {
+    int64_t num_options = 0;  // 0: untagged
+    bool prioritized = false;
+    double alpha = 0.6;
+    double eps = 1e-6;
+    uint64_t seed = 0;
+};
+
+class Replay {
+public:
+    Replay(int64_t capacity, std::vector<Field> fields, const ReplayOptions& opt)
+        : storage_(capacity, std::move(fields)), opt_(opt), rng_(opt.seed) {
+        if (opt.num_options < 0)
+            throw std::invalid_argument("num_options: expected an integer >= 1 or None, got " + std::to_string(opt.num_options));
+        if (opt.prioritized) {
+            if (!(opt.alpha >= 0.0) || !std::isfinite(opt.alpha))
+                throw std::invalid_argument("alpha: expected a finite number >= 0, got " + std::to_string(opt.alpha));
+            if (!(opt.eps >= 0.0) || !std::isfinite(opt.eps))
+                throw std::invalid_argument("eps: expected a finite number >= 0, got " + std::to_string(opt.eps));
+        }
+        if (opt.num_options > 0) {
+            option_field_ = -1;
+            for (int64_t f = 0; f < storage_.num_fields(); ++f)
+                if (storage_.field(f).name == "option") option_field_ = f;
+            if (option_field_ < 0 || storage_.field(option_field_).dtype != DType::int64 ||
+                !storage_.field(option_field_).shape.empty())
+                throw std::invalid_argument("spec: a buffer with num_options needs a scalar int64 field 'option'");
+            counts_.assign(static_cast<size_t>(opt.num_options), 0);
+        }
+        if (opt.prioritized || opt.num_options > 0) {
+            tree_ = std::make_unique<PriorityTree>(capacity, opt.num_options);
+            if (opt.num_options > 0) tree_->set_tags(tags());
+        }
+    }
+
+    // ---- introspection -------------------------------------------------------------------
+    int64_t capacity() const { return storage_.capacity(); }
+    int64_t size() const { return size_; }
+    int64_t pos() const { return pos_; }
+    int64_t num_options() const { return opt_.num_options; }
+    bool prioritized() const { return opt_.prioritized; }
+    double alpha() const { return opt_.alpha; }
+    double eps() const { return opt_.eps; }
+    double max_priority() const { return max_priority_; }
+    const ColumnStorage& storage() const { return storage_; }
+    ColumnStorage& storage() { return storage_; }
+    float* priorities() { return tree_ ? tree_->leaves() : nullptr; }
+    size_t overhead_bytes() const { return tree_ ? tree_->bytes() : 0; }
+    std::array<uint64_t, 4> rng_state() const { return rng_.state(); }
+    void set_rng_state(const std::array<uint64_t, 4>& s) { rng_.set_state(s); }
+    void reseed(uint64_t seed) { std::lock_guard<std::mutex> g(mu_); rng_.reseed(seed); }
+    std::mutex& mutex() { return mu_; }
+
+    int64_t count(int64_t option) const {
+        if (option < 0) return size_;
+        check_option("option", option);
+        return counts_[static_cast<size_t>(option)];
+    }
+
+    // ---- add -----------------------------------------------------------------------------
+    // src[f]: contiguous [n, row] array of field f.
+    void add(int64_t n, const void* const* src) {
+        if (n <= 0) throw std::invalid_argument("add: expected at least one row, got " + std::to_string(n));
+        if (opt_.num_options > 0) {  // validate the tags before anything is written
+            const int64_t* t = static_cast<const int64_t*>(src[option_field_]);
+            for (int64_t j = 0; j < n; ++j)
+                if (t[j] < 0 || t[j] >= opt_.num_options)
+                    throw std::invalid_argument("option: expected ids in [0, " + std::to_string(opt_.num_options) +
+                                                "), got " + std::to_string(t[j]));
+        }
+        std::lock_guard<std::mutex> g(mu_);
+        const int64_t cap = capacity();
+        int64_t first = 0;
+        if (n > cap) {  // only the newest `cap` rows survive a batch larger than the buffer
+            first = n - cap;
+            pos_ = (pos_ + first) % cap;
+        }
+        int64_t remaining = n - first, row = first;
+        while (remaining > 0) {
+            const int64_t chunk = std::min(remaining, cap - pos_);
+            write_chunk(pos_, chunk, src, row);
+            row += chunk;
+            remaining -= chunk;
+            pos_ = (pos_ + chunk) % cap;
+        }
+    }
+
+    // ---- sample --------------------------------------------------------------------------
+    // Draws n slot indices (with replacement) and, for a prioritized buffer, importance weights
+    // w_i = (N P(i))^-beta / max_j w_j = (p_min / p_i)^beta; then gathers every field into out.
+    // option < 0: all rows. weights may be null for an unprioritized buffer.
+    void sample(int64_t n, int64_t option, double beta, int64_t* idx, float* weights, void* const* out) {
+        if (n <= 0) throw std::invalid_argument("batch_size: expected an integer > 0, got " + std::to_string(n));
+        if (option >= 0) check_option("option", option);
+        if (opt_.prioritized && !(beta >= 0.0 && std::isfinite(beta)))
+            throw std::invalid_argument("beta: expected a finite number >= 0, got " + std::to_string(beta));
+        std::lock_guard<std::mutex> g(mu_);
+        const int64_t available = option >= 0 ? counts_[static_cast<size_t>(option)] : size_;
+        if (available == 0) {
+            if (option >= 0)
+                throw std::invalid_argument("option: no rows of option " + std::to_string(option) +
+                                            " in the buffer yet (count(option=" + std::to_string(option) + ") == 0)");
+            throw std::invalid_argument("sample: the buffer is empty; add rows before sampling");
+        }
+        if (opt_.prioritized) {
+            sample_prioritized(n, option, beta, idx, weights);
+        } else if (option >= 0) {
+            std::vector<double> u(static_cast<size_t>(n));
+            const double total = tree_->total(option);
+            for (auto& x : u) x = rng_.uniform() * total;
+            tree_->find_batch(option, u.data(), n, idx);
+        } else {
+            for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int64_t>(rng_.below(static_cast<uint64_t>(size_)));
+        }
+        storage_.gather(idx, n, out);
+    }
+
+    // Gather given slots (validated) into out.
+    void gather(const int64_t* idx, int64_t n, void* const* out) {
+        std::lock_guard<std::mutex> g(mu_);
+        check_indices(idx, n);
+        storage_.gather(idx, n, out);
+    }
+
+    // ---- priorities ----------------------------------------------------------------------
+    void update_priorities(const int64_t* idx, const double* td, int64_t n) {
+        if (!opt_.prioritized) throw std::logic_error("update_priorities: this buffer is not prioritized");
+        for (int64_t j = 0; j < n; ++j)
+            if (!std::isfinite(td[j]))
+                throw std::invalid_argument("td_errors: expected finite values, got " + std::to_string(td[j]) +
+                                            " at position " + std::to_string(j));
+        std::lock_guard<std::mutex> g(mu_);
+        check_indices(idx, n);
+        for (int64_t j = 0; j < n; ++j) {
+            const double p = std::fabs(td[j]) + opt_.eps;
+            max_priority_ = std::max(max_priority_, p);
+            tree_->set(idx[j], leaf_value(p), -1);
+        }
+    }
+
+    // ---- restore (load) ------------------------------------------------------------------
+    // The columns were filled by the caller; set the ring position, take the saved leaves and
+    // rebuild the tree and the per-option counts. Not thread-safe: only on a fresh buffer.
+    void restore(int64_t size, int64_t pos, double max_priority, const float* leaves) {
+        const int64_t cap = capacity();
+        if (size < 0 || size > cap || pos < 0 || pos >= cap || (size < cap && pos != size))
+            throw std::invalid_argument("restore: inconsistent size " + std::to_string(size) + " / position " +
+                                        std::to_string(pos) + " for capacity " + std::to_string(cap));
+        if (opt_.num_options > 0) {
+            const int64_t* t = tags();
+            std::fill(counts_.begin(), counts_.end(), 0);
+            for (int64_t i = 0; i < size; ++i) {
+                if (t[i] < 0 || t[i] >= opt_.num_options)
+                    throw std::invalid_argument("restore: option id " + std::to_string(t[i]) + " out of range");
+                ++counts_[static_cast<size_t>(t[i])];
+            }
+        }
+        size_ = size;
+        pos_ = pos;
+        max_priority_ = max_priority;
+        if (tree_) {
+            float* lv = tree_->leaves();
+            for (int64_t i = 0; i < cap; ++i) lv[i] = i < size ? (leaves ? leaves[i] : 1.0f) : 0.0f;
+            tree_->rebuild();
+        }
+    }
+
+private:
+    const int64_t* tags() const {
+        return reinterpret_cast<const int64_t*>(storage_.column(option_field_));
+    }
+
+    float leaf_value(double p) const { return static_cast<float>(std::pow(p, opt_.alpha)); }
+
+    void check_option(const char* what, int64_t option) const {
+        if (opt_.num_options == 0)
+            throw std::invalid_argument(std::string(what) + ": this buffer has no option tags (created without num_options)");
+        if (option < 0 || option >= opt_.num_options)
+            throw std::out_of_range(std::string(what) + ": expected an option id in [0, " +
+                                    std::to_string(opt_.num_options) + "), got " + std::to_string(option));
+    }
+
+    void check_indices(const int64_t* idx, int64_t n) const {
+        for (int64_t j = 0; j < n; ++j)
+            if (idx[j] < 0 || idx[j] >= size_)
+                throw std::out_of_range("indices: expected slots in [0, " + std::to_string(size_) + ") (rows written), got " +
+                                        std::to_string(idx[j]) + " at position " + std::to_string(j));
+    }
+
+    void write_chunk(int64_t slot, int64_t n, const void* const* src, int64_t src_row) {
+        const int64_t cap = capacity();
+        const int64_t overwritten = std::max<int64_t>(0, std::min(slot + n, size_) - slot);
+        if (opt_.num_options > 0) {
+            const int64_t* t = tags();
+            for (int64_t i = slot; i < slot + overwritten; ++i) --counts_[static_cast<size_t>(t[i])];
+        }
+        storage_.write(slot, n, src, src_row);
+        size_ = std::min(cap, std::max(size_, slot + n));
+        if (opt_.num_options > 0) {
+            const int64_t* t = tags();
+            for (int64_t i = slot; i < slot + n; ++i) ++counts_[static_cast<size_t>(t[i])];
+        }
+        if (!tree_) return;
+        const float p = opt_.prioritized ? leaf_value(max_priority_) : 1.0f;
+        float* lv = tree_->leaves();
+        for (int64_t i = slot; i < slot + n; ++i) lv[i] = p;
+        tree_->refresh_range(slot, slot + n);
+    }
+
+    void sample_prioritized(int64_t n, int64_t option, double beta, int64_t* idx, float* weights) {
+        const int64_t slot = option >= 0 ? option : tree_->all_slot();
+        const double total = tree_->total(slot);
+        if (!(total > 0.0))
+            throw std::invalid_argument("sample: every priority is zero (td_errors of 0 with eps=0); use eps > 0");
+        const double seg = total / static_cast<double>(n);
+        std::vector<double> u(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) u[static_cast<size_t>(j)] = (static_cast<double>(j) + rng_.uniform()) * seg;
+        tree_->find_batch(slot, u.data(), n, idx);
+        const double p_min = tree_->min(slot);
+        for (int64_t j = 0; j < n; ++j)
+            weights[j] = static_cast<float>(std::pow(p_min / static_cast<double>(tree_->leaf(idx[j])), beta));
+    }
+
+    ColumnStorage storage_;
+    ReplayOptions opt_;
+    Rng rng_;
+    std::unique_ptr<PriorityTree> tree_;
+    int64_t option_field_ = -1;
+    std::vector<int64_t> counts_;
+    int64_t size_ = 0, pos_ = 0;
+    double max_priority_ = 1.0;
+    std::mutex mu_;
+};
+
+}  // namespace hrlkit

@@ -1,0 +1,106 @@
+// Column ring storage: each field is one contiguous array of `capacity` rows, so a batch of one
+// field is a single gather and a vector env's n rows are one or two memcpy's per field.
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace hrlkit {
+
+enum class DType : int { float32 = 0, float64 = 1, int64 = 2, int32 = 3, uint8 = 4, bool_ = 5 };
+
+inline int64_t dtype_size(DType d) {
+    switch (d) {
+        case DType::float32: case DType::int32: return 4;
+        case DType::float64: case DType::int64: return 8;
+        case DType::uint8: case DType::bool_: return 1;
+    }
+    throw std::invalid_argument("unknown dtype code");
+}
+
+struct Field {
+    std::string name;
+    std::vector<int64_t> shape;  // per row
+    DType dtype = DType::float32;
+
+    int64_t row_elems() const {
+        int64_t n = 1;
+        for (int64_t s : shape) n *= s;
+        return n;
+    }
+    int64_t row_bytes() const { return row_elems() * dtype_size(dtype); }
+};
+
+class ColumnStorage {
+public:
+    ColumnStorage(int64_t capacity, std::vector<Field> fields) : capacity_(capacity), fields_(std::move(fields)) {
+        if (capacity <= 0) throw std::invalid_argument("capacity: expected an integer > 0, got " + std::to_string(capacity));
+        if (fields_.empty()) throw std::invalid_argument("spec: expected at least one field, got none");
+        for (const Field& f : fields_) {
+            for (int64_t s : f.shape)
+                if (s <= 0) throw std::invalid_argument("spec['" + f.name + "']: expected positive dimensions");
+            row_bytes_.push_back(f.row_bytes());
+            // calloc: pages are zero and only become resident as rows are written.
+            void* p = std::calloc(static_cast<size_t>(capacity), static_cast<size_t>(f.row_bytes()));
+            if (!p) throw std::bad_alloc();
+            columns_.emplace_back(static_cast<uint8_t*>(p));
+        }
+    }
+
+    int64_t capacity() const { return capacity_; }
+    int64_t num_fields() const { return static_cast<int64_t>(fields_.size()); }
+    const Field& field(int64_t i) const { return fields_[static_cast<size_t>(i)]; }
+    const std::vector<Field>& fields() const { return fields_; }
+    int64_t row_bytes(int64_t i) const { return row_bytes_[static_cast<size_t>(i)]; }
+    uint8_t* column(int64_t i) { return columns_[static_cast<size_t>(i)].get(); }
+    const uint8_t* column(int64_t i) const { return columns_[static_cast<size_t>(i)].get(); }
+    size_t bytes() const {
+        size_t b = 0;
+        for (int64_t rb : row_bytes_) b += static_cast<size_t>(rb * capacity_);
+        return b;
+    }
+
+    // Copy rows [src_row, src_row + n) of every source (contiguous [*, row] arrays) to slots
+    // [slot, slot + n); the caller guarantees slot + n <= capacity.
+    void write(int64_t slot, int64_t n, const void* const* src, int64_t src_row) {
+        for (size_t f = 0; f < columns_.size(); ++f) {
+            const int64_t rb = row_bytes_[f];
+            std::memcpy(columns_[f].get() + slot * rb, static_cast<const uint8_t*>(src[f]) + src_row * rb,
+                        static_cast<size_t>(n * rb));
+        }
+    }
+
+    // out[f] is a contiguous [n, row] array.
+    void gather(const int64_t* idx, int64_t n, void* const* out) const {
+        for (size_t f = 0; f < columns_.size(); ++f) {
+            const int64_t rb = row_bytes_[f];
+            const uint8_t* col = columns_[f].get();
+            uint8_t* dst = static_cast<uint8_t*>(out[f]);
+            switch (rb) {  // fixed-size copies compile to single moves
+                case 1: gather_fixed<1>(col, idx, n, dst); break;
+                case 4: gather_fixed<4>(col, idx, n, dst); break;
+                case 8: gather_fixed<8>(col, idx, n, dst); break;
+                default:
+                    for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * rb, col + idx[j] * rb, static_cast<size_t>(rb));
+            }
+        }
+    }
+
+private:
+    template <int RB>
+    static void gather_fixed(const uint8_t* col, const int64_t* idx, int64_t n, uint8_t* dst) {
+        for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * RB, col + idx[j] * RB, RB);
+    }
+
+    struct FreeDeleter { void operator()(uint8_t* p) const { std::free(p); } };
+    int64_t capacity_;
+    std::vector<Field> fields_;
+    std::vector<int64_t> row_bytes_;
+    std::vector<std::unique_ptr<uint8_t, FreeDeleter>> columns_;
+};
+
+}  // namespace hrlkit

@@ -1,0 +1,243 @@
+"""SMDP / n-step returns and option-critic bootstrap targets.
+
+Each function takes numpy arrays or torch tensors and returns the same kind. CPU inputs go to the
+C++ kernels (zero-copy); CUDA tensors, or ``backend="torch"``, use the torch reference next to
+each kernel, which the tests compare against the kernel. Targets carry no gradient.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._validate import check_float, check_int, describe, to_numpy
+
+__all__ = [
+    "NStepReturns",
+    "nstep_returns",
+    "nstep_returns_reference",
+    "option_values",
+    "option_values_reference",
+    "option_bootstrap",
+    "option_bootstrap_reference",
+]
+
+
+class NStepReturns(NamedTuple):
+    returns: Any    # [T, N] sum_{i<k} gamma^i r_{t+i} (+ discounts * next_values[t+k-1] when given)
+    discounts: Any  # [T, N] gamma^k, or 0 where the window ended on a terminal step
+    steps: Any      # [T, N] k, the number of rewards summed (int64)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+def _is_torch(x: Any) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "device")
+
+
+def _use_torch(backend: str, *xs: Any) -> bool:
+    if backend not in ("auto", "cpp", "torch"):
+        raise ValueError(f"backend: expected 'auto', 'cpp' or 'torch', got {backend!r}")
+    on_gpu = any(_is_torch(x) and x.device.type != "cpu" for x in xs if x is not None)
+    if backend == "cpp" and on_gpu:
+        raise ValueError("backend: 'cpp' needs CPU inputs, got CUDA tensors (use 'auto' or 'torch')")
+    return backend == "torch" or (backend == "auto" and on_gpu)
+
+
+def _float_array(name: str, x: Any, ndim: int | None = None) -> np.ndarray:
+    a = to_numpy(name, x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected real numbers, got {describe(a)}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
+    return a
+
+
+def _flags(name: str, x: Any, shape: tuple) -> np.ndarray:
+    a = to_numpy(name, x)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} like rewards, got {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected booleans, got {describe(a)}")
+    return np.ascontiguousarray(a != 0).view(np.uint8)
+
+
+def _like(template: Any, arr: np.ndarray) -> Any:
+    if _is_torch(template):
+        import torch
+
+        return torch.from_numpy(arr)
+    return arr
+
+
+def _kernel_dtype(*arrays: np.ndarray) -> np.dtype:
+    return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
+
+
+# ---- n-step / SMDP returns ------------------------------------------------------------------
+def nstep_returns(
+    rewards: Any,
+    terminated: Any,
+    truncated: Any = None,
+    *,
+    gamma: float,
+    n: int,
+    option_terminations: Any = None,
+    next_values: Any = None,
+    backend: str = "auto",
+) -> NStepReturns:
+    """Discounted k-step returns over a [T, N] rollout (time first, one column per env).
+
+    The window of step t sums up to ``n`` rewards and stops after a step that ends the episode
+    (``terminated`` or ``truncated``), after a step whose option terminated
+    (``option_terminations``, for SMDP returns), or at the end of the rollout. ``discounts`` is
+    gamma^k, or 0 where the window ended on a terminal step. With ``next_values`` (the value of
+    s_{i+1} for each step i; for a truncated step, the value of its final observation),
+    ``returns`` includes the bootstrap ``discounts * next_values[t+k-1]``.
+    """
+    gamma = check_float("gamma", gamma, low=0.0, high=1.0)
+    n = check_int("n", n, minimum=1)
+    if _use_torch(backend, rewards, terminated, truncated, option_terminations, next_values):
+        return nstep_returns_reference(
+            rewards, terminated, truncated, gamma=gamma, n=n, option_terminations=option_terminations, next_values=next_values
+        )
+    r = _float_array("rewards", rewards, ndim=2)
+    term = _flags("terminated", terminated, r.shape)
+    trunc = None if truncated is None else _flags("truncated", truncated, r.shape)
+    opt_end = None if option_terminations is None else _flags("option_terminations", option_terminations, r.shape)
+    nv = None
+    if next_values is not None:
+        nv = _float_array("next_values", next_values, ndim=2)
+        if nv.shape != r.shape:
+            raise ValueError(f"next_values: expected shape {r.shape} like rewards, got {nv.shape}")
+    dt = _kernel_dtype(r, *([nv] if nv is not None else []))
+    r = np.ascontiguousarray(r, dtype=dt)
+    if nv is not None:
+        nv = np.ascontiguousarray(nv, dtype=dt)
+    kernel = _core.nstep_returns_f64 if dt == np.float64 else _core.nstep_returns_f32
+    ret, disc, steps = kernel(r, term, trunc, opt_end, nv, gamma, n)
+    return NStepReturns(_like(rewards, ret), _like(rewards, disc), _like(rewards, steps))
+
+
+def nstep_returns_reference(
+    rewards: Any,
+    terminated: Any,
+    truncated: Any = None,
+    *,
+    gamma: float,
+    n: int,
+    option_terminations: Any = None,
+    next_values: Any = None,
+) -> NStepReturns:
+    """Torch reference of :func:`nstep_returns` (vectorized over [T, N], a loop over k < n)."""
+    import torch
+
+    as_numpy = not _is_torch(rewards)
+    r = torch.as_tensor(rewards).detach()
+    if not r.is_floating_point():
+        r = r.float()
+    if r.ndim != 2:
+        raise ValueError(f"rewards: expected a 2-D array, got shape {tuple(r.shape)}")
+    T, N = r.shape
+    dev = r.device
+
+    def flag(x):
+        f = torch.as_tensor(x, device=dev).detach()
+        if tuple(f.shape) != (T, N):
+            raise ValueError(f"flags: expected shape {(T, N)} like rewards, got {tuple(f.shape)}")
+        return f != 0
+
+    end = flag(terminated)
+    term = end.clone()
+    if truncated is not None:
+        end = end | flag(truncated)
+    if option_terminations is not None:
+        end = end | flag(option_terminations)
+    acc_dtype = torch.float64
+    g = torch.zeros(T, N, dtype=acc_dtype, device=dev)
+    disc = torch.ones(T, N, dtype=acc_dtype, device=dev)
+    steps = torch.zeros(T, N, dtype=torch.int64, device=dev)
+    alive = torch.ones(T, N, dtype=torch.bool, device=dev)
+    t_idx = torch.arange(T, device=dev).unsqueeze(1)
+    for j in range(min(n, T)):
+        src = (t_idx + j).clamp(max=T - 1).expand(T, N)
+        valid = alive & (t_idx + j < T)
+        r_j = torch.gather(r.to(acc_dtype), 0, src)
+        g = torch.where(valid, g + disc * r_j, g)
+        steps = steps + valid.long()
+        disc = torch.where(valid, disc * gamma, disc)
+        term_j = torch.gather(term, 0, src)
+        disc = torch.where(valid & term_j, torch.zeros_like(disc), disc)
+        alive = valid & ~torch.gather(end, 0, src)
+    if next_values is not None:
+        nv = torch.as_tensor(next_values, device=dev).detach().to(acc_dtype)
+        boot = torch.gather(nv, 0, (t_idx + steps - 1).clamp(min=0))
+        g = torch.where(disc != 0, g + disc * boot, g)
+    out_dtype = torch.float64 if (r.dtype == torch.float64 or (next_values is not None and torch.as_tensor(next_values).dtype == torch.float64)) else torch.float32
+    out = NStepReturns(g.to(out_dtype), disc.to(out_dtype), steps)
+    if as_numpy:
+        return NStepReturns(*(x.cpu().numpy() for x in out))
+    return out
+
+
+# ---- option values and the option-critic bootstrap ------------------------------------------
+def option_values(q: Any, epsilon: float = 0.0, *, backend: str = "auto") -> Any:
+    """V_Omega(s) = (1 - epsilon) max_w Q(s, w) + epsilon mean_w Q(s, w), for q of shape [B, K]."""
+    epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
+    if _use_torch(backend, q):
+        return option_values_reference(q, epsilon)
+    a = _float_array("q", q, ndim=2)
+    if a.shape[1] < 1:
+        raise ValueError(f"q: expected shape (B, K) with K >= 1, got {a.shape}")
+    dt = _kernel_dtype(a)
+    kernel = _core.option_values_f64 if dt == np.float64 else _core.option_values_f32
+    return _like(q, kernel(np.ascontiguousarray(a, dtype=dt), epsilon))
+
+
+def option_values_reference(q: Any, epsilon: float = 0.0) -> Any:
+    import torch
+
+    t = torch.as_tensor(q).detach()
+    v = (1.0 - epsilon) * t.max(dim=1).values + epsilon * t.mean(dim=1)
+    return v if _is_torch(q) else v.cpu().numpy()
+
+
+def option_bootstrap(q_next: Any, beta_next: Any, options: Any, epsilon: float = 0.0, *, backend: str = "auto") -> Any:
+    """U(s', w) = (1 - beta(s', w)) Q(s', w) + beta(s', w) V_Omega(s') for the running option w.
+
+    q_next: [B, K] option values at s'; beta_next: [B] (the running option's termination
+    probability at s') or [B, K] (all options'; column w is used); options: [B] int ids.
+    """
+    epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
+    if _use_torch(backend, q_next, beta_next, options):
+        return option_bootstrap_reference(q_next, beta_next, options, epsilon)
+    q = _float_array("q_next", q_next, ndim=2)
+    b = _float_array("beta_next", beta_next)
+    o = to_numpy("options", options)
+    if o.dtype.kind not in "iu":
+        raise TypeError(f"options: expected integer option ids, got {describe(o)}")
+    dt = _kernel_dtype(q, b)
+    kernel = _core.option_bootstrap_f64 if dt == np.float64 else _core.option_bootstrap_f32
+    out = kernel(
+        np.ascontiguousarray(q, dtype=dt),
+        np.ascontiguousarray(b, dtype=dt),
+        np.ascontiguousarray(o, dtype=np.int64),
+        epsilon,
+    )
+    return _like(q_next, out)
+
+
+def option_bootstrap_reference(q_next: Any, beta_next: Any, options: Any, epsilon: float = 0.0) -> Any:
+    import torch
+
+    q = torch.as_tensor(q_next).detach()
+    b = torch.as_tensor(beta_next, device=q.device).detach().to(q.dtype)
+    o = torch.as_tensor(options, device=q.device).long()
+    if bool(((o < 0) | (o >= q.shape[1])).any()):
+        raise IndexError(f"options: expected ids in [0, {q.shape[1]}), got {o.min().item()}..{o.max().item()}")
+    if b.ndim == 2:
+        b = b.gather(1, o[:, None]).squeeze(1)
+    q_w = q.gather(1, o[:, None]).squeeze(1)
+    v = (1.0 - epsilon) * q.max(dim=1).values + epsilon * q.mean(dim=1)
+    u = (1.0 - b) * q_w + b * v
+    return u if _is_torch(q_next) else u.cpu().numpy()
