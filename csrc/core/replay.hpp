@@ -128,10 +128,10 @@ public:
         if (opt_.prioritized) {
             sample_prioritized(n, option, beta, idx, weights);
         } else if (option >= 0) {
-            std::vector<double> u(static_cast<size_t>(n));
             const double total = tree_->total(option);
-            for (auto& x : u) x = rng_.uniform() * total;
-            tree_->find_batch(option, u.data(), n, idx);
+            double* u = scratch(n);
+            for (int64_t j = 0; j < n; ++j) u[j] = rng_.uniform() * total;
+            tree_->find_batch(option, u, n, idx);
         } else {
             for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int64_t>(rng_.below(static_cast<uint64_t>(size_)));
         }
@@ -183,7 +183,7 @@ public:
         max_priority_ = max_priority;
         if (tree_) {
             float* lv = tree_->leaves();
-            for (int64_t i = 0; i < cap; ++i) lv[i] = i < size ? (leaves ? leaves[i] : 1.0f) : 0.0f;
+            for (int64_t i = 0; i < cap; ++i) lv[i] = i < size ? (leaves ? leaves[i] : 1.0f) : 0.0f;  // pad rows stay 0
             tree_->rebuild();
         }
     }
@@ -230,18 +230,22 @@ private:
         tree_->refresh_range(slot, slot + n);
     }
 
+    double* scratch(int64_t n) {  // mutex held by the caller
+        if (static_cast<int64_t>(scratch_.size()) < n) scratch_.resize(static_cast<size_t>(n));
+        return scratch_.data();
+    }
+
     void sample_prioritized(int64_t n, int64_t option, double beta, int64_t* idx, float* weights) {
         const int64_t slot = option >= 0 ? option : tree_->all_slot();
         const double total = tree_->total(slot);
         if (!(total > 0.0))
             throw std::invalid_argument("sample: every priority is zero (td_errors of 0 with eps=0); use eps > 0");
         const double seg = total / static_cast<double>(n);
-        std::vector<double> u(static_cast<size_t>(n));
-        for (int64_t j = 0; j < n; ++j) u[static_cast<size_t>(j)] = (static_cast<double>(j) + rng_.uniform()) * seg;
-        tree_->find_batch(slot, u.data(), n, idx);
-        const double p_min = tree_->min(slot);
-        for (int64_t j = 0; j < n; ++j)
-            weights[j] = static_cast<float>(std::pow(p_min / static_cast<double>(tree_->leaf(idx[j])), beta));
+        double* u = scratch(n);
+        for (int64_t j = 0; j < n; ++j) u[j] = (static_cast<double>(j) + rng_.uniform()) * seg;
+        tree_->find_batch(slot, u, n, idx);
+        const float p_min = tree_->min(slot), b = static_cast<float>(beta);
+        for (int64_t j = 0; j < n; ++j) weights[j] = std::pow(p_min / tree_->leaf(idx[j]), b);
     }
 
     ColumnStorage storage_;
@@ -252,6 +256,7 @@ private:
     std::vector<int64_t> counts_;
     int64_t size_ = 0, pos_ = 0;
     double max_priority_ = 1.0;
+    std::vector<double> scratch_;
     std::mutex mu_;
 };
 

@@ -2,12 +2,12 @@
 // field is a single gather and a vector env's n rows are one or two memcpy's per field.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "memory.hpp"
 
 namespace hrlkit {
 
@@ -37,6 +37,8 @@ struct Field {
 
 class ColumnStorage {
 public:
+    static constexpr int64_t kRowPad = 16;
+
     ColumnStorage(int64_t capacity, std::vector<Field> fields) : capacity_(capacity), fields_(std::move(fields)) {
         if (capacity <= 0) throw std::invalid_argument("capacity: expected an integer > 0, got " + std::to_string(capacity));
         if (fields_.empty()) throw std::invalid_argument("spec: expected at least one field, got none");
@@ -44,20 +46,20 @@ public:
             for (int64_t s : f.shape)
                 if (s <= 0) throw std::invalid_argument("spec['" + f.name + "']: expected positive dimensions");
             row_bytes_.push_back(f.row_bytes());
-            // calloc: pages are zero and only become resident as rows are written.
-            void* p = std::calloc(static_cast<size_t>(capacity), static_cast<size_t>(f.row_bytes()));
-            if (!p) throw std::bad_alloc();
-            columns_.emplace_back(static_cast<uint8_t*>(p));
+            // Rows are padded to a multiple of kRowPad so fixed-width scans (the priority tree
+            // reads the option column 16 rows at a time) never run past the end; pad rows stay 0.
+            columns_.emplace_back(static_cast<size_t>(padded_rows() * f.row_bytes()));
         }
     }
 
     int64_t capacity() const { return capacity_; }
+    int64_t padded_rows() const { return (capacity_ + kRowPad - 1) / kRowPad * kRowPad; }
     int64_t num_fields() const { return static_cast<int64_t>(fields_.size()); }
     const Field& field(int64_t i) const { return fields_[static_cast<size_t>(i)]; }
     const std::vector<Field>& fields() const { return fields_; }
     int64_t row_bytes(int64_t i) const { return row_bytes_[static_cast<size_t>(i)]; }
-    uint8_t* column(int64_t i) { return columns_[static_cast<size_t>(i)].get(); }
-    const uint8_t* column(int64_t i) const { return columns_[static_cast<size_t>(i)].get(); }
+    uint8_t* column(int64_t i) { return columns_[static_cast<size_t>(i)].data(); }
+    const uint8_t* column(int64_t i) const { return columns_[static_cast<size_t>(i)].data(); }
     size_t bytes() const {
         size_t b = 0;
         for (int64_t rb : row_bytes_) b += static_cast<size_t>(rb * capacity_);
@@ -69,7 +71,7 @@ public:
     void write(int64_t slot, int64_t n, const void* const* src, int64_t src_row) {
         for (size_t f = 0; f < columns_.size(); ++f) {
             const int64_t rb = row_bytes_[f];
-            std::memcpy(columns_[f].get() + slot * rb, static_cast<const uint8_t*>(src[f]) + src_row * rb,
+            std::memcpy(columns_[f].data() + slot * rb, static_cast<const uint8_t*>(src[f]) + src_row * rb,
                         static_cast<size_t>(n * rb));
         }
     }
@@ -78,7 +80,7 @@ public:
     void gather(const int64_t* idx, int64_t n, void* const* out) const {
         for (size_t f = 0; f < columns_.size(); ++f) {
             const int64_t rb = row_bytes_[f];
-            const uint8_t* col = columns_[f].get();
+            const uint8_t* col = columns_[f].data();
             uint8_t* dst = static_cast<uint8_t*>(out[f]);
             switch (rb) {  // fixed-size copies compile to single moves
                 case 1: gather_fixed<1>(col, idx, n, dst); break;
@@ -96,11 +98,10 @@ private:
         for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * RB, col + idx[j] * RB, RB);
     }
 
-    struct FreeDeleter { void operator()(uint8_t* p) const { std::free(p); } };
     int64_t capacity_;
     std::vector<Field> fields_;
     std::vector<int64_t> row_bytes_;
-    std::vector<std::unique_ptr<uint8_t, FreeDeleter>> columns_;
+    std::vector<ZeroedBuffer> columns_;
 };
 
 }  // namespace hrlkit

@@ -1,24 +1,28 @@
 // A 16-ary sum/min tree over per-slot priorities, with optional per-option ("tagged") sums.
 //
 // Why 16-ary: a 1M-leaf binary tree has 20 levels and two 8-byte nodes per leaf (16 MB of sums
-// alone, 10% of a 1M x 165-byte replay). With fan-out 16 the tree has 5 levels, one level's
-// children fit in two cache lines, and the internal nodes cost 1/15 of a leaf each, so the
-// leaves (one float per slot) dominate the overhead.
+// alone, 10% of a 1M x 165-byte replay). With fan-out 16 the tree has 5 internal levels, one
+// node's children are 16 contiguous values (two cache lines of doubles), internal nodes cost
+// 1/15 of a leaf each, and the leaves (one float per slot) dominate the overhead.
 //
-// Tags: with num_options = K > 0 every internal node keeps K + 1 sums and mins (one per option
-// plus one over all rows), so a row of option k is found by descending on the k-th sums. Leaf
-// tags are read from the replay's own `option` column (no copy).
+// Tags: with num_options = K > 0 every level keeps K + 1 sums and mins per node (one per option
+// and one over all rows), stored slot-major so that a descent for option k reads 16 contiguous
+// values per level. Leaf tags are read from the replay's own `option` column (no copy); that
+// column and the leaves are padded to a multiple of 16 rows (pad rows: priority 0).
 //
-// Exactness: a node is always recomputed from its children, never patched with a delta, so a
-// node's sum is > 0 exactly when some child's is; the descent can then never end on an empty
-// or foreign leaf, whatever the float rounding of the prefix value.
+// Exactness: a node is always recomputed from its children, never patched with a delta, so its
+// sum is > 0 exactly when some child's is. The descent picks the first child whose running
+// prefix exceeds u, which is never a child of weight 0 (adding 0.0 leaves the prefix unchanged),
+// and falls back to the last child of positive weight when rounding pushes u past the end: it
+// can never end on an empty or foreign leaf.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
-#include <string>
 #include <vector>
+
+#include "memory.hpp"
 
 namespace hrlkit {
 
@@ -28,49 +32,49 @@ public:
 
     PriorityTree(int64_t capacity, int64_t num_options)
         : capacity_(capacity), num_options_(num_options), slots_(num_options > 0 ? num_options + 1 : 1),
-          leaves_(static_cast<size_t>(capacity), 0.0f) {
-        if (capacity <= 0) throw std::invalid_argument("capacity: expected > 0, got " + std::to_string(capacity));
+          leaves_(static_cast<size_t>(round_up(capacity)) * sizeof(float)) {
+        if (capacity <= 0) throw std::invalid_argument("capacity: expected > 0");
         int64_t n = capacity;
         do {
             n = (n + kFan - 1) / kFan;
-            counts_.push_back(n);
-            sums_.emplace_back(static_cast<size_t>(n * slots_), 0.0);
-            mins_.emplace_back(static_cast<size_t>(n * slots_), kInf);
+            const int64_t stride = round_up(n);
+            strides_.push_back(stride);
+            sums_.emplace_back(static_cast<size_t>(stride * slots_), 0.0);
+            mins_.emplace_back(static_cast<size_t>(stride * slots_), kInf);
         } while (n > 1);
     }
 
-    // Where each leaf's option tag lives (the replay's int64 `option` column); only for K > 0.
+    // Where each leaf's option tag lives (the replay's int64 `option` column, padded to a
+    // multiple of 16 rows); only for K > 0.
     void set_tags(const int64_t* tags) { tags_ = tags; }
 
-    int64_t capacity() const { return capacity_; }
     int64_t all_slot() const { return slots_ - 1; }
-    float leaf(int64_t i) const { return leaves_[static_cast<size_t>(i)]; }
-    float* leaves() { return leaves_.data(); }
-    const float* leaves() const { return leaves_.data(); }
+    float leaf(int64_t i) const { return leaves_.as<float>()[i]; }
+    float* leaves() { return leaves_.as<float>(); }
     size_t bytes() const {
-        size_t b = leaves_.size() * sizeof(float);
+        size_t b = leaves_.bytes();
         for (size_t l = 0; l < sums_.size(); ++l) b += sums_[l].size() * (sizeof(double) + sizeof(float));
         return b;
     }
 
-    double total(int64_t slot) const { return sums_.back()[static_cast<size_t>(slot)]; }
-    float min(int64_t slot) const { return mins_.back()[static_cast<size_t>(slot)]; }
+    double total(int64_t slot) const { return sums_.back()[static_cast<size_t>(slot * strides_.back())]; }
+    float min(int64_t slot) const { return mins_.back()[static_cast<size_t>(slot * strides_.back())]; }
 
     // Set leaf i to p (its tag already written) and refresh its ancestors; old_tag is the tag the
     // leaf had before (or -1), so the sums of the option it left are refreshed too.
     void set(int64_t i, float p, int64_t old_tag) {
-        leaves_[static_cast<size_t>(i)] = p;
+        leaves()[i] = p;
         const int64_t all = all_slot();
         int64_t node = i / kFan;
         if (num_options_ == 0) {
-            for (size_t l = 0; l < sums_.size(); ++l, node /= kFan) refresh_slot(l, node, 0);
+            for (size_t l = 0; l < sums_.size(); ++l, node /= kFan) refresh(l, node, 0);
             return;
         }
         const int64_t tag = tags_[i];
         for (size_t l = 0; l < sums_.size(); ++l, node /= kFan) {
-            refresh_slot(l, node, all);
-            refresh_slot(l, node, tag);
-            if (old_tag >= 0 && old_tag != tag) refresh_slot(l, node, old_tag);
+            refresh(l, node, all);
+            refresh(l, node, tag);
+            if (old_tag >= 0 && old_tag != tag) refresh(l, node, old_tag);
         }
     }
 
@@ -79,127 +83,140 @@ public:
         if (hi <= lo) return;
         int64_t a = lo / kFan, b = (hi - 1) / kFan;
         for (size_t l = 0; l < sums_.size(); ++l, a /= kFan, b /= kFan)
-            for (int64_t node = a; node <= b; ++node) refresh_node(l, node);
+            for (int64_t node = a; node <= b; ++node)
+                for (int64_t slot = 0; slot < slots_; ++slot) refresh(l, node, slot);
     }
 
     void rebuild() { refresh_range(0, capacity_); }
 
-    // Leaf index for prefix value u in [0, total(slot)). Always a leaf of positive priority that
-    // belongs to the slot, provided total(slot) > 0.
-    int64_t find(int64_t slot, double u) const {
-        int64_t node = 0;
-        for (size_t l = sums_.size(); l-- > 0;) node = pick_child(l, node, slot, u);
-        return node;
-    }
-
-    // find() for a batch, level by level, prefetching each sample's next children so the cache
-    // misses of different samples overlap.
+    // Leaf indices for prefix values u[j] in [0, total(slot)), level by level over the batch so
+    // the cache misses of different draws overlap (each draw prefetches its next children).
+    // Each result is a leaf of positive priority in the slot, provided total(slot) > 0.
     void find_batch(int64_t slot, double* u, int64_t n, int64_t* out) const {
         std::fill(out, out + n, int64_t{0});
         for (size_t l = sums_.size(); l-- > 0;) {
             for (int64_t j = 0; j < n; ++j) {
-                out[j] = pick_child(l, out[j], slot, u[j]);
-                prefetch_children(l, out[j]);
+                double w[kFan];
+                load_children(l, out[j], slot, w);
+                const int64_t child = out[j] * kFan + scan(w, u[j]);
+                out[j] = child;
+                if (l > 0) prefetch_children(l - 1, child, slot);
             }
         }
     }
 
 private:
     static constexpr float kInf = std::numeric_limits<float>::infinity();
+    static int64_t round_up(int64_t n) { return (n + kFan - 1) / kFan * kFan; }
 
-    bool in_slot(int64_t leaf, int64_t slot) const {
-        return slot == slots_ - 1 || tags_[leaf] == slot;
-    }
-
-    // Weight of child c of a level-l node for `slot` (children of level 0 are leaves).
-    double child_weight(size_t l, int64_t c, int64_t slot) const {
+    // Weights of the 16 children of `node` at level l (children of level 0 are leaves).
+    void load_children(size_t l, int64_t node, int64_t slot, double* w) const {
+        const int64_t first = node * kFan;
         if (l == 0) {
-            const float p = leaves_[static_cast<size_t>(c)];
-            return (p > 0.0f && in_slot(c, slot)) ? static_cast<double>(p) : 0.0;
-        }
-        return sums_[l - 1][static_cast<size_t>(c * slots_ + slot)];
-    }
-
-    int64_t child_count(size_t l) const { return l == 0 ? capacity_ : counts_[l - 1]; }
-
-    int64_t pick_child(size_t l, int64_t node, int64_t slot, double& u) const {
-        const int64_t first = node * kFan, last = std::min(first + kFan, child_count(l));
-        double acc = 0.0, last_acc = 0.0, last_w = 0.0;
-        int64_t last_positive = -1;
-        for (int64_t c = first; c < last; ++c) {
-            const double w = child_weight(l, c, slot);
-            if (w <= 0.0) continue;
-            if (u < acc + w) { u -= acc; return c; }
-            last_positive = c; last_acc = acc; last_w = w;
-            acc += w;
-        }
-        // u fell past the end through rounding: stay on the last child with mass.
-        if (last_positive < 0) throw std::logic_error("PriorityTree: descended into an empty node");
-        u = std::min(std::max(u - last_acc, 0.0), last_w * (1.0 - 1e-12));
-        return last_positive;
-    }
-
-    void prefetch_children(size_t l, int64_t node) const {
-        if (l == 0) return;
-        if (l == 1) {
-            const float* p = leaves_.data() + node * kFan;
-            __builtin_prefetch(p);
-            __builtin_prefetch(p + kFan - 1);
-            if (num_options_ > 0) { __builtin_prefetch(tags_ + node * kFan); __builtin_prefetch(tags_ + node * kFan + kFan - 1); }
-        } else {
-            const double* s = sums_[l - 2].data() + node * kFan * slots_;
-            __builtin_prefetch(s);
-            __builtin_prefetch(s + kFan * slots_ - 1);
-        }
-    }
-
-    void refresh_slot(size_t l, int64_t node, int64_t slot) {
-        const int64_t first = node * kFan, last = std::min(first + kFan, child_count(l));
-        double s = 0.0;
-        float m = kInf;
-        if (l == 0) {
-            for (int64_t c = first; c < last; ++c) {
-                const float p = leaves_[static_cast<size_t>(c)];
-                if (p > 0.0f && in_slot(c, slot)) { s += p; m = std::min(m, p); }
-            }
-        } else {
-            const double* cs = sums_[l - 1].data();
-            const float* cm = mins_[l - 1].data();
-            for (int64_t c = first; c < last; ++c) {
-                s += cs[c * slots_ + slot];
-                m = std::min(m, cm[c * slots_ + slot]);
-            }
-        }
-        sums_[l][static_cast<size_t>(node * slots_ + slot)] = s;
-        mins_[l][static_cast<size_t>(node * slots_ + slot)] = m;
-    }
-
-    void refresh_node(size_t l, int64_t node) {
-        if (l == 0 && num_options_ > 0) {
-            // One pass over the leaves fills every option's slot and the all-rows slot.
-            double* s = sums_[0].data() + node * slots_;
-            float* m = mins_[0].data() + node * slots_;
-            std::fill(s, s + slots_, 0.0);
-            std::fill(m, m + slots_, kInf);
-            const int64_t first = node * kFan, last = std::min(first + kFan, capacity_);
-            const int64_t all = all_slot();
-            for (int64_t c = first; c < last; ++c) {
-                const float p = leaves_[static_cast<size_t>(c)];
-                if (p <= 0.0f) continue;
-                const int64_t t = tags_[c];
-                s[t] += p; m[t] = std::min(m[t], p);
-                s[all] += p; m[all] = std::min(m[all], p);
+            const float* p = leaves_.as<float>() + first;
+            if (slot == slots_ - 1) {
+                for (int c = 0; c < kFan; ++c) w[c] = p[c];
+            } else {
+                const int64_t* t = tags_ + first;
+                for (int c = 0; c < kFan; ++c) w[c] = t[c] == slot ? static_cast<double>(p[c]) : 0.0;
             }
             return;
         }
-        for (int64_t slot = 0; slot < slots_; ++slot) refresh_slot(l, node, slot);
+        const double* s = sums_[l - 1].data() + slot * strides_[l - 1] + first;
+        for (int c = 0; c < kFan; ++c) w[c] = s[c];
+    }
+
+    // Index of the first child whose running prefix exceeds u; u becomes the offset inside it.
+    // Branch-free, and the 16 prefixes are formed as 4 groups of 4 (four short add chains side by
+    // side, then one across the groups) rather than one chain of 16: a child of weight 0 never
+    // raises its prefix, so it is never the first to exceed u.
+    static int scan(const double* w, double& u) {
+        double in[kFan];  // prefix within each group of 4
+        double group_end[4];
+        for (int g = 0; g < 4; ++g) {
+            const double* x = w + 4 * g;
+            in[4 * g] = x[0];
+            in[4 * g + 1] = x[0] + x[1];
+            in[4 * g + 2] = in[4 * g + 1] + x[2];
+            in[4 * g + 3] = in[4 * g + 2] + x[3];
+            group_end[g] = in[4 * g + 3];
+        }
+        double base[5];
+        base[0] = 0.0;
+        for (int g = 0; g < 4; ++g) base[g + 1] = base[g] + group_end[g];
+        const int g = (base[1] <= u) + (base[2] <= u) + (base[3] <= u) + (base[4] <= u);
+        if (g < 4) {
+            const double v = u - base[g];
+            const double* p = in + 4 * g;
+            const int c = (p[0] <= v) + (p[1] <= v) + (p[2] <= v) + (p[3] <= v);
+            if (c < 4) {
+                u = v - (c > 0 ? p[c - 1] : 0.0);
+                return 4 * g + c;
+            }
+        }
+        // u reached the end of the node or of a group through rounding: take the last child
+        // with mass before that point, u inside it.
+        const int limit = g < 4 ? 4 * g + 4 : kFan;
+        int last = -1;
+        double last_below = 0.0, acc = 0.0;
+        for (int c = 0; c < limit; ++c) {
+            if (w[c] > 0.0) { last = c; last_below = acc; }
+            acc += w[c];
+        }
+        if (last < 0) throw std::logic_error("PriorityTree: descended into an empty node");
+        u = std::min(std::max(u - last_below, 0.0), w[last] * (1.0 - 1e-12));
+        return last;
+    }
+
+    void prefetch_children(size_t l, int64_t node, int64_t slot) const {
+        const int64_t first = node * kFan;
+        if (l == 0) {
+            __builtin_prefetch(leaves_.as<float>() + first);
+            if (num_options_ > 0 && slot != slots_ - 1) {
+                __builtin_prefetch(tags_ + first);
+                __builtin_prefetch(tags_ + first + 8);
+            }
+        } else {
+            const double* s = sums_[l - 1].data() + slot * strides_[l - 1] + first;
+            __builtin_prefetch(s);
+            __builtin_prefetch(s + 8);
+        }
+    }
+
+    // Recompute the sum and min of `slot` at `node` of level l from its 16 children.
+    void refresh(size_t l, int64_t node, int64_t slot) {
+        double w[kFan];
+        float m[kFan];
+        const int64_t first = node * kFan;
+        if (l == 0) {
+            const float* p = leaves_.as<float>() + first;
+            const bool all = slot == slots_ - 1;
+            for (int c = 0; c < kFan; ++c) {
+                const bool in = all || tags_[first + c] == slot;
+                w[c] = in ? static_cast<double>(p[c]) : 0.0;
+                m[c] = (in && p[c] > 0.0f) ? p[c] : kInf;
+            }
+        } else {
+            const double* s = sums_[l - 1].data() + slot * strides_[l - 1] + first;
+            const float* mn = mins_[l - 1].data() + slot * strides_[l - 1] + first;
+            for (int c = 0; c < kFan; ++c) { w[c] = s[c]; m[c] = mn[c]; }
+        }
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        float m0 = kInf, m1 = kInf, m2 = kInf, m3 = kInf;
+        for (int c = 0; c < kFan; c += 4) {
+            s0 += w[c]; s1 += w[c + 1]; s2 += w[c + 2]; s3 += w[c + 3];
+            m0 = std::min(m0, m[c]); m1 = std::min(m1, m[c + 1]); m2 = std::min(m2, m[c + 2]); m3 = std::min(m3, m[c + 3]);
+        }
+        const size_t at = static_cast<size_t>(slot * strides_[l] + node);
+        sums_[l][at] = (s0 + s1) + (s2 + s3);
+        mins_[l][at] = std::min(std::min(m0, m1), std::min(m2, m3));
     }
 
     int64_t capacity_, num_options_, slots_;
     const int64_t* tags_ = nullptr;
-    std::vector<float> leaves_;
-    std::vector<int64_t> counts_;             // nodes per internal level, bottom up
-    std::vector<std::vector<double>> sums_;   // [level][node * slots + slot]
+    ZeroedBuffer leaves_;                     // float per slot, padded to a multiple of 16
+    std::vector<int64_t> strides_;            // entries per slot at each internal level (padded)
+    std::vector<std::vector<double>> sums_;   // [level][slot * stride + node], bottom up
     std::vector<std::vector<float>> mins_;
 };
 
