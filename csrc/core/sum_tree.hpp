@@ -190,11 +190,18 @@ private:
         const int64_t first = node * kFan;
         if (l == 0) {
             const float* p = leaves_.as<float>() + first;
-            const bool all = slot == slots_ - 1;
-            for (int c = 0; c < kFan; ++c) {
-                const bool in = all || tags_[first + c] == slot;
-                w[c] = in ? static_cast<double>(p[c]) : 0.0;
-                m[c] = (in && p[c] > 0.0f) ? p[c] : kInf;
+            if (slot == slots_ - 1) {
+                for (int c = 0; c < kFan; ++c) {
+                    w[c] = static_cast<double>(p[c]);
+                    m[c] = p[c] > 0.0f ? p[c] : kInf;
+                }
+            } else {
+                const int64_t* t = tags_ + first;
+                for (int c = 0; c < kFan; ++c) {
+                    const bool in = t[c] == slot && p[c] > 0.0f;
+                    w[c] = in ? static_cast<double>(p[c]) : 0.0;
+                    m[c] = in ? p[c] : kInf;
+                }
             }
         } else {
             const double* s = sums_[l - 1].data() + slot * strides_[l - 1] + first;
