@@ -239,8 +239,9 @@ private:
             py::array a = py::reinterpret_borrow<py::array>(o);
             if (a.dtype().is(want) && (a.flags() & py::array::c_style)) return a;
         }
-        static py::object np_asarray = py::module_::import("numpy").attr("asarray");
-        static py::object np_can_cast = py::module_::import("numpy").attr("can_cast");
+        // Not cached in statics: those would be destroyed after the interpreter is gone.
+        const py::module_ np = py::module_::import("numpy");
+        const py::object np_asarray = np.attr("asarray"), np_can_cast = np.attr("can_cast");
         py::array a;
         try {
             a = np_asarray(o);

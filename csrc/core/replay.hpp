@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -92,16 +93,16 @@ public:
                                                 "), got " + std::to_string(t[j]));
         }
         std::lock_guard<std::mutex> g(mu_);
-        const int64_t cap = capacity();
+        const int64_t cap = capacity(), old_size = size_;
         int64_t first = 0;
-        if (n > cap) {  // only the newest `cap` rows survive a batch larger than the buffer
+        if (n > cap) {  // only the newest `cap` rows survive, at the slots a row-by-row add gives
             first = n - cap;
             pos_ = (pos_ + first) % cap;
         }
         int64_t remaining = n - first, row = first;
         while (remaining > 0) {
             const int64_t chunk = std::min(remaining, cap - pos_);
-            write_chunk(pos_, chunk, src, row);
+            write_chunk(pos_, chunk, src, row, old_size);
             row += chunk;
             remaining -= chunk;
             pos_ = (pos_ + chunk) % cap;
@@ -193,7 +194,14 @@ private:
         return reinterpret_cast<const int64_t*>(storage_.column(option_field_));
     }
 
-    float leaf_value(double p) const { return static_cast<float>(std::pow(p, opt_.alpha)); }
+    // p^alpha as a leaf: clamped into float's normal range so a huge TD error cannot make a sum
+    // infinite and a tiny positive one cannot make its row unsampleable (0 marks an empty slot).
+    float leaf_value(double p) const {
+        const double v = std::pow(p, opt_.alpha);
+        if (!(v > 0.0)) return 0.0f;
+        return static_cast<float>(std::min(std::max(v, static_cast<double>(std::numeric_limits<float>::min())),
+                                           static_cast<double>(std::numeric_limits<float>::max())));
+    }
 
     void check_option(const char* what, int64_t option) const {
         if (opt_.num_options == 0)
@@ -210,9 +218,11 @@ private:
                                         std::to_string(idx[j]) + " at position " + std::to_string(j));
     }
 
-    void write_chunk(int64_t slot, int64_t n, const void* const* src, int64_t src_row) {
+    // Each slot is written at most once per add, so the rows a chunk replaces are the ones that
+    // held data before the add began (slots below old_size).
+    void write_chunk(int64_t slot, int64_t n, const void* const* src, int64_t src_row, int64_t old_size) {
         const int64_t cap = capacity();
-        const int64_t overwritten = std::max<int64_t>(0, std::min(slot + n, size_) - slot);
+        const int64_t overwritten = std::max<int64_t>(0, std::min(slot + n, old_size) - slot);
         if (opt_.num_options > 0) {
             const int64_t* t = tags();
             for (int64_t i = slot; i < slot + overwritten; ++i) --counts_[static_cast<size_t>(t[i])];

@@ -161,7 +161,7 @@ class ReplayBuffer(_core.Replay):
                 "position": self.position,
                 "max_priority": self.max_priority,
                 "rng_state": [int(x) for x in self.rng_state()],
-                "blocks": [{"nbytes": int(a.nbytes), "crc32": zlib.crc32(memoryview(a).cast("B"))} for a in payload],
+                "blocks": [{"nbytes": int(a.nbytes), "crc32": zlib.crc32(_bytes(a))} for a in payload],
                 **self._header_extra(),
             }
             blob = json.dumps(header).encode()
@@ -170,7 +170,7 @@ class ReplayBuffer(_core.Replay):
                     f.write(_HEADER.pack(_MAGIC, _FORMAT_VERSION, len(blob)))
                     f.write(blob)
                     for a in payload:
-                        f.write(memoryview(a).cast("B"))
+                        f.write(_bytes(a))
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
@@ -223,7 +223,7 @@ class ReplayBuffer(_core.Replay):
             if len(targets) != len(blocks):
                 raise ValueError(f"path: {path!r} is corrupt: {len(blocks)} data blocks, expected {len(targets)}")
             for i, (dst, (nbytes, crc)) in enumerate(zip(targets, blocks)):
-                view = memoryview(dst).cast("B")
+                view = _bytes(dst)
                 if view.nbytes != nbytes or f.readinto(view) != view.nbytes:
                     raise ValueError(f"path: {path!r} is corrupt: data block {i} has the wrong size")
                 if zlib.crc32(view) != crc:
@@ -317,6 +317,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             return {"alpha": float(header["alpha"]), "beta": float(header["beta"]), "eps": float(header["eps"])}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"corrupt replay file header: missing prioritization parameters ({exc})") from exc
+
+
+def _bytes(a: np.ndarray) -> np.ndarray:
+    """A flat uint8 view of a C-contiguous array (zero rows included), for I/O and checksums."""
+    return a.reshape(-1).view(np.uint8)
 
 
 def _check_indices(indices: Any) -> np.ndarray:

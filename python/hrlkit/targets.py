@@ -44,22 +44,58 @@ def _use_torch(backend: str, *xs: Any) -> bool:
     return backend == "torch" or (backend == "auto" and on_gpu)
 
 
-def _float_array(name: str, x: Any, ndim: int | None = None) -> np.ndarray:
-    a = to_numpy(name, x)
-    if a.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: expected real numbers, got {describe(a)}")
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {a.shape}")
-    return a
+def _shape(x: Any) -> tuple:
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
 
-def _flags(name: str, x: Any, shape: tuple) -> np.ndarray:
-    a = to_numpy(name, x)
-    if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape} like rewards, got {a.shape}")
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected booleans, got {describe(a)}")
-    return np.ascontiguousarray(a != 0).view(np.uint8)
+def _kind(x: Any) -> str:
+    """numpy dtype kind ('b', 'i', 'u', 'f', ...) of an array-like or a torch tensor."""
+    if _is_torch(x):
+        import torch
+
+        if x.dtype == torch.bool:
+            return "b"
+        return "f" if x.dtype.is_floating_point else ("c" if x.dtype.is_complex else "i")
+    return np.asarray(x).dtype.kind
+
+
+def _check(name: str, x: Any, *, kinds: str, what: str, shape: tuple | None = None, ndim: int | None = None) -> None:
+    if _kind(x) not in kinds:
+        raise TypeError(f"{name}: expected {what}, got {describe(x)}")
+    got = _shape(x)
+    if shape is not None and got != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {got}")
+    if ndim is not None and len(got) != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D array, got shape {got}")
+
+
+def _check_nstep(rewards, terminated, truncated, option_terminations, next_values) -> None:
+    _check("rewards", rewards, kinds="fiub", what="real numbers", ndim=2)
+    shape = _shape(rewards)
+    for name, flag in (("terminated", terminated), ("truncated", truncated), ("option_terminations", option_terminations)):
+        if flag is not None:
+            _check(name, flag, kinds="biuf", what="booleans", shape=shape)
+    if next_values is not None:
+        _check("next_values", next_values, kinds="fiub", what="real numbers", shape=shape)
+
+
+def _check_q(name: str, q: Any) -> None:
+    _check(name, q, kinds="fiub", what="real numbers", ndim=2)
+    if _shape(q)[1] < 1:
+        raise ValueError(f"{name}: expected shape (B, K) with K >= 1, got {_shape(q)}")
+
+
+def _check_bootstrap(q_next, beta_next, options) -> None:
+    _check_q("q_next", q_next)
+    B, K = _shape(q_next)
+    _check("beta_next", beta_next, kinds="fiub", what="real numbers")
+    if _shape(beta_next) not in ((B,), (B, K)):
+        raise ValueError(f"beta_next: expected shape ({B},) or ({B}, {K}), got {_shape(beta_next)}")
+    _check("options", options, kinds="iu", what="integer option ids", shape=(B,))
+
+
+def _flags(x: Any) -> np.ndarray:
+    return np.ascontiguousarray(to_numpy("flag", x) != 0).view(np.uint8)
 
 
 def _like(template: Any, arr: np.ndarray) -> Any:
@@ -101,15 +137,12 @@ def nstep_returns(
         return nstep_returns_reference(
             rewards, terminated, truncated, gamma=gamma, n=n, option_terminations=option_terminations, next_values=next_values
         )
-    r = _float_array("rewards", rewards, ndim=2)
-    term = _flags("terminated", terminated, r.shape)
-    trunc = None if truncated is None else _flags("truncated", truncated, r.shape)
-    opt_end = None if option_terminations is None else _flags("option_terminations", option_terminations, r.shape)
-    nv = None
-    if next_values is not None:
-        nv = _float_array("next_values", next_values, ndim=2)
-        if nv.shape != r.shape:
-            raise ValueError(f"next_values: expected shape {r.shape} like rewards, got {nv.shape}")
+    _check_nstep(rewards, terminated, truncated, option_terminations, next_values)
+    r = to_numpy("rewards", rewards)
+    term = _flags(terminated)
+    trunc = None if truncated is None else _flags(truncated)
+    opt_end = None if option_terminations is None else _flags(option_terminations)
+    nv = None if next_values is None else to_numpy("next_values", next_values)
     dt = _kernel_dtype(r, *([nv] if nv is not None else []))
     r = np.ascontiguousarray(r, dtype=dt)
     if nv is not None:
@@ -132,20 +165,18 @@ def nstep_returns_reference(
     """Torch reference of :func:`nstep_returns` (vectorized over [T, N], a loop over k < n)."""
     import torch
 
+    gamma = check_float("gamma", gamma, low=0.0, high=1.0)
+    n = check_int("n", n, minimum=1)
+    _check_nstep(rewards, terminated, truncated, option_terminations, next_values)
     as_numpy = not _is_torch(rewards)
     r = torch.as_tensor(rewards).detach()
     if not r.is_floating_point():
         r = r.float()
-    if r.ndim != 2:
-        raise ValueError(f"rewards: expected a 2-D array, got shape {tuple(r.shape)}")
     T, N = r.shape
     dev = r.device
 
     def flag(x):
-        f = torch.as_tensor(x, device=dev).detach()
-        if tuple(f.shape) != (T, N):
-            raise ValueError(f"flags: expected shape {(T, N)} like rewards, got {tuple(f.shape)}")
-        return f != 0
+        return torch.as_tensor(x, device=dev).detach() != 0
 
     end = flag(terminated)
     term = end.clone()
@@ -186,9 +217,8 @@ def option_values(q: Any, epsilon: float = 0.0, *, backend: str = "auto") -> Any
     epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
     if _use_torch(backend, q):
         return option_values_reference(q, epsilon)
-    a = _float_array("q", q, ndim=2)
-    if a.shape[1] < 1:
-        raise ValueError(f"q: expected shape (B, K) with K >= 1, got {a.shape}")
+    _check_q("q", q)
+    a = to_numpy("q", q)
     dt = _kernel_dtype(a)
     kernel = _core.option_values_f64 if dt == np.float64 else _core.option_values_f32
     return _like(q, kernel(np.ascontiguousarray(a, dtype=dt), epsilon))
@@ -197,6 +227,8 @@ def option_values(q: Any, epsilon: float = 0.0, *, backend: str = "auto") -> Any
 def option_values_reference(q: Any, epsilon: float = 0.0) -> Any:
     import torch
 
+    epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
+    _check_q("q", q)
     t = torch.as_tensor(q).detach()
     v = (1.0 - epsilon) * t.max(dim=1).values + epsilon * t.mean(dim=1)
     return v if _is_torch(q) else v.cpu().numpy()
@@ -211,11 +243,8 @@ def option_bootstrap(q_next: Any, beta_next: Any, options: Any, epsilon: float =
     epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
     if _use_torch(backend, q_next, beta_next, options):
         return option_bootstrap_reference(q_next, beta_next, options, epsilon)
-    q = _float_array("q_next", q_next, ndim=2)
-    b = _float_array("beta_next", beta_next)
-    o = to_numpy("options", options)
-    if o.dtype.kind not in "iu":
-        raise TypeError(f"options: expected integer option ids, got {describe(o)}")
+    _check_bootstrap(q_next, beta_next, options)
+    q, b, o = to_numpy("q_next", q_next), to_numpy("beta_next", beta_next), to_numpy("options", options)
     dt = _kernel_dtype(q, b)
     kernel = _core.option_bootstrap_f64 if dt == np.float64 else _core.option_bootstrap_f32
     out = kernel(
@@ -230,7 +259,11 @@ def option_bootstrap(q_next: Any, beta_next: Any, options: Any, epsilon: float =
 def option_bootstrap_reference(q_next: Any, beta_next: Any, options: Any, epsilon: float = 0.0) -> Any:
     import torch
 
+    epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
+    _check_bootstrap(q_next, beta_next, options)
     q = torch.as_tensor(q_next).detach()
+    if not q.is_floating_point():
+        q = q.float()
     b = torch.as_tensor(beta_next, device=q.device).detach().to(q.dtype)
     o = torch.as_tensor(options, device=q.device).long()
     if bool(((o < 0) | (o >= q.shape[1])).any()):

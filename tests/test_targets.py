@@ -1,0 +1,344 @@
+"""Tests of hrlkit.nstep_returns / option_values / option_bootstrap.
+
+The C++ kernels are compared with the torch references in hrlkit.targets on random inputs, and
+both with hand-computed tiny examples.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hrlkit import nstep_returns, option_bootstrap, option_values
+from hrlkit.targets import (
+    NStepReturns,
+    nstep_returns_reference,
+    option_bootstrap_reference,
+    option_values_reference,
+)
+
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def to_np(x):
+    return x.numpy() if isinstance(x, torch.Tensor) else x
+
+
+def random_rollout(rng, T, N, dtype, *, truncated, option_ends, next_values):
+    return dict(
+        rewards=rng.normal(size=(T, N)).astype(dtype),
+        terminated=rng.random((T, N)) < 0.2,
+        truncated=(rng.random((T, N)) < 0.15) if truncated else None,
+        option_terminations=(rng.random((T, N)) < 0.3) if option_ends else None,
+        next_values=rng.normal(size=(T, N)).astype(dtype) if next_values else None,
+    )
+
+
+def as_torch(d):
+    return {k: None if v is None else torch.from_numpy(np.asarray(v)) for k, v in d.items()}
+
+
+def call_nstep(fn, d, gamma, n, **kw):
+    return fn(d["rewards"], d["terminated"], d["truncated"], gamma=gamma, n=n,
+              option_terminations=d["option_terminations"], next_values=d["next_values"], **kw)
+
+
+def assert_nstep_close(got: NStepReturns, want: NStepReturns, dtype):
+    tol = TOL[dtype]
+    np.testing.assert_allclose(to_np(got.returns), to_np(want.returns), **tol)
+    np.testing.assert_allclose(to_np(got.discounts), to_np(want.discounts), **tol)
+    np.testing.assert_array_equal(to_np(got.steps), to_np(want.steps))
+    assert to_np(got.returns).dtype == np.dtype(dtype)
+    assert to_np(got.discounts).dtype == np.dtype(dtype)
+    assert to_np(got.steps).dtype == np.int64
+
+
+# ---- hand-computed examples -----------------------------------------------------------------
+R = np.array([[1.0], [2.0], [4.0]])
+NV = np.array([[10.0], [20.0], [30.0]])
+ZERO = np.zeros((3, 1), bool)
+MID = np.array([[False], [True], [False]])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_termination_in_the_middle(backend):
+    out = nstep_returns(R, MID, gamma=0.5, n=3, backend=backend)
+    # t=0: 1 + 0.5*2 (stops at the terminal step 1); t=1: 2 (terminal); t=2: 4 (rollout ends)
+    np.testing.assert_allclose(out.returns, [[2.0], [2.0], [4.0]])
+    np.testing.assert_allclose(out.discounts, [[0.0], [0.0], [0.5]])
+    np.testing.assert_array_equal(out.steps, [[2], [1], [1]])
+    boot = nstep_returns(R, MID, gamma=0.5, n=3, next_values=NV, backend=backend)
+    # only the window that did not end on a terminal step bootstraps: 4 + 0.5 * V(s_3)=30
+    np.testing.assert_allclose(boot.returns, [[2.0], [2.0], [19.0]])
+    np.testing.assert_allclose(boot.discounts, out.discounts)
+    np.testing.assert_array_equal(boot.steps, out.steps)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+@pytest.mark.parametrize("kind", ["truncated", "option_terminations"])
+def test_truncation_or_option_end_in_the_middle_bootstraps(backend, kind):
+    out = nstep_returns(R, ZERO, gamma=0.5, n=3, next_values=NV, backend=backend, **{kind: MID})
+    # t=0: 1 + 0.5*2 + 0.25 * V(s_2)=20; t=1: 2 + 0.5*20; t=2: 4 + 0.5*30
+    np.testing.assert_allclose(out.returns, [[7.0], [12.0], [19.0]])
+    np.testing.assert_allclose(out.discounts, [[0.25], [0.5], [0.5]])
+    np.testing.assert_array_equal(out.steps, [[2], [1], [1]])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_no_ends_gamma_powers(backend):
+    out = nstep_returns(R, ZERO, gamma=0.5, n=2, backend=backend)
+    np.testing.assert_allclose(out.returns, [[1 + 0.5 * 2], [2 + 0.5 * 4], [4.0]])
+    np.testing.assert_allclose(out.discounts, [[0.25], [0.25], [0.5]])
+    np.testing.assert_array_equal(out.steps, [[2], [2], [1]])
+    one = nstep_returns(R, MID, gamma=0.5, n=1, backend=backend)
+    np.testing.assert_allclose(one.returns, R)
+    np.testing.assert_allclose(one.discounts, [[0.5], [0.0], [0.5]])
+    np.testing.assert_array_equal(one.steps, [[1], [1], [1]])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_n_larger_than_T_and_gamma_edges(backend):
+    big = nstep_returns(R, ZERO, gamma=1.0, n=10, backend=backend)
+    np.testing.assert_allclose(big.returns, [[7.0], [6.0], [4.0]])
+    np.testing.assert_allclose(big.discounts, np.ones((3, 1)))
+    np.testing.assert_array_equal(big.steps, [[3], [2], [1]])
+    zero = nstep_returns(R, ZERO, gamma=0.0, n=3, next_values=NV, backend=backend)
+    np.testing.assert_allclose(zero.returns, R)  # gamma 0: no later reward, no bootstrap
+    np.testing.assert_allclose(zero.discounts, np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_envs_are_independent_columns(backend):
+    rewards = np.array([[1.0, 10.0], [2.0, 20.0]])
+    term = np.array([[True, False], [False, False]])
+    out = nstep_returns(rewards, term, gamma=0.9, n=2, backend=backend)
+    np.testing.assert_allclose(out.returns, [[1.0, 10.0 + 0.9 * 20.0], [2.0, 20.0]])
+    np.testing.assert_allclose(out.discounts, [[0.0, 0.81], [0.9, 0.9]])
+    np.testing.assert_array_equal(out.steps, [[1, 2], [1, 1]])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_option_values_and_bootstrap_by_hand(backend):
+    q = np.array([[1.0, 3.0, 2.0], [-1.0, -2.0, 0.0]])
+    np.testing.assert_allclose(option_values(q, backend=backend), [3.0, 0.0])
+    # eps = 0.3: 0.7 * max + 0.3 * mean
+    np.testing.assert_allclose(option_values(q, 0.3, backend=backend), [0.7 * 3 + 0.3 * 2, 0.7 * 0 + 0.3 * -1])
+    beta = np.array([0.25, 1.0])
+    options = np.array([0, 1])
+    # U = (1 - b) Q[w] + b V
+    np.testing.assert_allclose(option_bootstrap(q, beta, options, backend=backend), [0.75 * 1 + 0.25 * 3, 0.0])
+    per_option = np.array([[0.25, 0.0, 0.0], [0.0, 0.5, 0.0]])  # column w is used
+    np.testing.assert_allclose(option_bootstrap(q, per_option, options, backend=backend), [1.5, 0.5 * -2 + 0.5 * 0])
+    np.testing.assert_allclose(option_bootstrap(q, beta, options, 0.3, backend=backend),
+                               [0.75 * 1 + 0.25 * 2.7, -0.3])
+
+
+# ---- kernel vs reference on random inputs ---------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_torch", [False, True])
+@pytest.mark.parametrize("truncated, option_ends, next_values",
+                         [(False, False, False), (True, False, True), (False, True, False), (True, True, True)])
+@pytest.mark.parametrize("n", [1, 3, 7, 50])
+def test_nstep_kernel_matches_reference(dtype, use_torch, truncated, option_ends, next_values, n):
+    rng = np.random.default_rng(n * 7 + truncated * 3 + option_ends * 5 + next_values)
+    d = random_rollout(rng, 20, 4, dtype, truncated=truncated, option_ends=option_ends, next_values=next_values)
+    if use_torch:
+        d = as_torch(d)
+    for gamma in (0.0, 0.9, 1.0):
+        got = call_nstep(nstep_returns, d, gamma, n)
+        want = call_nstep(nstep_returns_reference, d, gamma, n)
+        assert_nstep_close(got, want, dtype)
+        forced = call_nstep(nstep_returns, d, gamma, n, backend="torch")
+        assert_nstep_close(forced, want, dtype)
+        kind = torch.Tensor if use_torch else np.ndarray
+        assert all(isinstance(x, kind) for x in (*got, *forced))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_torch", [False, True])
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 1.0])
+def test_option_kernels_match_reference(dtype, use_torch, epsilon):
+    rng = np.random.default_rng(int(epsilon * 10))
+    B, K = 33, 5
+    q = rng.normal(size=(B, K)).astype(dtype)
+    options = rng.integers(0, K, size=B)
+    betas = [rng.random(B).astype(dtype), rng.random((B, K)).astype(dtype)]
+    wrap = torch.from_numpy if use_torch else (lambda a: a)
+    kind = torch.Tensor if use_torch else np.ndarray
+
+    v = option_values(wrap(q), epsilon)
+    assert isinstance(v, kind) and to_np(v).dtype == dtype and to_np(v).shape == (B,)
+    np.testing.assert_allclose(to_np(v), to_np(option_values_reference(wrap(q), epsilon)), **TOL[dtype])
+    for beta in betas:
+        u = option_bootstrap(wrap(q), wrap(beta), wrap(options), epsilon)
+        assert isinstance(u, kind) and to_np(u).dtype == dtype and to_np(u).shape == (B,)
+        want = option_bootstrap_reference(wrap(q), wrap(beta), wrap(options), epsilon)
+        np.testing.assert_allclose(to_np(u), to_np(want), **TOL[dtype])
+
+
+def test_output_type_follows_rewards_and_carries_no_gradient():
+    rng = np.random.default_rng(0)
+    r = torch.tensor(rng.normal(size=(5, 2)), dtype=torch.float32, requires_grad=True)
+    term = torch.zeros(5, 2, dtype=torch.bool)
+    out = nstep_returns(r, term, gamma=0.9, n=2)
+    assert all(isinstance(x, torch.Tensor) and not x.requires_grad for x in out)
+    assert out.returns.dtype == torch.float32 and out.steps.dtype == torch.int64
+    q = torch.randn(4, 3, requires_grad=True, generator=torch.Generator().manual_seed(0))
+    v = option_values(q)
+    assert isinstance(v, torch.Tensor) and not v.requires_grad
+    u = option_bootstrap(q, torch.full((4,), 0.5), torch.tensor([0, 1, 2, 0]))
+    assert isinstance(u, torch.Tensor) and not u.requires_grad
+    np_out = nstep_returns(r.detach().numpy(), term.numpy(), gamma=0.9, n=2)
+    assert all(isinstance(x, np.ndarray) for x in np_out)
+    np.testing.assert_allclose(np_out.returns, out.returns.numpy())
+
+
+def test_mixed_dtypes_promote_to_float64():
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(6, 2)).astype(np.float32)
+    nv = rng.normal(size=(6, 2))  # float64
+    term = np.zeros((6, 2), bool)
+    out = nstep_returns(r, term, gamma=0.9, n=3, next_values=nv)
+    assert out.returns.dtype == np.float64
+    ref = nstep_returns_reference(r, term, gamma=0.9, n=3, next_values=nv)
+    np.testing.assert_allclose(out.returns, ref.returns, rtol=1e-6)
+    # integer rewards and float / int flags are accepted
+    ints = nstep_returns(np.arange(12).reshape(6, 2), term.astype(np.float32), gamma=0.5, n=2)
+    assert ints.returns.dtype == np.float32
+    np.testing.assert_allclose(ints.returns[0], [0 + 0.5 * 2, 1 + 0.5 * 3])
+
+
+def test_non_contiguous_inputs():
+    rng = np.random.default_rng(2)
+    r = rng.normal(size=(4, 9))
+    term = rng.random((4, 9)) < 0.3
+    got = nstep_returns(r.T, term.T, gamma=0.8, n=3)  # transposed views, [9, 4]
+    want = nstep_returns_reference(np.ascontiguousarray(r.T), np.ascontiguousarray(term.T), gamma=0.8, n=3)
+    assert_nstep_close(got, want, np.float64)
+    q = rng.normal(size=(6, 4))[:, ::2]
+    np.testing.assert_allclose(option_values(q, 0.2), option_values_reference(np.ascontiguousarray(q), 0.2))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_inputs_use_torch_path_and_match_cpu_kernel():
+    rng = np.random.default_rng(3)
+    d = random_rollout(rng, 16, 3, np.float32, truncated=True, option_ends=True, next_values=True)
+    cpu = call_nstep(nstep_returns, d, 0.9, 4)
+    gpu = call_nstep(nstep_returns, {k: None if v is None else torch.from_numpy(v).cuda() for k, v in d.items()}, 0.9, 4)
+    assert gpu.returns.is_cuda
+    np.testing.assert_allclose(gpu.returns.cpu().numpy(), cpu.returns, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="backend"):
+        nstep_returns(torch.zeros(2, 2).cuda(), torch.zeros(2, 2).cuda(), gamma=0.9, n=1, backend="cpp")
+
+
+# ---- bad input ------------------------------------------------------------------------------
+r3 = np.zeros((3, 2), np.float32)
+t3 = np.zeros((3, 2), bool)
+q3 = np.zeros((3, 2), np.float32)
+b3 = np.zeros(3, np.float32)
+o3 = np.zeros(3, np.int64)
+
+BAD = [
+    ("gamma > 1", lambda be: nstep_returns(r3, t3, gamma=1.5, n=1, backend=be), ValueError, "gamma"),
+    ("gamma < 0", lambda be: nstep_returns(r3, t3, gamma=-0.1, n=1, backend=be), ValueError, "gamma"),
+    ("gamma nan", lambda be: nstep_returns(r3, t3, gamma=float("nan"), n=1, backend=be), ValueError, "gamma"),
+    ("gamma str", lambda be: nstep_returns(r3, t3, gamma="0.9", n=1, backend=be), TypeError, "gamma"),
+    ("n = 0", lambda be: nstep_returns(r3, t3, gamma=0.9, n=0, backend=be), ValueError, "n"),
+    ("n float", lambda be: nstep_returns(r3, t3, gamma=0.9, n=2.0, backend=be), TypeError, "n"),
+    ("rewards 1-D", lambda be: nstep_returns(np.zeros(3), np.zeros(3, bool), gamma=0.9, n=1, backend=be),
+     ValueError, "rewards"),
+    ("terminated shape", lambda be: nstep_returns(r3, np.zeros((2, 2), bool), gamma=0.9, n=1, backend=be),
+     ValueError, "terminated"),
+    ("truncated shape", lambda be: nstep_returns(r3, t3, np.zeros((3, 3), bool), gamma=0.9, n=1, backend=be),
+     ValueError, "truncated"),
+    ("option_terminations shape",
+     lambda be: nstep_returns(r3, t3, gamma=0.9, n=1, option_terminations=np.zeros(3, bool), backend=be),
+     ValueError, "option_terminations"),
+    ("next_values shape",
+     lambda be: nstep_returns(r3, t3, gamma=0.9, n=1, next_values=np.zeros((4, 2), np.float32), backend=be),
+     ValueError, "next_values"),
+    ("epsilon > 1", lambda be: option_values(q3, 1.5, backend=be), ValueError, "epsilon"),
+    ("q 1-D", lambda be: option_values(np.zeros(3), backend=be), ValueError, "q"),
+    ("q no options", lambda be: option_values(np.zeros((3, 0)), backend=be), ValueError, "q"),
+    ("option id too big", lambda be: option_bootstrap(q3, b3, np.array([0, 1, 2]), backend=be), IndexError, "options"),
+    ("option id negative", lambda be: option_bootstrap(q3, b3, np.array([0, -1, 0]), backend=be), IndexError, "options"),
+    ("float option ids", lambda be: option_bootstrap(q3, b3, np.zeros(3), backend=be), TypeError, "options"),
+    ("options length", lambda be: option_bootstrap(q3, b3, np.zeros(2, np.int64), backend=be), ValueError, "options"),
+    ("beta_next length", lambda be: option_bootstrap(q3, np.zeros(4), o3, backend=be), ValueError, "beta_next"),
+    ("beta_next broadcastable", lambda be: option_bootstrap(q3, np.zeros(1), o3, backend=be), ValueError, "beta_next"),
+    ("beta_next columns", lambda be: option_bootstrap(q3, np.zeros((3, 3)), o3, backend=be), ValueError, "beta_next"),
+    ("q_next 1-D", lambda be: option_bootstrap(np.zeros(3), b3, o3, backend=be), ValueError, "q_next"),
+    ("bootstrap epsilon", lambda be: option_bootstrap(q3, b3, o3, -0.5, backend=be), ValueError, "epsilon"),
+]
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("call, exc, name", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_input_names_the_argument(call, exc, name, backend):
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        call(backend)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: nstep_returns(r3, t3, gamma=0.9, n=1, backend="gpu"),
+    lambda: option_values(q3, backend="numpy"),
+    lambda: option_bootstrap(q3, b3, o3, backend=""),
+])
+def test_bad_backend_string(call):
+    with pytest.raises(ValueError, match="backend"):
+        call()
+
+
+# ---- property test --------------------------------------------------------------------------
+@st.composite
+def rollouts(draw):
+    T = draw(st.integers(1, 12))
+    N = draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rewards = np.array(draw(st.lists(st.floats(-100, 100, width=32), min_size=T * N, max_size=T * N)),
+                       dtype=dtype).reshape(T, N)
+
+    def flags(p_none):
+        if draw(st.booleans()) and p_none:
+            return None
+        return np.array(draw(st.lists(st.booleans(), min_size=T * N, max_size=T * N))).reshape(T, N)
+
+    nv = None
+    if draw(st.booleans()):
+        nv = np.array(draw(st.lists(st.floats(-100, 100, width=32), min_size=T * N, max_size=T * N)),
+                      dtype=dtype).reshape(T, N)
+    return dict(rewards=rewards, terminated=flags(False), truncated=flags(True),
+                option_terminations=flags(True), next_values=nv), dtype
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(data=rollouts(), gamma=st.floats(0, 1), n=st.integers(1, 15), use_torch=st.booleans())
+def test_property_nstep_kernel_matches_reference(data, gamma, n, use_torch):
+    d, dtype = data
+    if use_torch:
+        d = as_torch(d)
+    got = call_nstep(nstep_returns, d, gamma, n)
+    want = call_nstep(nstep_returns_reference, d, gamma, n)
+    scale = 1.0 + float(np.abs(to_np(d["rewards"])).sum())  # float32 sums of up to 15 rewards of size 100
+    tol = dict(rtol=1e-5, atol=1e-6 * scale) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(to_np(got.returns), to_np(want.returns), **tol)
+    np.testing.assert_allclose(to_np(got.discounts), to_np(want.discounts), **tol)
+    np.testing.assert_array_equal(to_np(got.steps), to_np(want.steps))
+    steps = to_np(got.steps)
+    assert np.all((steps >= 1) & (steps <= n))
+    assert isinstance(got.returns, torch.Tensor if use_torch else np.ndarray)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(B=st.integers(0, 6), K=st.integers(1, 5), eps=st.floats(0, 1), per_option=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_property_option_kernels_match_reference(B, K, eps, per_option, seed):
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(B, K)) * 10
+    beta = rng.random((B, K) if per_option else B)
+    options = rng.integers(0, K, size=B)
+    np.testing.assert_allclose(option_values(q, eps), option_values_reference(q, eps), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(option_bootstrap(q, beta, options, eps),
+                               option_bootstrap_reference(q, beta, options, eps), rtol=1e-12, atol=1e-12)
