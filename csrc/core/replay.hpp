@@ -158,7 +158,7 @@ public:
         for (int64_t j = 0; j < n; ++j) {
             const double p = std::fabs(td[j]) + opt_.eps;
             max_priority_ = std::max(max_priority_, p);
-            tree_->set(idx[j], leaf_value(p), -1);
+            tree_->update(idx[j], leaf_value(p));
         }
     }
 

@@ -17,6 +17,7 @@
 // can never end on an empty or foreign leaf.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -75,6 +76,32 @@ public:
             refresh(l, node, all);
             refresh(l, node, tag);
             if (old_tag >= 0 && old_tag != tag) refresh(l, node, old_tag);
+        }
+    }
+
+    // Change the priority of a stored row (tag unchanged). Between two positive priorities the
+    // sums take the difference and the mins are recomputed only where the old value was the
+    // minimum; a change to or from 0 goes through set(), which recomputes every ancestor, so a
+    // sum is still 0 exactly when its subtree is empty. The few ulps the differences leave are
+    // cleared by a full rebuild every `capacity` updates.
+    void update(int64_t i, float p) {
+        const float old = leaves()[i];
+        if (!(old > 0.0f && p > 0.0f)) {
+            set(i, p, -1);
+            return;
+        }
+        leaves()[i] = p;
+        const double delta = static_cast<double>(p) - static_cast<double>(old);
+        const int64_t tag = num_options_ > 0 ? tags_[i] : -1;
+        const int64_t all = all_slot();
+        int64_t node = i / kFan;
+        for (size_t l = 0; l < sums_.size(); ++l, node /= kFan) {
+            adjust(l, node, all, delta, old, p);
+            if (tag >= 0) adjust(l, node, tag, delta, old, p);
+        }
+        if (++updates_since_rebuild_ >= capacity_) {
+            rebuild();
+            updates_since_rebuild_ = 0;
         }
     }
 
@@ -183,6 +210,35 @@ private:
         }
     }
 
+    // One ancestor of a leaf whose priority moved from old_leaf to new_leaf (both > 0).
+    void adjust(size_t l, int64_t node, int64_t slot, double delta, float old_leaf, float new_leaf) {
+        const size_t at = static_cast<size_t>(slot * strides_[l] + node);
+        double& s = sums_[l][at];
+        s += delta;
+        if (s <= std::fabs(delta) * 1e-9) {  // cancellation ate the sum's precision: recompute
+            refresh(l, node, slot);
+            return;
+        }
+        float& m = mins_[l][at];
+        if (new_leaf <= m) m = new_leaf;
+        else if (old_leaf == m) min_refresh(l, node, slot);
+    }
+
+    void min_refresh(size_t l, int64_t node, int64_t slot) {
+        const int64_t first = node * kFan;
+        float lo = kInf;
+        if (l == 0) {
+            const float* p = leaves_.as<float>() + first;
+            const bool all = slot == slots_ - 1;
+            for (int c = 0; c < kFan; ++c)
+                if (p[c] > 0.0f && (all || tags_[first + c] == slot)) lo = std::min(lo, p[c]);
+        } else {
+            const float* mn = mins_[l - 1].data() + slot * strides_[l - 1] + first;
+            for (int c = 0; c < kFan; ++c) lo = std::min(lo, mn[c]);
+        }
+        mins_[l][static_cast<size_t>(slot * strides_[l] + node)] = lo;
+    }
+
     // Recompute the sum and min of `slot` at `node` of level l from its 16 children.
     void refresh(size_t l, int64_t node, int64_t slot) {
         double w[kFan];
@@ -225,6 +281,7 @@ private:
     std::vector<int64_t> strides_;            // entries per slot at each internal level (padded)
     std::vector<std::vector<double>> sums_;   // [level][slot * stride + node], bottom up
     std::vector<std::vector<float>> mins_;
+    int64_t updates_since_rebuild_ = 0;
 };
 
 }  // namespace hrlkit

@@ -119,8 +119,10 @@ class ReplayBuffer(_core.Replay):
         return self._sample(batch_size, option, 0.0, as_torch, device)
 
     def _sample(self, batch_size, option, beta, as_torch, device) -> dict:
-        batch_size = check_int("batch_size", batch_size, minimum=1)
-        option = check_int("option", option, minimum=0, allow_none=True)
+        if type(batch_size) is not int or batch_size < 1:
+            batch_size = check_int("batch_size", batch_size, minimum=1)
+        if option is not None:
+            option = check_int("option", option, minimum=0)
         batch = _core.Replay.sample(self, batch_size, -1 if option is None else option, beta)
         return _to_torch(batch, device) if as_torch else batch
 
@@ -301,6 +303,15 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def update_priorities(self, indices: Any, td_errors: Any) -> None:
         """Set p_i = (|td_i| + eps)^alpha for the given slots (batched; numpy or torch)."""
+        if (
+            type(indices) is np.ndarray
+            and type(td_errors) is np.ndarray
+            and indices.dtype.kind in "iu"
+            and td_errors.dtype.kind == "f"
+            and indices.ndim == 1
+        ):  # fast path: the core checks lengths, ranges and finiteness before it changes anything
+            _core.Replay.update_priorities(self, indices, td_errors)
+            return
         idx = _check_indices(indices)
         td = to_numpy("td_errors", td_errors)
         if td.dtype.kind not in "fiu":
