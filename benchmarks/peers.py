@@ -117,17 +117,22 @@ class NumpyRing:
         return {k: col[idx] for k, col in self.cols.items()}
 
 
-class Cpprb:
-    name = "cpprb"
+class _KeywordBuffer:
+    """A buffer taking rows as keyword arrays (cpprb and hrlkit share this surface)."""
+
+    name = ""
     prioritized = False
+    index_key = "indices"
 
     def __init__(self, capacity: int):
-        import cpprb
-
-        env_dict = {"obs": {"shape": OBS}, "action": {"shape": ACT}, "reward": {}, "next_obs": {"shape": OBS}, "done": {}}
-        cls = cpprb.PrioritizedReplayBuffer if self.prioritized else cpprb.ReplayBuffer
-        self.rb = cls(capacity, env_dict)
         self.capacity = capacity
+        self.rb = self._make(capacity)
+
+    def _make(self, capacity: int):
+        raise NotImplementedError
+
+    def stored(self) -> int:
+        raise NotImplementedError
 
     def add_one(self, row: dict) -> None:
         self.rb.add(**row)
@@ -136,7 +141,7 @@ class Cpprb:
         self.rb.add(**rows)
 
     def fill(self, rows: dict) -> None:
-        while self.rb.get_stored_size() < self.capacity:
+        while self.stored() < self.capacity:
             self.rb.add(**rows)
 
     def sample(self, batch_size: int) -> dict:
@@ -144,7 +149,28 @@ class Cpprb:
 
     def sample_update(self, batch_size: int, td: np.ndarray) -> None:
         batch = self.rb.sample(batch_size)
-        self.rb.update_priorities(batch["indexes"], np.abs(td) + 1e-6)
+        self.rb.update_priorities(batch[self.index_key], self._priorities(td))
+
+    def _priorities(self, td: np.ndarray) -> np.ndarray:
+        return td
+
+
+class Cpprb(_KeywordBuffer):
+    name = "cpprb"
+    index_key = "indexes"
+
+    def _make(self, capacity: int):
+        import cpprb
+
+        env_dict = {"obs": {"shape": OBS}, "action": {"shape": ACT}, "reward": {}, "next_obs": {"shape": OBS}, "done": {}}
+        cls = cpprb.PrioritizedReplayBuffer if self.prioritized else cpprb.ReplayBuffer
+        return cls(capacity, env_dict)
+
+    def stored(self) -> int:
+        return self.rb.get_stored_size()
+
+    def _priorities(self, td: np.ndarray) -> np.ndarray:
+        return np.abs(td) + 1e-6  # cpprb takes priorities (it applies alpha itself)
 
 
 class CpprbPrioritized(Cpprb):
@@ -152,33 +178,17 @@ class CpprbPrioritized(Cpprb):
     prioritized = True
 
 
-class Hrlkit:
+class Hrlkit(_KeywordBuffer):
     name = "hrlkit"
-    prioritized = False
 
-    def __init__(self, capacity: int):
+    def _make(self, capacity: int):
         import hrlkit
 
         cls = hrlkit.PrioritizedReplayBuffer if self.prioritized else hrlkit.ReplayBuffer
-        self.rb = cls(capacity, SPEC, seed=0)
-        self.capacity = capacity
+        return cls(capacity, SPEC, seed=0)
 
-    def add_one(self, row: dict) -> None:
-        self.rb.add(**row)
-
-    def add_batch(self, rows: dict) -> None:
-        self.rb.add(**rows)
-
-    def fill(self, rows: dict) -> None:
-        while len(self.rb) < self.capacity:
-            self.rb.add(**rows)
-
-    def sample(self, batch_size: int) -> dict:
-        return self.rb.sample(batch_size)
-
-    def sample_update(self, batch_size: int, td: np.ndarray) -> None:
-        batch = self.rb.sample(batch_size)
-        self.rb.update_priorities(batch["indices"], td)
+    def stored(self) -> int:
+        return len(self.rb)
 
 
 class HrlkitPrioritized(Hrlkit):
