@@ -1,0 +1,13 @@
+"""Environments shipped with hrlkit, registered with gymnasium on import."""
+from __future__ import annotations
+
+import gymnasium as gym
+
+from .four_rooms import FourRoomsEnv
+
+REGISTERED = ("hrlkit/FourRooms-v0",)
+
+if "hrlkit/FourRooms-v0" not in gym.registry:
+    gym.register(id="hrlkit/FourRooms-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=1000)
+
+__all__ = ["FourRoomsEnv", "REGISTERED"]
