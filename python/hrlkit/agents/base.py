@@ -1,0 +1,208 @@
+"""The surface every hrlkit agent shares (Stable-Baselines3's shape):
+
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, **hparams)
+    agent.learn(200_000)
+    action, state = agent.predict(obs, state)
+    agent.save("oc.pt"); agent = hrlkit.OptionCritic.load("oc.pt")
+
+An agent subclass defines only what it computes: ``build`` (networks, optimizers), ``act``
+(exploratory actions for the vector env), ``observe`` (a transition batch), ``ready`` /
+``update`` (a learning step), ``predict`` (greedy actions for evaluation) and its extra state for
+checkpoints. How it is driven (vector envs, logging, evaluation, checkpoints, resume) lives in
+:mod:`hrlkit.runtime.trainer`, the one loop for every agent.
+"""
+from __future__ import annotations
+
+import pickle
+import random
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ..runtime import checkpoint
+from ..runtime.config import ConfigError, build_config, to_dict
+from ..runtime.envs import make_vector_env
+
+
+class Algorithm:
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+
+    def __init__(
+        self,
+        env_id: str,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        async_envs: bool = False,
+        env_kwargs: dict | None = None,
+        config: dict | None = None,
+        **hparams: Any,
+    ):
+        self.config = build_config(self.Config, config or {}, hparams)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed: expected an int >= 0, got {seed!r}")
+        self.device = self._check_device(device)
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.seed = int(seed)
+        self.async_envs = async_envs
+        self.envs = make_vector_env(env_id, self.config.num_envs, async_envs=async_envs, env_kwargs=self.env_kwargs)
+        self.observation_space = self.envs.single_observation_space
+        self.action_space = self.envs.single_action_space
+        self._check_spaces()
+        seed_everything(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.global_step = 0
+        self.num_updates = 0
+        self.build()
+        obs, _ = self.envs.reset(seed=self.seed)
+        self.obs = obs
+        self.episode_return = np.zeros(self.config.num_envs)
+        self.episode_length = np.zeros(self.config.num_envs, dtype=np.int64)
+        self.on_episode_start(np.ones(self.config.num_envs, dtype=bool))
+
+    # ---- to be defined by each agent ----------------------------------------------------------
+    def _check_spaces(self) -> None:
+        """Raise ConfigError when the env's spaces are not supported."""
+
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Exploratory actions for the vector env's current observations."""
+        raise NotImplementedError
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        """One vector step: next_obs is the observation each transition really ended in."""
+        raise NotImplementedError
+
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        """Sub-envs in ``mask`` start a new episode at their current observation."""
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def update(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def active_option(self, state: Any) -> int | None:
+        """The option running in a ``predict`` state (drawn on evaluation videos), if any."""
+        return None
+
+    def log_stats(self) -> dict[str, float]:
+        """Extra scalars to log (e.g. option usage), reset after each read."""
+        return {}
+
+    def state_extra(self) -> dict[str, Any]:
+        """Agent state beyond modules and optimizers (e.g. the running options)."""
+        return {}
+
+    def load_state_extra(self, state: dict[str, Any]) -> None:
+        pass
+
+    def modules(self) -> dict[str, Any]:
+        """Named torch modules and optimizers saved in checkpoints."""
+        raise NotImplementedError
+
+    # ---- SB3-shaped surface ---------------------------------------------------------------------
+    def learn(self, total_steps: int, **kwargs: Any) -> "Algorithm":
+        """Train until ``global_step`` reaches ``total_steps``; see :func:`hrlkit.runtime.trainer.train`."""
+        from ..runtime.trainer import train
+
+        train(self, total_steps, **kwargs)
+        return self
+
+    def save(self, path: str, *, include_envs: bool = True) -> None:
+        checkpoint.save(path, self.checkpoint_payload(include_envs=include_envs))
+
+    @classmethod
+    def load(cls, path: str, *, device: str | None = None, env_id: str | None = None) -> "Algorithm":
+        data = checkpoint.load(path, expect_algo=cls.name)
+        return cls.from_payload(data, device=device, env_id=env_id)
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def checkpoint_payload(self, *, include_envs: bool = True) -> dict[str, Any]:
+        envs_blob = None
+        if include_envs and not self.async_envs:
+            try:
+                envs_blob = pickle.dumps(self.envs)
+            except Exception:  # noqa: BLE001 - an env that cannot be pickled resumes from a reset
+                envs_blob = None
+        return {
+            "algo": self.name,
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "seed": self.seed,
+            "config": to_dict(self.config),
+            "global_step": self.global_step,
+            "num_updates": self.num_updates,
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "rng": {**checkpoint.rng_state(), "agent": self.rng.bit_generator.state},
+            "obs": self.obs,
+            "episode_return": self.episode_return,
+            "episode_length": self.episode_length,
+            "envs": envs_blob,
+            "extra": self.state_extra(),
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any], *, device: str | None = None, env_id: str | None = None) -> "Algorithm":
+        agent = cls(
+            env_id or data["env_id"],
+            seed=data["seed"],
+            device=device or "cpu",
+            env_kwargs=data.get("env_kwargs"),
+            config=data["config"],
+        )
+        mods = agent.modules()
+        missing = set(mods) ^ set(data["modules"])
+        if missing:
+            raise ValueError(f"checkpoint: modules {sorted(missing)} do not match {cls.__name__}'s")
+        for k, m in mods.items():
+            m.load_state_dict(data["modules"][k])
+        agent.global_step = int(data["global_step"])
+        agent.num_updates = int(data["num_updates"])
+        if data.get("envs") is not None and env_id in (None, data["env_id"]):
+            agent.envs.close()
+            agent.envs = pickle.loads(data["envs"])
+            agent.obs = data["obs"]
+            agent.episode_return = np.array(data["episode_return"])
+            agent.episode_length = np.array(data["episode_length"])
+            agent.load_state_extra(data.get("extra", {}))
+        checkpoint.set_rng_state(data["rng"])
+        agent.rng.bit_generator.state = data["rng"]["agent"]
+        return agent
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _check_device(device: str) -> torch.device:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device: 'cuda' requested but torch sees no CUDA device; use --device cpu")
+        return dev
+
+    def obs_tensor(self, obs: Any) -> torch.Tensor:
+        """Observations as a float tensor on the agent's device (Discrete ids one-hot encoded)."""
+        space = self.observation_space
+        if isinstance(space, gym.spaces.Discrete):
+            idx = torch.as_tensor(np.asarray(obs), dtype=torch.int64, device=self.device)
+            return torch.nn.functional.one_hot(idx, int(space.n)).float()
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,321 @@
+"""Option-Critic (Bacon, Harb & Precup, 2017), synchronous n-step form over vector envs.
+
+Per update, a rollout of T steps from N envs gives, for each step t with running option w:
+
+    U(s', w)   = (1 - beta_w(s')) Q_target(s', w) + beta_w(s') V_target(s')     (C++ kernel)
+    G_t        = sum_{i<k} gamma^i r_{t+i} + gamma^k U(s_{t+k}, w_{t+k-1})       (C++ kernel)
+    critic     = 1/2 (G_t - Q(s_t, w))^2
+    policy     = -log pi_w(a_t | s_t) (G_t - Q(s_t, w)) - c_H H(pi_w(. | s_t))
+    terminate  = beta_w(s_{t+1}) (Q(s_{t+1}, w) - V(s_{t+1}) + xi)   (not after a terminal step)
+
+with V the value of the epsilon-greedy option policy, (1 - eps) max + eps mean, so the critic
+learns the values of the policy that acts. beta is evaluated at the *next* state for the option
+that was running; xi (the deliberation cost) keeps options from collapsing to one step. The
+window k stops at episode ends (bootstrapping from the final observation after a time-limit
+truncation). Discrete actions use per-option softmax policies, continuous ones per-option
+Gaussians (clipped to the action bounds in the env; log-probabilities of the raw sample).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from .. import targets
+from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
+from ..runtime.config import ConfigError, check, field
+from .base import Algorithm
+
+
+@dataclasses.dataclass
+class OptionCriticConfig:
+    num_options: int = field(4, "number of options K")
+    num_envs: int = field(8, "parallel environments")
+    rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)")
+    gamma: float = field(0.99, "discount")
+    learning_rate: float = field(1e-3, "Adam learning rate")
+    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the shared body")
+    activation: str = field("tanh", f"activation of the body: one of {sorted(ACTIVATIONS)}")
+    entropy_coef: float = field(0.01, "weight of the intra-option policies' entropy bonus")
+    critic_coef: float = field(0.5, "weight of the option-value loss")
+    termination_coef: float = field(1.0, "weight of the termination loss")
+    deliberation_cost: float = field(0.01, "xi, margin added to the termination advantage")
+    epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy option choice")
+    epsilon_end: float = field(0.1, "final epsilon")
+    epsilon_decay_steps: int = field(50_000, "env steps over which epsilon decays linearly")
+    target_update_every: int = field(50, "updates between copies of Q_Omega into its target network")
+    max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)")
+    log_std_init: float = field(-0.5, "initial log std of the Gaussian options (continuous actions)")
+
+    def validate(self) -> None:
+        check(self.num_options >= 1, "num_options", "an int >= 1", self.num_options)
+        check(self.num_envs >= 1, "num_envs", "an int >= 1", self.num_envs)
+        check(self.rollout_steps >= 1, "rollout_steps", "an int >= 1", self.rollout_steps)
+        check(0.0 <= self.gamma <= 1.0, "gamma", "a number in [0, 1]", self.gamma)
+        check(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
+        check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes), "hidden_sizes",
+              "a non-empty list of positive ints", self.hidden_sizes)
+        check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
+        for name in ("entropy_coef", "critic_coef", "termination_coef", "max_grad_norm"):
+            check(getattr(self, name) >= 0, name, "a number >= 0", getattr(self, name))
+        for name in ("epsilon_start", "epsilon_end"):
+            check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
+        check(self.epsilon_decay_steps >= 1, "epsilon_decay_steps", "an int >= 1", self.epsilon_decay_steps)
+        check(self.target_update_every >= 1, "target_update_every", "an int >= 1", self.target_update_every)
+
+
+def option_critic_losses(
+    *,
+    q_w: torch.Tensor,
+    returns: torch.Tensor,
+    logp: torch.Tensor,
+    entropy: torch.Tensor,
+    beta_next: torch.Tensor,
+    termination_advantage: torch.Tensor,
+    not_terminal: torch.Tensor,
+    entropy_coef: float,
+) -> dict[str, torch.Tensor]:
+    """The three Option-Critic loss terms over a batch of steps (each input is [B]).
+
+    q_w: Q_Omega(s_t, w_t); returns: the n-step targets G_t; logp / entropy: of pi_w at s_t;
+    beta_next: beta_w(s_{t+1}); termination_advantage: Q(s_{t+1}, w) - V(s_{t+1}) + xi (no
+    gradient); not_terminal: 0 where s_{t+1} is terminal.
+    """
+    advantage = (returns - q_w).detach()
+    return {
+        "critic": 0.5 * (returns - q_w).pow(2).mean(),
+        "policy": -(logp * advantage).mean() - entropy_coef * entropy.mean(),
+        "termination": (beta_next * termination_advantage.detach() * not_terminal).mean(),
+    }
+
+
+class OptionCriticNet(nn.Module):
+    """Shared body; heads for Q_Omega (K), terminations (K) and K intra-option policies."""
+
+    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig):
+        super().__init__()
+        self.num_options, self.action_dim, self.discrete = num_options, action_dim, discrete
+        self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation)
+        h = cfg.hidden_sizes[-1]
+        self.q = init_linear(nn.Linear(h, num_options), 1.0)
+        self.beta = init_linear(nn.Linear(h, num_options), 1.0)
+        self.pi = init_linear(nn.Linear(h, num_options * action_dim), 0.01)
+        if not discrete:
+            self.log_std = nn.Parameter(torch.full((num_options, action_dim), float(cfg.log_std_init)))
+
+    def policy(self, feats: torch.Tensor, options: torch.Tensor) -> torch.distributions.Distribution:
+        out = self.pi(feats).view(-1, self.num_options, self.action_dim)
+        out = out[torch.arange(out.shape[0], device=out.device), options]
+        if self.discrete:
+            return torch.distributions.Categorical(logits=out)
+        return torch.distributions.Normal(out, self.log_std[options].exp())
+
+
+class OptionCritic(Algorithm):
+    """Option-Critic with K options over discrete (softmax) or continuous (Gaussian) actions."""
+
+    name = "option-critic"
+    Config = OptionCriticConfig
+
+    def _check_spaces(self) -> None:
+        obs, act = self.observation_space, self.action_space
+        if not (isinstance(obs, gym.spaces.Discrete) or (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1)):
+            raise ConfigError(f"env: option-critic needs a Discrete or flat Box observation space, got {obs}")
+        if not (isinstance(act, gym.spaces.Discrete) or (isinstance(act, gym.spaces.Box) and len(act.shape) == 1)):
+            raise ConfigError(f"env: option-critic needs a Discrete or flat Box action space, got {act}")
+
+    # ---- construction ---------------------------------------------------------------------------
+    def build(self) -> None:
+        cfg = self.config
+        obs_dim = int(self.observation_space.n) if isinstance(self.observation_space, gym.spaces.Discrete) else int(
+            self.observation_space.shape[0]
+        )
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        action_dim = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
+        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg).to(self.device)
+        self.target = copy.deepcopy(self.net).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
+        if not self.discrete:
+            self.action_low = torch.as_tensor(self.action_space.low, device=self.device)
+            self.action_high = torch.as_tensor(self.action_space.high, device=self.device)
+        n = cfg.num_envs
+        self.options = np.zeros(n, dtype=np.int64)
+        self.option_age = np.zeros(n, dtype=np.int64)  # steps the running option has lasted
+        self.needs_option = np.ones(n, dtype=bool)
+        self.rollout: list[tuple] = []
+        self._raw_actions: torch.Tensor | None = None
+        self._reset_stats()
+
+    def modules(self) -> dict[str, Any]:
+        return {"net": self.net, "target": self.target, "optimizer": self.optimizer}
+
+    def _reset_stats(self) -> None:
+        self.stat_steps = np.zeros(self.config.num_options, dtype=np.int64)
+        self.stat_terminations = 0
+        self.stat_decisions = 0
+        self.stat_durations: list[int] = []
+
+    # ---- acting ----------------------------------------------------------------------------------
+    def epsilon(self) -> float:
+        cfg = self.config
+        frac = min(1.0, self.global_step / cfg.epsilon_decay_steps)
+        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        for i in np.flatnonzero(mask):
+            if not self.needs_option[i] and self.option_age[i] > 0:
+                self.stat_durations.append(int(self.option_age[i]))
+        self.needs_option |= mask
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        feats = self.net.body(self.obs_tensor(obs))
+        q = self.net.q(feats)
+        beta = torch.sigmoid(self.net.beta(feats)).cpu().numpy()
+        n, k = len(self.options), self.config.num_options
+        running = ~self.needs_option
+        beta_now = beta[np.arange(n), self.options]
+        terminate = running & (self.rng.random(n) < beta_now)
+        for i in np.flatnonzero(terminate):
+            self.stat_durations.append(int(self.option_age[i]))
+        self.stat_terminations += int(terminate.sum())
+        self.stat_decisions += int(running.sum())
+        choose = self.needs_option | terminate
+        if choose.any():
+            greedy = q.argmax(dim=1).cpu().numpy()
+            explore = self.rng.random(n) < self.epsilon()
+            new = np.where(explore, self.rng.integers(k, size=n), greedy)
+            self.options = np.where(choose, new, self.options)
+            self.option_age[choose] = 0
+        self.needs_option[:] = False
+        self.option_age += 1
+        np.add.at(self.stat_steps, self.options, 1)
+        dist = self.net.policy(feats, torch.as_tensor(self.options, device=self.device))
+        raw = dist.sample()
+        self._raw_actions = raw
+        return self._env_actions(raw)
+
+    def _env_actions(self, raw: torch.Tensor) -> np.ndarray:
+        if self.discrete:
+            return raw.cpu().numpy()
+        return torch.max(torch.min(raw, self.action_high), self.action_low).cpu().numpy()
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        self.rollout.append(
+            (obs, self.options.copy(), self._raw_actions, rewards, next_obs, terminated, truncated)
+        )
+
+    def ready(self) -> bool:
+        return len(self.rollout) >= self.config.rollout_steps
+
+    # ---- learning ---------------------------------------------------------------------------------
+    def update(self) -> dict[str, float]:
+        cfg = self.config
+        obs, options, actions, rewards, next_obs, terminated, truncated = zip(*self.rollout)
+        self.rollout.clear()
+        T, N = len(obs), cfg.num_envs
+        x = self.obs_tensor(np.concatenate(obs))
+        x_next = self.obs_tensor(np.concatenate(next_obs))
+        w = torch.as_tensor(np.concatenate(options), device=self.device)
+        a = torch.cat(actions)
+        term = np.stack(terminated)
+        eps = self.epsilon()
+
+        feats = self.net.body(x)
+        q = self.net.q(feats)
+        feats_next = self.net.body(x_next)
+        beta_next = torch.sigmoid(self.net.beta(feats_next))
+        with torch.no_grad():
+            q_next_target = self.target.q(self.target.body(x_next))
+            u = targets.option_bootstrap(q_next_target, beta_next.detach(), w, eps)
+            ret = targets.nstep_returns(
+                torch.as_tensor(np.stack(rewards), dtype=torch.float32),
+                term, np.stack(truncated), gamma=cfg.gamma, n=T, next_values=u.view(T, N).cpu(),
+            ).returns.reshape(-1).to(self.device)
+            q_next = self.net.q(feats_next.detach())
+            v_next = targets.option_values(q_next, eps)
+            term_adv = q_next.gather(1, w[:, None]).squeeze(1) - v_next + cfg.deliberation_cost
+            not_terminal = torch.as_tensor(~term.reshape(-1), dtype=torch.float32, device=self.device)
+
+        dist = self.net.policy(feats, w)
+        logp, entropy = dist.log_prob(a), dist.entropy()
+        if not self.discrete:
+            logp, entropy = logp.sum(-1), entropy.sum(-1)
+        terms = option_critic_losses(
+            q_w=q.gather(1, w[:, None]).squeeze(1),
+            returns=ret,
+            logp=logp,
+            entropy=entropy,
+            beta_next=beta_next.gather(1, w[:, None]).squeeze(1),
+            termination_advantage=term_adv,
+            not_terminal=not_terminal,
+            entropy_coef=cfg.entropy_coef,
+        )
+        loss = terms["policy"] + cfg.critic_coef * terms["critic"] + cfg.termination_coef * terms["termination"]
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        if (self.num_updates + 1) % cfg.target_update_every == 0:
+            hard_update(self.target, self.net)
+        out = {f"losses/{k}": float(v.detach()) for k, v in terms.items()}
+        out["losses/entropy"] = float(entropy.mean().detach())
+        out["losses/beta_next"] = float(beta_next.detach().gather(1, w[:, None]).mean())
+        return out
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations. ``state`` carries the running options between
+        calls (None at an episode start). Deterministic: the greedy option, terminated where
+        beta >= 0.5, and the most likely action (the Gaussian mean for continuous actions)."""
+        obs = np.asarray(obs)
+        if isinstance(self.observation_space, gym.spaces.Box) and obs.ndim == 1:
+            obs = obs[None]
+        feats = self.net.body(self.obs_tensor(obs))
+        q = self.net.q(feats)
+        n = feats.shape[0]
+        greedy = q.argmax(dim=1).cpu().numpy()
+        if state is None:
+            options = greedy
+        else:
+            options = np.asarray(state["option"])
+            beta = torch.sigmoid(self.net.beta(feats)).cpu().numpy()[np.arange(n), options]
+            stop = beta >= 0.5 if deterministic else self.rng.random(n) < beta
+            options = np.where(stop, greedy, options)
+        dist = self.net.policy(feats, torch.as_tensor(options, device=self.device))
+        if deterministic:
+            raw = dist.probs.argmax(-1) if self.discrete else dist.mean
+        else:
+            raw = dist.sample()
+        return self._env_actions(raw), {"option": options}
+
+    def active_option(self, state: Any) -> int | None:
+        return None if state is None else int(state["option"][0])
+
+    # ---- logging and checkpoints ------------------------------------------------------------------------
+    def log_stats(self) -> dict[str, float]:
+        total = max(1, int(self.stat_steps.sum()))
+        out = {f"options/share_{k}": float(c) / total for k, c in enumerate(self.stat_steps)}
+        out["options/termination_rate"] = self.stat_terminations / max(1, self.stat_decisions)
+        if self.stat_durations:
+            out["options/mean_duration"] = float(np.mean(self.stat_durations))
+        out["options/num_used"] = float((self.stat_steps / total > 0.01).sum())
+        out["charts/epsilon"] = self.epsilon()
+        self._reset_stats()
+        return out
+
+    def state_extra(self) -> dict[str, Any]:
+        return {"options": self.options, "option_age": self.option_age, "needs_option": self.needs_option}
+
+    def load_state_extra(self, state: dict[str, Any]) -> None:
+        self.options = np.array(state["options"])
+        self.option_age = np.array(state["option_age"])
+        self.needs_option = np.array(state["needs_option"])

@@ -1,0 +1,162 @@
+"""The ``hrlkit`` command: train, eval, plot, list."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .runtime.config import ConfigError, describe_fields, load_config_file, parse_overrides
+
+
+def _algorithms():
+    from .agents import ALGORITHMS
+
+    return ALGORITHMS
+
+
+def _hyperparameter_help() -> str:
+    lines = []
+    for name, cls in _algorithms().items():
+        lines.append(f"hyperparameters of {name} (--set key=value, or keys of --config FILE):")
+        for key, tname, default, help_text in describe_fields(cls.Config):
+            lines.append(f"  {key:<22} {tname:<10} default {default!r:<10} {help_text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hrlkit", description="Hierarchical RL: train, evaluate and plot agents.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser(
+        "train", help="train an agent", epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    t.add_argument("algo", help=f"algorithm: one of {', '.join(_algorithms())}")
+    t.add_argument("--env", help="gymnasium environment id (e.g. CartPole-v1, hrlkit/FourRooms-v0)")
+    t.add_argument("--total-steps", type=int, default=None, help="environment steps to train for (default 100000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--num-envs", type=int, default=None, help="parallel environments (overrides num_envs)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    t.add_argument("--config", help="YAML or TOML file of hyperparameters")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides")
+    t.add_argument("--async-envs", action="store_true", help="one process per environment")
+    t.add_argument("--run-dir", help="where to write the run (default runs/{env}__{algo}__{seed}__{time})")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    t.add_argument("--log-every", type=int, default=10_000, help="env steps between log rows")
+    t.add_argument("--eval-every", type=int, default=25_000, help="env steps between greedy evaluations (0: none)")
+    t.add_argument("--eval-episodes", type=int, default=10)
+    t.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: final only)")
+    t.add_argument("--video", action="store_true", help="record an MP4 of the first episode of each evaluation")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-tensorboard", action="store_true", help="CSV only")
+
+    e = sub.add_parser("eval", help="evaluate a trained run greedily")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
+    e.add_argument("--seed", type=int, default=None, help="first evaluation seed")
+    e.add_argument("--video", action="store_true", help="write an MP4 of the first episode to RUN_DIR/videos")
+
+    pl = sub.add_parser("plot", help="learning curves (mean ± std over seeds) to PNG")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", default="curves.png")
+    pl.add_argument("--metric", default="eval/mean_return", help="a column of progress.csv")
+
+    sub.add_parser("list", help="algorithms and registered environments")
+    return p
+
+
+def cmd_train(args) -> int:
+    from .runtime import checkpoint
+
+    algos = _algorithms()
+    if args.algo not in algos:
+        raise ConfigError(f"algo: unknown algorithm {args.algo!r}; valid choices: {', '.join(algos)}")
+    cls = algos[args.algo]
+    overrides = {}
+    if args.config:
+        overrides.update(load_config_file(args.config))
+    overrides.update(parse_overrides(args.set))
+    if args.num_envs is not None:
+        overrides["num_envs"] = args.num_envs
+    if args.resume:
+        latest = os.path.join(args.resume, "checkpoints", "latest.pt")
+        data = checkpoint.load(latest)
+        if data["algo"] != cls.name:
+            raise ConfigError(f"--resume: {args.resume!r} is a {data['algo']!r} run, not {cls.name!r}")
+        if overrides:
+            raise ConfigError("--resume: hyperparameters come from the checkpoint; drop --set/--config/--num-envs")
+        agent = cls.from_payload(data, device=args.device)
+        with open(os.path.join(args.resume, "config.json")) as f:
+            total = args.total_steps or json.load(f)["total_steps"]
+        run_dir = args.resume
+    else:
+        if not args.env:
+            raise ConfigError("--env: required (e.g. --env CartPole-v1); `hrlkit list` names the registered ids")
+        agent = cls(args.env, seed=args.seed, device=args.device, async_envs=args.async_envs, config=overrides)
+        total = args.total_steps or 100_000
+        run_dir = args.run_dir
+    agent.learn(
+        total,
+        run_dir=run_dir,
+        log_every=args.log_every,
+        eval_every=args.eval_every or None,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.checkpoint_every or None,
+        progress=not args.quiet,
+        tensorboard=not args.no_tensorboard,
+        video=args.video,
+    )
+    print(f"run saved in {agent.run_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from .runtime import checkpoint
+    from .runtime.evaluation import evaluate
+
+    path = args.checkpoint or os.path.join(args.run_dir, "checkpoints", "latest.pt")
+    data = checkpoint.load(path)
+    algos = _algorithms()
+    if data["algo"] not in algos:
+        raise ConfigError(f"checkpoint: unknown algorithm {data['algo']!r}")
+    agent = algos[data["algo"]].from_payload(data)
+    returns = evaluate(agent, args.episodes, seed=args.seed, video_dir=os.path.join(args.run_dir, "videos") if args.video else None)
+    print(json.dumps({"episodes": args.episodes, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                      "returns": [float(r) for r in returns]}))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plotting import plot_runs
+
+    print(plot_runs(args.run_dirs, args.out, metric=args.metric))
+    return 0
+
+
+def cmd_list(args) -> int:
+    import gymnasium as gym
+
+    from .envs import REGISTERED
+
+    print("algorithms:", ", ".join(_algorithms()))
+    print("hrlkit environments:", ", ".join(REGISTERED))
+    print("gymnasium environments:", ", ".join(sorted(k for k in gym.registry if "/" not in k)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"hrlkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

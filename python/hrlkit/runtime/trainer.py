@@ -1,0 +1,176 @@
+"""The one training loop every hrlkit agent runs under."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from .config import ConfigError, to_dict
+from .envs import real_next_obs
+from .evaluation import evaluate
+from .logger import Logger
+
+
+def default_run_dir(agent, root: str = "runs") -> str:
+    env = agent.env_id.replace("/", "-")
+    return os.path.join(root, f"{env}__{agent.name}__{agent.seed}__{int(time.time())}")
+
+
+def train(
+    agent,
+    total_steps: int,
+    *,
+    run_dir: str | None = None,
+    log_every: int = 10_000,
+    eval_every: int | None = 25_000,
+    eval_episodes: int = 10,
+    checkpoint_every: int | None = 50_000,
+    progress: bool = True,
+    tensorboard: bool = True,
+    video: bool = False,
+    callback: Any = None,
+) -> str:
+    """Run ``agent`` until ``agent.global_step >= total_steps``; returns the run directory.
+
+    Every ``log_every`` env steps the scalars go to ``progress.csv`` and TensorBoard; every
+    ``eval_every`` steps a greedy evaluation over ``eval_episodes`` episodes is logged (and, with
+    ``video``, recorded); every ``checkpoint_every`` steps, and at the end, a checkpoint is
+    written to ``run_dir/checkpoints``. Checkpoints are taken right after an update, when an
+    on-policy agent's rollout is empty, so resuming from one continues exactly. ``callback``,
+    if given, is called as ``callback(agent, logged_scalars)`` after each log and may return
+    False to stop.
+    """
+    for name, value, low in (("total_steps", total_steps, 1), ("log_every", log_every, 1), ("eval_episodes", eval_episodes, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"{name}: expected an int >= {low}, got {value!r}")
+    for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ConfigError(f"{name}: expected an int >= 1 or None, got {value!r}")
+    run_dir = run_dir or default_run_dir(agent)
+    agent.run_dir = run_dir
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    meta_path = os.path.join(run_dir, "config.json")
+    resuming = agent.global_step > 0
+    if not resuming or not os.path.exists(meta_path):
+        with open(meta_path, "w") as f:
+            json.dump(
+                {"algo": agent.name, "env_id": agent.env_id, "env_kwargs": agent.env_kwargs, "seed": agent.seed,
+                 "total_steps": int(total_steps), "config": to_dict(agent.config)},
+                f, indent=2,
+            )
+    logger = Logger(run_dir, tensorboard=tensorboard)
+    if resuming:
+        logger.truncate_after(agent.global_step)
+
+    num_envs = agent.config.num_envs
+    next_log = (agent.global_step // log_every + 1) * log_every
+    next_eval = None if eval_every is None else (agent.global_step // eval_every + 1) * eval_every
+    next_ckpt = None if checkpoint_every is None else (agent.global_step // checkpoint_every + 1) * checkpoint_every
+    losses: dict[str, list[float]] = defaultdict(list)
+    episodes: list[tuple[float, int]] = []
+    bar = _progress_bar(progress, total_steps, agent.global_step)
+    last_log_time, last_log_step, paused = time.perf_counter(), agent.global_step, 0.0
+    stop = False
+    try:
+        while agent.global_step < total_steps and not stop:
+            obs = agent.obs
+            actions = agent.act(obs)
+            next_obs, rewards, terminated, truncated, infos = agent.envs.step(actions)
+            done = np.logical_or(terminated, truncated)
+            agent.observe(obs, actions, rewards, real_next_obs(next_obs, infos, done), terminated, truncated)
+            agent.episode_return += rewards
+            agent.episode_length += 1
+            for i in np.flatnonzero(done):
+                episodes.append((float(agent.episode_return[i]), int(agent.episode_length[i])))
+                agent.episode_return[i] = 0.0
+                agent.episode_length[i] = 0
+            agent.obs = next_obs
+            agent.global_step += num_envs
+            if bar is not None:
+                bar.update(num_envs)
+            if done.any():
+                agent.on_episode_start(done)
+            if not agent.ready():
+                continue
+            for k, v in agent.update().items():
+                losses[k].append(v)
+            agent.num_updates += 1
+
+            t0 = time.perf_counter()
+            if next_ckpt is not None and agent.global_step >= next_ckpt:
+                _checkpoint(agent, ckpt_dir)
+                next_ckpt = (agent.global_step // checkpoint_every + 1) * checkpoint_every
+            if next_eval is not None and agent.global_step >= next_eval:
+                _evaluate(agent, logger, eval_episodes, run_dir if video else None)
+                next_eval = (agent.global_step // eval_every + 1) * eval_every
+            paused += time.perf_counter() - t0
+            if agent.global_step >= next_log:
+                now = time.perf_counter()
+                sps = (agent.global_step - last_log_step) / max(now - last_log_time - paused, 1e-9)
+                scalars = _log(agent, logger, losses, episodes, sps)
+                last_log_time, last_log_step, paused = now, agent.global_step, 0.0
+                next_log = (agent.global_step // log_every + 1) * log_every
+                if bar is not None and "charts/episodic_return" in scalars:
+                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{scalars['charts/episodic_return']:.1f}")
+                if callback is not None and callback(agent, scalars) is False:
+                    stop = True
+        if losses or episodes:
+            now = time.perf_counter()
+            _log(agent, logger, losses, episodes, (agent.global_step - last_log_step) / max(now - last_log_time - paused, 1e-9))
+        if eval_every is not None:
+            _evaluate(agent, logger, eval_episodes, run_dir if video else None)
+        _checkpoint(agent, ckpt_dir, final=True)
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+    return run_dir
+
+
+def _progress_bar(enabled: bool, total: int, initial: int):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _log(agent, logger: Logger, losses, episodes, sps: float) -> dict[str, float]:
+    if episodes:
+        rets, lens = zip(*episodes)
+        logger.record("charts/episodic_return", float(np.mean(rets)))
+        logger.record("charts/episodic_length", float(np.mean(lens)))
+        logger.record("charts/episodes", len(episodes))
+    logger.record("charts/SPS", sps)
+    logger.record("charts/updates", agent.num_updates)
+    for k, vals in losses.items():
+        logger.record(k, float(np.mean(vals)))
+    logger.record_many(agent.log_stats())
+    losses.clear()
+    episodes.clear()
+    return logger.dump(agent.global_step)
+
+
+def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None) -> None:
+    returns = evaluate(agent, episodes, video_dir=None if video_dir is None else os.path.join(video_dir, "videos"))
+    logger.record("eval/mean_return", float(np.mean(returns)))
+    logger.record("eval/std_return", float(np.std(returns)))
+    logger.dump(agent.global_step)
+
+
+def _checkpoint(agent, ckpt_dir: str, final: bool = False) -> None:
+    path = os.path.join(ckpt_dir, f"step_{agent.global_step}.pt")
+    agent.save(path)
+    latest = os.path.join(ckpt_dir, "latest.pt")
+    tmp = latest + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    os.link(path, tmp)  # a second name for the same file, swapped in atomically
+    os.replace(tmp, latest)

@@ -1,0 +1,82 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import hrlkit  # noqa: F401 - registers the env
+from hrlkit.envs import FourRoomsEnv
+
+
+def test_layout_has_104_cells_in_four_rooms_and_four_doorways():
+    env = FourRoomsEnv()
+    assert env.num_cells == 104
+    rooms = [env.room_cells(r) for r in ("upper-left", "upper-right", "lower-left", "lower-right")]
+    assert sum(len(r) for r in rooms) == 100
+    assert len(set(np.concatenate(rooms))) == 100
+    assert tuple(env.cells[env.goal]) == (7, 9)  # default goal: the east doorway
+
+
+def test_registered_with_time_limit_and_reset_never_starts_on_goal():
+    env = gym.make("hrlkit/FourRooms-v0")
+    assert env.spec.max_episode_steps == 1000
+    starts = {env.reset(seed=s)[0] for s in range(300)}
+    assert env.unwrapped.goal not in starts
+    assert len(starts) > 80
+
+
+def test_moves_respect_walls_and_slip_rate():
+    env = FourRoomsEnv(slip=1 / 3)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    intended = 0
+    trials = 6000
+    for _ in range(trials):
+        env.state = int(rng.choice(env.room_cells("upper-left")))
+        before = env.cells[env.state].copy()
+        action = int(rng.integers(4))
+        env.step(action)
+        after = env.cells[env.state]
+        step = after - before
+        assert np.abs(step).sum() <= 1  # one cell at most, never through a wall
+        if np.abs(step).sum() == 1 and tuple(step) == tuple((-1, 0) if action == 0 else (1, 0) if action == 1 else (0, -1) if action == 2 else (0, 1)):
+            intended += 1
+    # intended direction taken with prob 2/3 (minus moves blocked by walls, which stay put)
+    assert 0.45 < intended / trials < 0.7
+
+
+def test_goal_reward_terminates_and_goal_moves():
+    env = FourRoomsEnv(slip=0.0)
+    env.reset(seed=0)
+    r, c = env.cells[env.goal]
+    env.state = int(env.cell_index[r - 1, c])  # just above the doorway
+    _, reward, terminated, truncated, _ = env.step(1)  # down
+    assert (reward, terminated, truncated) == (1.0, True, False)
+    new_goal = int(env.room_cells("lower-right")[0])
+    env.set_goal(new_goal)
+    assert env.goal == new_goal
+
+
+@pytest.mark.parametrize("bad", [-1, 104, 3.5, True, "x"])
+def test_bad_goal_is_rejected(bad):
+    env = FourRoomsEnv()
+    with pytest.raises(ValueError, match="cell"):
+        env.set_goal(bad)
+    assert env.goal == 62
+
+
+def test_bad_action_is_rejected():
+    env = FourRoomsEnv()
+    env.reset(seed=0)
+    state = env.state
+    with pytest.raises(ValueError, match="action"):
+        env.step(7)
+    assert env.state == state
+
+
+def test_renders_rgb_and_ansi():
+    env = FourRoomsEnv(render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.shape == (13 * 16, 13 * 16, 3)
+    text = FourRoomsEnv(render_mode="ansi")
+    text.reset(seed=0)
+    assert "A" in text.render() and "G" in text.render()

@@ -1,0 +1,226 @@
+"""Option-Critic: loss terms on a hand-computed example, the runtime around it (autoreset,
+checkpoints and resume, config errors, CLI) and a small fixed-seed learning check."""
+from __future__ import annotations
+
+import json
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import hrlkit
+from hrlkit.agents.option_critic import option_critic_losses
+from hrlkit.cli import main as cli
+from hrlkit.runtime import checkpoint
+from hrlkit.runtime.config import ConfigError
+
+
+# ---- loss terms ---------------------------------------------------------------------------------
+def test_loss_terms_match_hand_computation():
+    q_w = torch.tensor([1.0, 2.0], requires_grad=True)
+    logp = torch.tensor([-0.5, -1.0], requires_grad=True)
+    beta = torch.tensor([0.2, 0.9], requires_grad=True)
+    terms = option_critic_losses(
+        q_w=q_w,
+        returns=torch.tensor([2.0, 1.0]),
+        logp=logp,
+        entropy=torch.tensor([0.7, 0.6]),
+        beta_next=beta,
+        termination_advantage=torch.tensor([0.3, -0.1]),
+        not_terminal=torch.tensor([1.0, 0.0]),
+        entropy_coef=0.1,
+    )
+    # critic: 1/2 mean((2-1)^2, (1-2)^2) = 0.5
+    assert terms["critic"].item() == pytest.approx(0.5)
+    # policy: -mean(-0.5*1, -1.0*-1) - 0.1*mean(0.7, 0.6) = -0.25 - 0.065
+    assert terms["policy"].item() == pytest.approx(-0.315)
+    # termination: mean(0.2*0.3*1, 0.9*-0.1*0) = 0.03 (a terminal next state contributes nothing)
+    assert terms["termination"].item() == pytest.approx(0.03)
+    sum(terms.values()).backward()
+    # d/d beta = advantage * not_terminal / B: beta rises where the option is worse than V - xi
+    assert beta.grad.tolist() == pytest.approx([0.15, 0.0])
+    # the advantage carries no gradient into Q through the policy term: d/dq_w from critic only
+    assert q_w.grad.tolist() == pytest.approx([-0.5, 0.5])
+    assert logp.grad.tolist() == pytest.approx([-0.5, 0.5])
+
+
+# ---- runtime ------------------------------------------------------------------------------------
+class CountingEnv(gym.Env):
+    """obs = steps taken in this episode; episodes end (terminated) after 3 steps, or are
+    truncated by a TimeLimit; lets a test see whether a transition spans two episodes."""
+
+    observation_space = gym.spaces.Box(0, 100, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([float(self.t)], np.float32), 1.0, self.t >= 3, False, {}
+
+
+gym.register("hrlkit-test/Counting-v0", entry_point=CountingEnv, max_episode_steps=2)
+gym.register("hrlkit-test/CountingLong-v0", entry_point=CountingEnv)
+
+
+@pytest.mark.parametrize("env_id", ["hrlkit-test/Counting-v0", "hrlkit-test/CountingLong-v0"])
+def test_no_transition_spans_two_episodes(env_id):
+    agent = hrlkit.OptionCritic(env_id, seed=0, num_envs=3, rollout_steps=4)
+    seen = []
+    original = agent.observe
+
+    def spy(obs, actions, rewards, next_obs, terminated, truncated):
+        seen.append((obs.copy(), next_obs.copy(), terminated.copy(), truncated.copy()))
+        original(obs, actions, rewards, next_obs, terminated, truncated)
+
+    agent.observe = spy
+    agent.learn(120, progress=False, log_every=60, eval_every=None, checkpoint_every=None,
+                run_dir=None, tensorboard=False)
+    assert seen
+    for obs, next_obs, terminated, truncated in seen:
+        np.testing.assert_array_equal(next_obs, obs + 1)  # never the reset observation
+        assert not (terminated & truncated).any()
+
+
+def _params(agent):
+    return torch.cat([p.detach().flatten() for p in agent.net.parameters()])
+
+
+def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
+    kw = dict(seed=3, num_envs=4, rollout_steps=8)
+    straight = hrlkit.OptionCritic("CartPole-v1", **kw)
+    straight.learn(1024, run_dir=str(tmp_path / "a"), progress=False, log_every=256, eval_every=512,
+                   eval_episodes=2, checkpoint_every=512, tensorboard=False)
+    ckpt = tmp_path / "a" / "checkpoints" / "step_512.pt"
+    assert ckpt.exists()
+    resumed = hrlkit.OptionCritic.load(str(ckpt))
+    assert resumed.global_step == 512
+    resumed.learn(1024, run_dir=str(tmp_path / "b"), progress=False, log_every=256, eval_every=512,
+                  eval_episodes=2, checkpoint_every=512, tensorboard=False)
+    assert torch.equal(_params(straight), _params(resumed))
+
+
+def test_run_directory_contents(tmp_path):
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4)
+    agent.learn(256, run_dir=str(tmp_path / "run"), progress=False, log_every=64, eval_every=128,
+                eval_episodes=2, checkpoint_every=128)
+    run = tmp_path / "run"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["algo"] == "option-critic" and cfg["config"]["num_options"] == 4
+    header = (run / "progress.csv").read_text().splitlines()[0].split(",")
+    for col in ("charts/SPS", "losses/critic", "losses/termination", "options/share_0",
+                "options/termination_rate", "eval/mean_return"):
+        assert col in header
+    assert (run / "checkpoints" / "latest.pt").exists()
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(run))
+
+
+def test_predict_keeps_options_and_respects_action_bounds():
+    agent = hrlkit.OptionCritic("Pendulum-v1", seed=0, num_envs=2, rollout_steps=4)
+    obs = np.zeros((5, 3), np.float32)
+    action, state = agent.predict(obs)
+    assert action.shape == (5, 1) and np.all(np.abs(action) <= 2.0)
+    action2, state2 = agent.predict(obs, state, deterministic=False)
+    assert state2["option"].shape == (5,)
+    agent.learn(64, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False,
+                run_dir=None, log_every=32)
+
+
+# ---- configuration errors ------------------------------------------------------------------------
+def test_unknown_hyperparameter_names_valid_keys():
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'lr'.*learning_rate"):
+        hrlkit.OptionCritic("CartPole-v1", lr=0.1)
+
+
+@pytest.mark.parametrize(
+    "kw, key",
+    [({"num_options": "two"}, "num_options"), ({"gamma": 1.5}, "gamma"), ({"num_options": 0}, "num_options"),
+     ({"activation": "swish"}, "activation"), ({"hidden_sizes": [0]}, "hidden_sizes")],
+)
+def test_bad_hyperparameter_values_name_the_key(kw, key):
+    with pytest.raises(ConfigError, match=key):
+        hrlkit.OptionCritic("CartPole-v1", **kw)
+
+
+def test_unknown_env_suggests_ids():
+    with pytest.raises(ConfigError, match="CartPole-v1"):
+        hrlkit.OptionCritic("CartPole-v9")
+
+
+def test_checkpoint_of_another_algorithm_is_rejected(tmp_path):
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2)
+    path = str(tmp_path / "oc.pt")
+    agent.save(path)
+    with pytest.raises(ValueError, match="expected 'soft-option-critic'"):
+        checkpoint.load(path, expect_algo="soft-option-critic")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable hrlkit checkpoint"):
+        hrlkit.OptionCritic.load(str(tmp_path / "junk.pt"))
+
+
+# ---- CLI ----------------------------------------------------------------------------------------------
+def test_cli_train_eval_plot_list(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    assert cli(["train", "option-critic", "--env", "CartPole-v1", "--total-steps", "512", "--quiet",
+                "--set", "num_envs=2", "rollout_steps=4", "--run-dir", run, "--log-every", "128",
+                "--eval-every", "256", "--eval-episodes", "2", "--no-tensorboard"]) == 0
+    assert cli(["eval", run, "--episodes", "2"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(out["returns"]) == 2
+    png = str(tmp_path / "curves.png")
+    assert cli(["plot", run, "--out", png]) == 0
+    assert os.path.getsize(png) > 1000
+    assert cli(["train", "option-critic", "--resume", run, "--total-steps", "768", "--quiet", "--no-tensorboard",
+                "--eval-every", "0"]) == 0
+    assert checkpoint.load(os.path.join(run, "checkpoints", "latest.pt"))["global_step"] >= 768
+    assert cli(["list"]) == 0
+    assert "hrlkit/FourRooms-v0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "nope", "--env", "CartPole-v1"], "valid choices: option-critic"),
+        (["train", "option-critic", "--env", "CartPole-v1", "--set", "bogus=1"], "unknown hyperparameter 'bogus'"),
+        (["train", "option-critic", "--env", "CartPole-v1", "--set", "gamma=high"], "gamma: expected a float"),
+        (["train", "option-critic", "--env", "NoSuchEnv-v0"], "unknown environment id"),
+        (["train", "option-critic"], "--env: required"),
+    ],
+)
+def test_cli_bad_config_fails_before_training(argv, message, capsys, tmp_path):
+    assert cli(argv + ["--run-dir", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_help_lists_hyperparameters(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = capsys.readouterr().out
+    for key in ("num_options", "deliberation_cost", "epsilon_decay_steps", "learning_rate"):
+        assert key in text
+
+
+def test_config_file(tmp_path):
+    cfg = tmp_path / "oc.toml"
+    cfg.write_text("num_options = 2\nhidden_sizes = [32, 32]\n")
+    run = str(tmp_path / "run")
+    assert cli(["train", "option-critic", "--env", "CartPole-v1", "--config", str(cfg), "--total-steps", "128",
+                "--quiet", "--run-dir", run, "--eval-every", "0", "--no-tensorboard", "--num-envs", "2"]) == 0
+    saved = json.loads(open(os.path.join(run, "config.json")).read())["config"]
+    assert saved["num_options"] == 2 and saved["hidden_sizes"] == [32, 32] and saved["num_envs"] == 2
+
+
+# ---- learning -----------------------------------------------------------------------------------------
+def test_learns_cartpole_in_30k_steps():
+    torch.set_num_threads(1)
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0)
+    agent.learn(30_000, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=30_000,
+                run_dir=None)
+    returns = hrlkit.runtime.evaluation.evaluate(agent, 5)
+    assert returns.mean() >= 150, returns
