@@ -117,7 +117,14 @@ def test_run_directory_contents(tmp_path):
                 "options/termination_rate", "eval/mean_return"):
         assert col in header
     assert (run / "checkpoints" / "latest.pt").exists()
+    assert (run / "checkpoints" / "best.pt").exists()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run))
+    # a second run into the same directory would overwrite the first: refused, nothing touched
+    before = (run / "progress.csv").read_text()
+    other = hrlkit.OptionCritic("CartPole-v1", seed=1, num_envs=2, rollout_steps=4)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        other.learn(64, run_dir=str(run), progress=False)
+    assert (run / "progress.csv").read_text() == before
 
 
 def test_predict_keeps_options_and_respects_action_bounds():

@@ -57,6 +57,8 @@ class Algorithm:
         self.rng = np.random.default_rng(self.seed)
         self.global_step = 0
         self.num_updates = 0
+        self.total_steps = 0  # set by learn(); learning-rate schedules read it
+        self.best_eval_return = -np.inf
         self.build()
         obs, _ = self.envs.reset(seed=self.seed)
         self.obs = obs
@@ -142,6 +144,8 @@ class Algorithm:
             "config": to_dict(self.config),
             "global_step": self.global_step,
             "num_updates": self.num_updates,
+            "total_steps": self.total_steps,
+            "best_eval_return": self.best_eval_return,
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "rng": {**checkpoint.rng_state(), "agent": self.rng.bit_generator.state},
             "obs": self.obs,
@@ -168,6 +172,8 @@ class Algorithm:
             m.load_state_dict(data["modules"][k])
         agent.global_step = int(data["global_step"])
         agent.num_updates = int(data["num_updates"])
+        agent.total_steps = int(data.get("total_steps", 0))
+        agent.best_eval_return = float(data.get("best_eval_return", -np.inf))
         if data.get("envs") is not None and env_id in (None, data["env_id"]):
             agent.envs.close()
             agent.envs = pickle.loads(data["envs"])

@@ -39,6 +39,7 @@ class OptionCriticConfig:
     rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)")
     gamma: float = field(0.99, "discount")
     learning_rate: float = field(1e-3, "Adam learning rate")
+    lr_schedule: str = field("constant", "'constant', or 'linear' decay to 0 at the end of learn(total_steps)")
     hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the shared body")
     activation: str = field("tanh", f"activation of the body: one of {sorted(ACTIVATIONS)}")
     entropy_coef: float = field(0.01, "weight of the intra-option policies' entropy bonus")
@@ -58,6 +59,7 @@ class OptionCriticConfig:
         check(self.rollout_steps >= 1, "rollout_steps", "an int >= 1", self.rollout_steps)
         check(0.0 <= self.gamma <= 1.0, "gamma", "a number in [0, 1]", self.gamma)
         check(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
+        check(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'", self.lr_schedule)
         check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes), "hidden_sizes",
               "a non-empty list of positive ints", self.hidden_sizes)
         check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
@@ -258,6 +260,9 @@ class OptionCritic(Algorithm):
         )
         loss = terms["policy"] + cfg.critic_coef * terms["critic"] + cfg.termination_coef * terms["termination"]
 
+        if cfg.lr_schedule == "linear":
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * max(0.0, 1.0 - self.global_step / max(1, self.total_steps))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm > 0:

@@ -51,11 +51,16 @@ def train(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
             raise ConfigError(f"{name}: expected an int >= 1 or None, got {value!r}")
     run_dir = run_dir or default_run_dir(agent)
-    agent.run_dir = run_dir
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
-    os.makedirs(ckpt_dir, exist_ok=True)
     meta_path = os.path.join(run_dir, "config.json")
     resuming = agent.global_step > 0
+    if not resuming and os.path.exists(meta_path):
+        raise ConfigError(
+            f"run_dir: {run_dir!r} already holds a run; pass a new directory, or resume it (hrlkit train --resume)"
+        )
+    agent.run_dir = run_dir
+    agent.total_steps = int(total_steps)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    os.makedirs(ckpt_dir, exist_ok=True)
     if not resuming or not os.path.exists(meta_path):
         with open(meta_path, "w") as f:
             json.dump(
@@ -106,7 +111,7 @@ def train(
                 _checkpoint(agent, ckpt_dir)
                 next_ckpt = (agent.global_step // checkpoint_every + 1) * checkpoint_every
             if next_eval is not None and agent.global_step >= next_eval:
-                _evaluate(agent, logger, eval_episodes, run_dir if video else None)
+                _evaluate(agent, logger, eval_episodes, run_dir if video else None, ckpt_dir)
                 next_eval = (agent.global_step // eval_every + 1) * eval_every
             paused += time.perf_counter() - t0
             if agent.global_step >= next_log:
@@ -123,7 +128,7 @@ def train(
             now = time.perf_counter()
             _log(agent, logger, losses, episodes, (agent.global_step - last_log_step) / max(now - last_log_time - paused, 1e-9))
         if eval_every is not None:
-            _evaluate(agent, logger, eval_episodes, run_dir if video else None)
+            _evaluate(agent, logger, eval_episodes, run_dir if video else None, ckpt_dir)
         _checkpoint(agent, ckpt_dir, final=True)
     finally:
         if bar is not None:
@@ -158,11 +163,16 @@ def _log(agent, logger: Logger, losses, episodes, sps: float) -> dict[str, float
     return logger.dump(agent.global_step)
 
 
-def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None) -> None:
+def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_dir: str) -> None:
+    """Greedy evaluation into the logs; the best so far is also kept as checkpoints/best.pt."""
     returns = evaluate(agent, episodes, video_dir=None if video_dir is None else os.path.join(video_dir, "videos"))
-    logger.record("eval/mean_return", float(np.mean(returns)))
+    mean = float(np.mean(returns))
+    logger.record("eval/mean_return", mean)
     logger.record("eval/std_return", float(np.std(returns)))
     logger.dump(agent.global_step)
+    if mean > getattr(agent, "best_eval_return", -np.inf):
+        agent.best_eval_return = mean
+        agent.save(os.path.join(ckpt_dir, "best.pt"))
 
 
 def _checkpoint(agent, ckpt_dir: str, final: bool = False) -> None:
