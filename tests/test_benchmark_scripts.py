@@ -42,3 +42,38 @@ def test_replay_table_runs(tmp_path, capsys):
     text = out.read_text()
     for op in ("single add", "batched add (1024 rows)", "uniform sample (256)", "PER sample + update (256)"):
         assert op in text
+
+
+def test_four_rooms_transfer_runs(tmp_path):
+    import json
+
+    import four_rooms_transfer
+
+    out = tmp_path / "fr"
+    assert four_rooms_transfer.main(["--runs", "1", "--episodes", "8", "--switch", "4", "--window", "2", "--jobs", "1",
+                                     "--out", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert set(summary) == {"option-critic (4 options)", "flat actor-critic"}
+    assert (out / "steps_per_episode.png").stat().st_size > 1000
+    assert (out / "terminations.png").stat().st_size > 1000
+
+
+def test_option_critic_acceptance_runs(tmp_path):
+    import json
+
+    import option_critic_acceptance
+
+    out = tmp_path / "acc"
+    assert option_critic_acceptance.main(["cartpole", "--seeds", "0", "--steps", "640", "--eval-every", "320",
+                                          "--jobs", "1", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())["results"]["seed0"]
+    assert res["final"][0] == 640 and len(res["usage_run"]["share"]) == 4
+    assert (out / "curves.png").exists() and "seed0" in (out / "table.md").read_text()
+
+
+def test_sps_script_runs(capsys):
+    pytest.importorskip("stable_baselines3")
+    import sps_cartpole
+
+    assert sps_cartpole.main(["--steps", "640", "--repeats", "1"]) == 0
+    assert "ratio hrlkit / SB3" in capsys.readouterr().out

@@ -33,6 +33,7 @@ def train(
     tensorboard: bool = True,
     video: bool = False,
     callback: Any = None,
+    on_episode_end: Any = None,
 ) -> str:
     """Run ``agent`` until ``agent.global_step >= total_steps``; returns the run directory.
 
@@ -42,7 +43,9 @@ def train(
     written to ``run_dir/checkpoints``. Checkpoints are taken right after an update, when an
     on-policy agent's rollout is empty, so resuming from one continues exactly. ``callback``,
     if given, is called as ``callback(agent, logged_scalars)`` after each log and may return
-    False to stop.
+    False to stop. ``on_episode_end``, if given, is called as
+    ``on_episode_end(agent, env_index, episode_return, episode_length)`` whenever a sub-env's
+    episode ends (before the agent's next action) and may return False to stop.
     """
     for name, value, low in (("total_steps", total_steps, 1), ("log_every", log_every, 1), ("eval_episodes", eval_episodes, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -92,6 +95,8 @@ def train(
             agent.episode_length += 1
             for i in np.flatnonzero(done):
                 episodes.append((float(agent.episode_return[i]), int(agent.episode_length[i])))
+                if on_episode_end is not None and on_episode_end(agent, int(i), *episodes[-1]) is False:
+                    stop = True
                 agent.episode_return[i] = 0.0
                 agent.episode_length[i] = 0
             agent.obs = next_obs

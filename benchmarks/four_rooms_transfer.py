@@ -1,0 +1,154 @@
+"""The Option-Critic paper's transfer experiment in Four Rooms (Bacon et al., 2017, Fig. 3).
+
+    python benchmarks/four_rooms_transfer.py                   # 20 runs each, about 20 min on 2 cores
+    python benchmarks/four_rooms_transfer.py --runs 4 --episodes 400 --switch 200   # a quick look
+
+The goal starts in the east doorway; after --switch episodes it moves to a random cell of the
+lower-right room (the same cell for both agents in a given run). Option-Critic with 4 options
+is compared with a flat actor-critic, which is the same code with one option (its termination
+is then irrelevant: U = Q), so both have the same networks, optimizer and step budget. Writes,
+under --out: steps_per_episode.png (mean over runs, smoothed), terminations.png (each option's
+termination probability over the grid just before the goal moves, averaged over the runs),
+results.json and table.md (mean steps per episode over the episodes right after the move).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+HPARAMS = dict(num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
+               epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1)
+
+
+def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    import hrlkit
+
+    agent = hrlkit.OptionCritic("hrlkit/FourRooms-v0", seed=run, config={**HPARAMS, **overrides}, num_options=num_options)
+    env = agent.envs.envs[0].unwrapped
+    new_goal = int(np.random.default_rng(1000 + run).choice(env.room_cells("lower-right")))
+    lengths: list[int] = []
+    snapshot = {}
+
+    def on_episode_end(agent, i, ret, length):
+        lengths.append(length)
+        if len(lengths) == switch:
+            with torch.no_grad():
+                feats = agent.net.body(agent.obs_tensor(np.arange(env.num_cells)))
+                snapshot["beta"] = torch.sigmoid(agent.net.beta(feats)).numpy().tolist()
+            env.set_goal(new_goal)
+        return len(lengths) < episodes
+
+    agent.learn(10**9, run_dir=os.path.join(OUT, "runs", f"k{num_options}_run{run}"), progress=False,
+                log_every=50_000, eval_every=None, checkpoint_every=None, tensorboard=False, on_episode_end=on_episode_end)
+    return {"run": run, "num_options": num_options, "lengths": lengths, "beta": snapshot.get("beta"),
+            "new_goal": new_goal, "steps": agent.global_step}
+
+
+OUT = "results/four_rooms"
+
+
+def smooth(x: np.ndarray, k: int) -> np.ndarray:
+    return np.convolve(x, np.ones(k) / k, mode="valid") if k > 1 else x
+
+
+def main(argv=None) -> int:
+    global OUT
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--episodes", type=int, default=2000)
+    ap.add_argument("--switch", type=int, default=1000)
+    ap.add_argument("--window", type=int, default=100, help="episodes after the move that are averaged")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides (both agents)")
+    args = ap.parse_args(argv)
+    from hrlkit.runtime.config import parse_overrides
+
+    overrides = parse_overrides(args.set)
+    OUT = args.out
+    os.makedirs(OUT, exist_ok=True)
+    jobs = [(r, k) for r in range(args.runs) for k in (4, 1)]
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_out, initargs=(OUT,)) as pool:
+        results = list(pool.map(one_run, [r for r, _ in jobs], [k for _, k in jobs], [args.episodes] * len(jobs),
+                                [args.switch] * len(jobs), [overrides] * len(jobs)))
+    by_k = {k: np.array([r["lengths"][: args.episodes] for r in results if r["num_options"] == k]) for k in (4, 1)}
+    lo, hi = args.switch, args.switch + args.window
+    summary = {
+        ("option-critic (4 options)" if k == 4 else "flat actor-critic"): {
+            "mean_steps_after_move": float(v[:, lo:hi].mean()),
+            "std_over_runs": float(v[:, lo:hi].mean(axis=1).std()),
+            "mean_steps_before_move": float(v[:, lo - args.window:lo].mean()),
+            "mean_steps_first_window": float(v[:, : args.window].mean()),
+        }
+        for k, v in by_k.items()
+    }
+    _plot(by_k, args, results)
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump({"args": vars(args), "hparams": {**HPARAMS, **overrides}, "summary": summary,
+                   "total_steps": {k: int(sum(r['steps'] for r in results if r['num_options'] == k)) for k in (4, 1)}},
+                  f, indent=2)
+    lines = [f"Four Rooms transfer, {args.runs} runs per agent, goal moved after episode {args.switch}.", "",
+             f"| agent | steps/episode, episodes {lo}-{hi} (after the move) | std over runs | episodes {lo - args.window}-{lo} (before) | episodes 0-{args.window} |",
+             "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['mean_steps_after_move']:.1f} | {s['std_over_runs']:.1f} | {s['mean_steps_before_move']:.1f} | {s['mean_steps_first_window']:.1f} |")
+    table = "\n".join(lines)
+    with open(os.path.join(OUT, "table.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+    return 0
+
+
+def _set_out(out: str) -> None:
+    global OUT
+    OUT = out
+
+
+def _plot(by_k, args, results) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hrlkit.envs import FourRoomsEnv
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    k = 20
+    for n, label in ((4, "Option-Critic, 4 options"), (1, "flat actor-critic")):
+        m = smooth(by_k[n].mean(axis=0), k)
+        ax.plot(np.arange(len(m)) + k - 1, m, label=label)
+    ax.axvline(args.switch, color="grey", ls="--", lw=1)
+    ax.set_xlabel("episode")
+    ax.set_ylabel(f"steps per episode (mean over {args.runs} runs, {k}-episode moving average)")
+    ax.set_yscale("log")
+    ax.set_title("Four Rooms: goal moves at the dashed line")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "steps_per_episode.png"), dpi=120)
+    plt.close(fig)
+
+    env = FourRoomsEnv()
+    betas = np.array([r["beta"] for r in results if r["num_options"] == 4 and r["beta"] is not None])
+    mean_beta = betas.mean(axis=0)  # [cells, K]
+    fig, axes = plt.subplots(1, mean_beta.shape[1], figsize=(3.2 * mean_beta.shape[1], 3.4))
+    for w, ax in enumerate(np.atleast_1d(axes)):
+        grid = np.full(env.walls.shape, np.nan)
+        grid[env.cells[:, 0], env.cells[:, 1]] = mean_beta[:, w]
+        im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(f"option {w}: termination β")
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8)
+    fig.savefig(os.path.join(OUT, "terminations.png"), dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""Training speed on CartPole-v1 with 8 environments: hrlkit's Option-Critic against
+Stable-Baselines3's A2C, measured in the same run (same process, same thread settings).
+
+    python benchmarks/sps_cartpole.py                    # 50k steps each, 3 repeats
+    python benchmarks/sps_cartpole.py --steps 20000 --repeats 1
+
+SPS = environment steps / wall-clock seconds of ``learn`` (logging included, evaluation and
+checkpoints off). Both use torch on the CPU with --threads threads (default 1: these networks
+are too small for more to help). SB3's A2C runs with its defaults except n_envs=8 and
+n_steps=8 (hrlkit's rollout length), so both update every 64 env steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+
+
+def hrlkit_sps(steps: int, seed: int) -> float:
+    import hrlkit
+
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=seed, num_envs=8, rollout_steps=8)
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        agent.learn(steps, run_dir=f"{d}/run", progress=False, eval_every=None, checkpoint_every=None,
+                    tensorboard=False, log_every=10_000)
+        return steps / (time.perf_counter() - t)
+
+
+def sb3_a2c_sps(steps: int, seed: int) -> float:
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    model = A2C("MlpPolicy", env, n_steps=8, seed=seed, device="cpu", verbose=0)
+    t = time.perf_counter()
+    model.learn(steps)
+    return steps / (time.perf_counter() - t)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=50_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="also write the numbers to this file")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    res: dict[str, list[float]] = {"hrlkit option-critic": [], "SB3 A2C": []}
+    for r in range(args.repeats):  # interleaved, so drifts in machine load hit both
+        res["hrlkit option-critic"].append(hrlkit_sps(args.steps, r))
+        res["SB3 A2C"].append(sb3_a2c_sps(args.steps, r))
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"CartPole-v1, 8 envs, {args.steps:,} steps x {args.repeats}, torch {torch.__version__} "
+          f"({args.threads} thread), {platform.machine()}, Python {platform.python_version()}")
+    print("| agent | SPS (median) | runs |\n|---|---|---|")
+    for k, v in res.items():
+        print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in v)} |")
+    print(f"ratio hrlkit / SB3: {med['hrlkit option-critic'] / med['SB3 A2C']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"steps": args.steps, "repeats": res, "median": med}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
