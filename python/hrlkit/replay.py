@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import _core
+from ._io import atomic_write
 from ._validate import check_float, check_int, describe, to_numpy
 
 __all__ = ["ReplayBuffer", "PrioritizedReplayBuffer", "SUPPORTED_DTYPES"]
@@ -146,7 +147,6 @@ class ReplayBuffer(_core.Replay):
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"path: directory {directory!r} does not exist")
-        tmp = f"{path}.tmp-{os.getpid()}-{id(self)}"
         self.lock()
         try:
             size = len(self)
@@ -167,19 +167,11 @@ class ReplayBuffer(_core.Replay):
                 **self._header_extra(),
             }
             blob = json.dumps(header).encode()
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(_HEADER.pack(_MAGIC, _FORMAT_VERSION, len(blob)))
-                    f.write(blob)
-                    for a in payload:
-                        f.write(_bytes(a))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                raise
+            with atomic_write(path) as f:
+                f.write(_HEADER.pack(_MAGIC, _FORMAT_VERSION, len(blob)))
+                f.write(blob)
+                for a in payload:
+                    f.write(_bytes(a))
         finally:
             self.unlock()
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._io import atomic_write
+
 FORMAT = "hrlkit-checkpoint"
 VERSION = 1
 
@@ -24,19 +26,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save(path: str, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
 
 
 def load(path: str, *, expect_algo: str | None = None) -> dict[str, Any]:
