@@ -231,3 +231,43 @@ def test_learns_cartpole_in_30k_steps():
                 run_dir=None)
     returns = hrlkit.runtime.evaluation.evaluate(agent, 5)
     assert returns.mean() >= 150, returns
+
+
+# ---- evaluation videos and async envs ----------------------------------------------------------------
+def test_draw_option_band_colour_and_digit():
+    from hrlkit.runtime.evaluation import OPTION_COLOURS, draw_option
+
+    frame = np.zeros((200, 300, 3), np.uint8)
+    out = draw_option(frame, 3)
+    assert (frame == 0).all()  # the input is not modified
+    band = out[:10]
+    assert (band == OPTION_COLOURS[3]).all(axis=-1).mean() > 0.8
+    assert (band == 255).all(axis=-1).any()  # the digit is drawn in white
+    assert draw_option(frame, None) is frame
+
+
+def test_video_records_mp4_with_option_overlay(tmp_path):
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4)
+    agent.learn(64, run_dir=str(tmp_path / "run"), progress=False, eval_every=64, eval_episodes=1,
+                checkpoint_every=None, tensorboard=False, video=True)
+    videos = list((tmp_path / "run" / "videos").glob("*.mp4"))
+    assert videos and all(v.stat().st_size > 0 for v in videos)
+
+
+def test_video_without_rgb_rendering_fails_before_training(tmp_path):
+    pytest.importorskip("moviepy")
+    agent = hrlkit.OptionCritic("hrlkit-test/Counting-v0", seed=0, num_envs=2)
+    with pytest.raises(ConfigError, match="video"):
+        agent.learn(64, run_dir=str(tmp_path / "run"), progress=False, video=True)
+    assert agent.global_step == 0 and not (tmp_path / "run").exists()
+
+
+def test_async_envs_train():
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4, async_envs=True)
+    try:
+        agent.learn(128, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=64)
+        assert agent.global_step == 128 and agent.num_updates == 16
+    finally:
+        agent.close()

@@ -6,6 +6,7 @@ import os
 import gymnasium as gym
 import numpy as np
 
+from .config import ConfigError
 from .envs import make_env
 
 # distinct colours for option ids (cycled past 10)
@@ -52,6 +53,27 @@ class OptionOverlay(gym.Wrapper):
 
     def render(self):
         return draw_option(self.env.render(), self.option)
+
+
+def check_video_support(env_id: str, env_kwargs: dict | None) -> None:
+    """Fail early (before training) when evaluation videos cannot be written."""
+    try:
+        import moviepy  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("video: recording needs moviepy; pip install 'hrlkit[video]'") from exc
+    try:
+        env = make_env(env_id, env_kwargs, render_mode="rgb_array")
+        try:
+            env.reset(seed=0)
+            frame = env.render()
+        finally:
+            env.close()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the env raises, say it is about rendering
+        raise ConfigError(f"video: {env_id} cannot render rgb_array frames ({exc})") from exc
+    if not (isinstance(frame, np.ndarray) and frame.ndim == 3):
+        raise ConfigError(f"video: {env_id} returned no rgb_array frame")
 
 
 def evaluate(agent, episodes: int = 10, *, seed: int | None = None, video_dir: str | None = None) -> np.ndarray:

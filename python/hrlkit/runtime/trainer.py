@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import ConfigError, to_dict
 from .envs import real_next_obs
-from .evaluation import evaluate
+from .evaluation import check_video_support, evaluate
 from .logger import Logger
 
 
@@ -53,6 +53,8 @@ def train(
     for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
             raise ConfigError(f"{name}: expected an int >= 1 or None, got {value!r}")
+    if video:
+        check_video_support(agent.env_id, agent.env_kwargs)
     run_dir = run_dir or default_run_dir(agent)
     meta_path = os.path.join(run_dir, "config.json")
     resuming = agent.global_step > 0
