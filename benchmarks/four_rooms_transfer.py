@@ -51,7 +51,7 @@ def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: d
             "new_goal": new_goal, "steps": agent.global_step}
 
 
-OUT = "results/four_rooms"
+OUT = "benchmarks/results/four_rooms"
 
 
 def smooth(x: np.ndarray, k: int) -> np.ndarray:

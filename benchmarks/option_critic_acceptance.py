@@ -2,7 +2,7 @@
 
     python benchmarks/option_critic_acceptance.py cartpole                # seeds 0 1 2, 200k steps each
     python benchmarks/option_critic_acceptance.py pendulum                # seeds 0 1 2, 100k steps each
-    python benchmarks/option_critic_acceptance.py cartpole --jobs 2 --out results/oc_cartpole
+    python benchmarks/option_critic_acceptance.py cartpole --jobs 2 --out /tmp/oc_cartpole
 
 Each seed trains with the library defaults (plus any --set overrides), evaluating the greedy
 policy on 10 episodes every --eval-every steps. The script writes, under --out: the run
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     task = TASKS[args.task]
     steps = args.steps or task["steps"]
     eval_every = args.eval_every or task["eval_every"]
-    out = args.out or os.path.join("results", f"oc_{args.task}")
+    out = args.out or os.path.join("benchmarks", "results", f"oc_{args.task}")
     from hrlkit.plotting import plot_runs
     from hrlkit.runtime.config import parse_overrides
 
