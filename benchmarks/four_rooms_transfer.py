@@ -92,6 +92,8 @@ def main(argv=None) -> int:
     _plot(by_k, args, results)
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({"args": vars(args), "hparams": {**HPARAMS, **overrides}, "summary": summary,
+                   "lengths": {k: v.tolist() for k, v in by_k.items()},
+                   "beta_before_move": {r["run"]: r["beta"] for r in results if r["num_options"] == 4},
                    "total_steps": {k: int(sum(r['steps'] for r in results if r['num_options'] == k)) for k in (4, 1)}},
                   f, indent=2)
     lines = [f"Four Rooms transfer, {args.runs} runs per agent, goal moved after episode {args.switch}.", "",
@@ -136,17 +138,26 @@ def _plot(by_k, args, results) -> None:
     plt.close(fig)
 
     env = FourRoomsEnv()
-    betas = np.array([r["beta"] for r in results if r["num_options"] == 4 and r["beta"] is not None])
-    mean_beta = betas.mean(axis=0)  # [cells, K]
-    fig, axes = plt.subplots(1, mean_beta.shape[1], figsize=(3.2 * mean_beta.shape[1], 3.4))
+    oc = [r for r in results if r["num_options"] == 4 and r["beta"] is not None]
+    betas = np.array([r["beta"] for r in oc])  # [runs, cells, K]
+    # Option ids are arbitrary in each run, so the average over runs blurs the structure: draw
+    # the first run's maps, and the average beside them for reference.
+    _beta_maps(env, betas[0], os.path.join(OUT, "terminations.png"), f"run {oc[0]['run']}")
+    _beta_maps(env, betas.mean(axis=0), os.path.join(OUT, "terminations_mean.png"), f"mean over {len(oc)} runs")
+
+
+def _beta_maps(env, beta, path: str, label: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, beta.shape[1], figsize=(3.2 * beta.shape[1], 3.4))
     for w, ax in enumerate(np.atleast_1d(axes)):
         grid = np.full(env.walls.shape, np.nan)
-        grid[env.cells[:, 0], env.cells[:, 1]] = mean_beta[:, w]
+        grid[env.cells[:, 0], env.cells[:, 1]] = beta[:, w]
         im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"option {w}: termination β")
+        ax.set_title(f"option {w}: β ({label})", fontsize=9)
         ax.set_xticks([]), ax.set_yticks([])
     fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8)
-    fig.savefig(os.path.join(OUT, "terminations.png"), dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 

@@ -56,6 +56,7 @@ def test_four_rooms_transfer_runs(tmp_path):
     assert set(summary) == {"option-critic (4 options)", "flat actor-critic"}
     assert (out / "steps_per_episode.png").stat().st_size > 1000
     assert (out / "terminations.png").stat().st_size > 1000
+    assert (out / "terminations_mean.png").stat().st_size > 1000
 
 
 def test_option_critic_acceptance_runs(tmp_path):
