@@ -342,3 +342,20 @@ def test_property_option_kernels_match_reference(B, K, eps, per_option, seed):
     np.testing.assert_allclose(option_values(q, eps), option_values_reference(q, eps), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(option_bootstrap(q, beta, options, eps),
                                option_bootstrap_reference(q, beta, options, eps), rtol=1e-12, atol=1e-12)
+
+
+def test_core_stub_lists_the_module():
+    """_core.pyi names every public function and Replay method the extension has."""
+    import ast
+    import os
+
+    import hrlkit
+    from hrlkit import _core
+
+    stub = os.path.join(os.path.dirname(hrlkit.__file__), "_core.pyi")
+    tree = ast.parse(open(stub).read())
+    funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    replay = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Replay")
+    methods = {n.name for n in replay.body if isinstance(n, ast.FunctionDef)}
+    assert funcs == {n for n in dir(_core) if not n.startswith("_") and n != "Replay"}
+    assert methods >= {n for n in dir(_core.Replay) if not n.startswith("_")}
