@@ -19,6 +19,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from _report import write_table
 
 HPARAMS = dict(num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
                epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1)
@@ -101,10 +102,7 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|"]
     for name, s in summary.items():
         lines.append(f"| {name} | {s['mean_steps_after_move']:.1f} | {s['std_over_runs']:.1f} | {s['mean_steps_before_move']:.1f} | {s['mean_steps_first_window']:.1f} |")
-    table = "\n".join(lines)
-    with open(os.path.join(OUT, "table.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    write_table(OUT, lines)
     return 0
 
 

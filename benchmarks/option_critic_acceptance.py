@@ -20,6 +20,8 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+from _report import write_table
+
 TASKS = {
     "cartpole": {"env": "CartPole-v1", "steps": 200_000, "target": 475.0, "eval_every": 10_000},
     "pendulum": {"env": "Pendulum-v1", "steps": 100_000, "target": -250.0, "eval_every": 10_000},
@@ -106,10 +108,7 @@ def main(argv=None) -> int:
         final = f"{r['final'][1]:.0f}" if r["final"] else "-"
         u = r["usage_run"]
         lines.append(f"| {name} | {first} | {best} | {final} | {u.get('share')} | {u.get('mean_duration')} | {u.get('termination_rate')} |")
-    table = "\n".join(lines)
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(table + "\n")
-    print(table)
+    write_table(out, lines)
     return 0
 
 

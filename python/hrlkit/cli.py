@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML or TOML file of hyperparameters")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides")
     t.add_argument("--async-envs", action="store_true", help="one process per environment")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: the networks are small, and more threads only contend)")
     t.add_argument("--run-dir", help="where to write the run (default runs/{env}__{algo}__{seed}__{time})")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     t.add_argument("--log-every", type=int, default=10_000, help="env steps between log rows")
@@ -68,7 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
+    import torch
+
     from .runtime import checkpoint
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads: expected an int >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     algos = _algorithms()
     if args.algo not in algos:

@@ -1,0 +1,12 @@
+"""Shared by the benchmark scripts: write a markdown table to OUT/table.md and print it."""
+from __future__ import annotations
+
+import os
+
+
+def write_table(out_dir: str, lines: list[str]) -> str:
+    table = "\n".join(lines)
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+    return table
