@@ -271,3 +271,28 @@ def test_async_envs_train():
         assert agent.global_step == 128 and agent.num_updates == 16
     finally:
         agent.close()
+
+
+def test_clipped_ratio_policy_term():
+    """With old log-probabilities the policy term is PPO's clipped surrogate: at r = 1 it has the
+    plain policy gradient; past the clip on the side the advantage favours, no gradient."""
+    adv = torch.tensor([1.0, -1.0])
+    common = dict(q_w=torch.zeros(2), returns=torch.zeros(2), entropy=torch.zeros(2), beta_next=torch.zeros(2),
+                  termination_advantage=torch.zeros(2), not_terminal=torch.ones(2), entropy_coef=0.0,
+                  advantage=adv, clip_range=0.2)
+    logp = torch.tensor([-1.0, -1.0], requires_grad=True)
+    option_critic_losses(logp=logp, old_logp=torch.tensor([-1.0, -1.0]), **common)["policy"].backward()
+    assert logp.grad.tolist() == pytest.approx([-0.5, 0.5])  # = d/dlogp of -mean(logp * adv)
+    logp = torch.tensor([-0.5, -1.5], requires_grad=True)  # r = e^0.5 > 1.2 (adv > 0), e^-0.5 < 0.8 (adv < 0)
+    terms = option_critic_losses(logp=logp, old_logp=torch.tensor([-1.0, -1.0]), **common)
+    terms["policy"].backward()
+    assert logp.grad.tolist() == pytest.approx([0.0, 0.0])
+    assert terms["policy"].item() == pytest.approx(-(1.2 * 1.0 + 0.8 * -1.0) / 2)
+
+
+def test_ppo_style_updates_run_and_learn_a_little():
+    torch.set_num_threads(1)
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, update_epochs=4, num_minibatches=4, rollout_steps=32,
+                                normalize_advantage=True)
+    agent.learn(20_000, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=20_000)
+    assert hrlkit.runtime.evaluation.evaluate(agent, 3).mean() > 30

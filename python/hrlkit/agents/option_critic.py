@@ -52,6 +52,10 @@ class OptionCriticConfig:
     target_update_every: int = field(50, "updates between copies of Q_Omega into its target network")
     max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)")
     log_std_init: float = field(-0.5, "initial log std of the Gaussian options (continuous actions)")
+    update_epochs: int = field(1, "passes over each rollout (more than 1: PPO-style clipped option updates)")
+    num_minibatches: int = field(1, "minibatches per pass over the rollout")
+    clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)")
+    normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
 
     def validate(self) -> None:
         check(self.num_options >= 1, "num_options", "an int >= 1", self.num_options)
@@ -69,6 +73,10 @@ class OptionCriticConfig:
             check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
         check(self.epsilon_decay_steps >= 1, "epsilon_decay_steps", "an int >= 1", self.epsilon_decay_steps)
         check(self.target_update_every >= 1, "target_update_every", "an int >= 1", self.target_update_every)
+        check(self.update_epochs >= 1, "update_epochs", "an int >= 1", self.update_epochs)
+        check(1 <= self.num_minibatches <= self.num_envs * self.rollout_steps, "num_minibatches",
+              f"an int in [1, num_envs * rollout_steps = {self.num_envs * self.rollout_steps}]", self.num_minibatches)
+        check(0.0 <= self.clip_range < 1.0, "clip_range", "a number in [0, 1)", self.clip_range)
 
 
 def option_critic_losses(
@@ -81,17 +89,31 @@ def option_critic_losses(
     termination_advantage: torch.Tensor,
     not_terminal: torch.Tensor,
     entropy_coef: float,
+    advantage: torch.Tensor | None = None,
+    old_logp: torch.Tensor | None = None,
+    clip_range: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """The three Option-Critic loss terms over a batch of steps (each input is [B]).
 
     q_w: Q_Omega(s_t, w_t); returns: the n-step targets G_t; logp / entropy: of pi_w at s_t;
     beta_next: beta_w(s_{t+1}); termination_advantage: Q(s_{t+1}, w) - V(s_{t+1}) + xi (no
-    gradient); not_terminal: 0 where s_{t+1} is terminal.
+    gradient); not_terminal: 0 where s_{t+1} is terminal. advantage defaults to G_t - Q(s_t, w).
+    The policy term is -log pi A; with old_logp (the rollout policy's log-probabilities, for
+    several passes over one rollout) it is the likelihood-ratio form -r A, r = pi / pi_old, with
+    r clipped PPO-style to [1 - clip_range, 1 + clip_range] when clip_range > 0. Both have the
+    same gradient at r = 1.
     """
-    advantage = (returns - q_w).detach()
+    adv = (returns - q_w).detach() if advantage is None else advantage.detach()
+    if old_logp is None:
+        surrogate = logp * adv
+    else:
+        ratio = torch.exp(logp - old_logp.detach())
+        surrogate = ratio * adv
+        if clip_range > 0:
+            surrogate = torch.min(surrogate, ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * adv)
     return {
         "critic": 0.5 * (returns - q_w).pow(2).mean(),
-        "policy": -(logp * advantage).mean() - entropy_coef * entropy.mean(),
+        "policy": -surrogate.mean() - entropy_coef * entropy.mean(),
         "termination": (beta_next * termination_advantage.detach() * not_terminal).mean(),
     }
 
@@ -228,52 +250,75 @@ class OptionCritic(Algorithm):
         term = np.stack(terminated)
         eps = self.epsilon()
 
-        feats = self.net.body(x)
-        q = self.net.q(feats)
-        feats_next = self.net.body(x_next)
-        beta_next = torch.sigmoid(self.net.beta(feats_next))
         with torch.no_grad():
+            feats_next0 = self.net.body(x_next)
             q_next_target = self.target.q(self.target.body(x_next))
-            u = targets.option_bootstrap(q_next_target, beta_next.detach(), w, eps)
+            u = targets.option_bootstrap(q_next_target, torch.sigmoid(self.net.beta(feats_next0)), w, eps)
             ret = targets.nstep_returns(
                 torch.as_tensor(np.stack(rewards), dtype=torch.float32),
                 term, np.stack(truncated), gamma=cfg.gamma, n=T, next_values=u.view(T, N).cpu(),
             ).returns.reshape(-1).to(self.device)
-            q_next = self.net.q(feats_next.detach())
+            q_next = self.net.q(feats_next0)
             v_next = targets.option_values(q_next, eps)
             term_adv = q_next.gather(1, w[:, None]).squeeze(1) - v_next + cfg.deliberation_cost
             not_terminal = torch.as_tensor(~term.reshape(-1), dtype=torch.float32, device=self.device)
-
-        dist = self.net.policy(feats, w)
-        logp, entropy = dist.log_prob(a), dist.entropy()
-        if not self.discrete:
-            logp, entropy = logp.sum(-1), entropy.sum(-1)
-        terms = option_critic_losses(
-            q_w=q.gather(1, w[:, None]).squeeze(1),
-            returns=ret,
-            logp=logp,
-            entropy=entropy,
-            beta_next=beta_next.gather(1, w[:, None]).squeeze(1),
-            termination_advantage=term_adv,
-            not_terminal=not_terminal,
-            entropy_coef=cfg.entropy_coef,
-        )
-        loss = terms["policy"] + cfg.critic_coef * terms["critic"] + cfg.termination_coef * terms["termination"]
+            multi = cfg.update_epochs > 1 or cfg.num_minibatches > 1
+            if multi:  # the rollout policy and its advantages, fixed across the passes
+                feats0 = self.net.body(x)
+                advantage = ret - self.net.q(feats0).gather(1, w[:, None]).squeeze(1)
+                old_logp = self._log_prob_entropy(feats0, w, a)[0]
 
         if cfg.lr_schedule == "linear":
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * max(0.0, 1.0 - self.global_step / max(1, self.total_steps))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        batch = T * N
+        history: dict[str, list[float]] = {}
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(batch, device=self.device) if multi else torch.arange(batch, device=self.device)
+            for mb in order.chunk(cfg.num_minibatches):
+                feats = self.net.body(x[mb])
+                beta_next = torch.sigmoid(self.net.beta(self.net.body(x_next[mb])))
+                logp, entropy = self._log_prob_entropy(feats, w[mb], a[mb])
+                adv = None
+                if multi:
+                    adv = advantage[mb]
+                    if cfg.normalize_advantage and len(mb) > 1:
+                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                terms = option_critic_losses(
+                    q_w=self.net.q(feats).gather(1, w[mb, None]).squeeze(1),
+                    returns=ret[mb],
+                    logp=logp,
+                    entropy=entropy,
+                    beta_next=beta_next.gather(1, w[mb, None]).squeeze(1),
+                    termination_advantage=term_adv[mb],
+                    not_terminal=not_terminal[mb],
+                    entropy_coef=cfg.entropy_coef,
+                    advantage=adv,
+                    old_logp=old_logp[mb] if multi else None,
+                    clip_range=cfg.clip_range if multi else 0.0,
+                )
+                loss = terms["policy"] + cfg.critic_coef * terms["critic"] + cfg.termination_coef * terms["termination"]
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.max_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                for k, v in terms.items():
+                    history.setdefault(f"losses/{k}", []).append(float(v.detach()))
+                history.setdefault("losses/entropy", []).append(float(entropy.mean().detach()))
+                history.setdefault("losses/beta_next", []).append(
+                    float(beta_next.detach().gather(1, w[mb, None]).mean())
+                )
         if (self.num_updates + 1) % cfg.target_update_every == 0:
             hard_update(self.target, self.net)
-        out = {f"losses/{k}": float(v.detach()) for k, v in terms.items()}
-        out["losses/entropy"] = float(entropy.mean().detach())
-        out["losses/beta_next"] = float(beta_next.detach().gather(1, w[:, None]).mean())
-        return out
+        return {k: float(np.mean(v)) for k, v in history.items()}
+
+    def _log_prob_entropy(self, feats: torch.Tensor, options: torch.Tensor, actions: torch.Tensor):
+        dist = self.net.policy(feats, options)
+        logp, entropy = dist.log_prob(actions), dist.entropy()
+        if not self.discrete:
+            logp, entropy = logp.sum(-1), entropy.sum(-1)
+        return logp, entropy
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
