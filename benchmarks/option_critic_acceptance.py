@@ -4,7 +4,8 @@
     python benchmarks/option_critic_acceptance.py pendulum                # seeds 0 1 2, 100k steps each
     python benchmarks/option_critic_acceptance.py cartpole --jobs 2 --out /tmp/oc_cartpole
 
-Each seed trains with the library defaults (plus any --set overrides), evaluating the greedy
+Each seed trains with the library defaults, updated by the task's config file
+(benchmarks/configs/oc_pendulum.yaml for Pendulum) and any --set overrides, evaluating the greedy
 policy on 10 episodes every --eval-every steps. The script writes, under --out: the run
 directories, curves.png (mean ± std of the evaluation return over seeds), results.json and
 table.md (per seed: the first evaluation at or above the target and its step, the best and the
@@ -22,9 +23,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 from _report import write_table
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 TASKS = {
-    "cartpole": {"env": "CartPole-v1", "steps": 200_000, "target": 475.0, "eval_every": 10_000},
-    "pendulum": {"env": "Pendulum-v1", "steps": 100_000, "target": -250.0, "eval_every": 10_000},
+    "cartpole": {"env": "CartPole-v1", "steps": 200_000, "target": 475.0, "eval_every": 10_000, "config": None},
+    "pendulum": {"env": "Pendulum-v1", "steps": 100_000, "target": -250.0, "eval_every": 10_000,
+                 "config": os.path.join(HERE, "configs", "oc_pendulum.yaml")},
 }
 
 
@@ -83,7 +86,9 @@ def main(argv=None) -> int:
     from hrlkit.plotting import plot_runs
     from hrlkit.runtime.config import parse_overrides
 
-    overrides = parse_overrides(args.set)
+    from hrlkit.runtime.config import load_config_file
+
+    overrides = {**(load_config_file(task["config"]) if task["config"] else {}), **parse_overrides(args.set)}
     run_dirs = [os.path.join(out, "runs", f"seed{s}") for s in args.seeds]
     for rd in run_dirs:
         if os.path.exists(os.path.join(rd, "config.json")):

@@ -250,8 +250,12 @@ class OptionCritic(Algorithm):
         term = np.stack(terminated)
         eps = self.epsilon()
 
+        multi = cfg.update_epochs > 1 or cfg.num_minibatches > 1
+        # One pass: the body's forward at s' serves both the targets (detached) and the
+        # termination gradient. Several passes: recomputed per minibatch.
+        feats_next_grad = None if multi else self.net.body(x_next)
         with torch.no_grad():
-            feats_next0 = self.net.body(x_next)
+            feats_next0 = self.net.body(x_next) if multi else feats_next_grad.detach()
             q_next_target = self.target.q(self.target.body(x_next))
             u = targets.option_bootstrap(q_next_target, torch.sigmoid(self.net.beta(feats_next0)), w, eps)
             ret = targets.nstep_returns(
@@ -262,7 +266,6 @@ class OptionCritic(Algorithm):
             v_next = targets.option_values(q_next, eps)
             term_adv = q_next.gather(1, w[:, None]).squeeze(1) - v_next + cfg.deliberation_cost
             not_terminal = torch.as_tensor(~term.reshape(-1), dtype=torch.float32, device=self.device)
-            multi = cfg.update_epochs > 1 or cfg.num_minibatches > 1
             if multi:  # the rollout policy and its advantages, fixed across the passes
                 feats0 = self.net.body(x)
                 advantage = ret - self.net.q(feats0).gather(1, w[:, None]).squeeze(1)
@@ -277,7 +280,7 @@ class OptionCritic(Algorithm):
             order = torch.randperm(batch, device=self.device) if multi else torch.arange(batch, device=self.device)
             for mb in order.chunk(cfg.num_minibatches):
                 feats = self.net.body(x[mb])
-                beta_next = torch.sigmoid(self.net.beta(self.net.body(x_next[mb])))
+                beta_next = torch.sigmoid(self.net.beta(self.net.body(x_next[mb]) if multi else feats_next_grad))
                 logp, entropy = self._log_prob_entropy(feats, w[mb], a[mb])
                 adv = None
                 if multi:
