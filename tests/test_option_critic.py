@@ -256,6 +256,7 @@ def test_video_records_mp4_with_option_overlay(tmp_path):
     assert videos and all(v.stat().st_size > 0 for v in videos)
 
 
+@pytest.mark.filterwarnings("ignore:.*render_mode")  # the point of the test: this env cannot render
 def test_video_without_rgb_rendering_fails_before_training(tmp_path):
     pytest.importorskip("moviepy")
     agent = hrlkit.OptionCritic("hrlkit-test/Counting-v0", seed=0, num_envs=2)

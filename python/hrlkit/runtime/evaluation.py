@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -86,10 +87,12 @@ def evaluate(agent, episodes: int = 10, *, seed: int | None = None, video_dir: s
     if video_dir:
         overlay = OptionOverlay(env)
         os.makedirs(video_dir, exist_ok=True)
-        env = gym.wrappers.RecordVideo(
-            overlay, video_dir, episode_trigger=lambda i: i == 0, name_prefix=f"step{agent.global_step}",
-            disable_logger=True,
-        )
+        with warnings.catch_warnings():  # one folder for every evaluation; file names differ by step
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
+            env = gym.wrappers.RecordVideo(
+                overlay, video_dir, episode_trigger=lambda i: i == 0, name_prefix=f"step{agent.global_step}",
+                disable_logger=True,
+            )
     returns = np.zeros(episodes)
     try:
         for ep in range(episodes):
