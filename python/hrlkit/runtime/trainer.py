@@ -86,6 +86,7 @@ def train(
     bar = _progress_bar(progress, total_steps, agent.global_step)
     last_log_time, last_log_step, paused = time.perf_counter(), agent.global_step, 0.0
     stop = False
+    last_eval_step = -1
     try:
         while agent.global_step < total_steps and not stop:
             obs = agent.obs
@@ -119,6 +120,7 @@ def train(
                 next_ckpt = (agent.global_step // checkpoint_every + 1) * checkpoint_every
             if next_eval is not None and agent.global_step >= next_eval:
                 _evaluate(agent, logger, eval_episodes, run_dir if video else None, ckpt_dir)
+                last_eval_step = agent.global_step
                 next_eval = (agent.global_step // eval_every + 1) * eval_every
             paused += time.perf_counter() - t0
             if agent.global_step >= next_log:
@@ -134,9 +136,9 @@ def train(
         if losses or episodes:
             now = time.perf_counter()
             _log(agent, logger, losses, episodes, (agent.global_step - last_log_step) / max(now - last_log_time - paused, 1e-9))
-        if eval_every is not None:
+        if eval_every is not None and last_eval_step != agent.global_step:
             _evaluate(agent, logger, eval_episodes, run_dir if video else None, ckpt_dir)
-        _checkpoint(agent, ckpt_dir, final=True)
+        _checkpoint(agent, ckpt_dir)
     finally:
         if bar is not None:
             bar.close()
@@ -182,7 +184,7 @@ def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_
         agent.save(os.path.join(ckpt_dir, "best.pt"))
 
 
-def _checkpoint(agent, ckpt_dir: str, final: bool = False) -> None:
+def _checkpoint(agent, ckpt_dir: str) -> None:
     path = os.path.join(ckpt_dir, f"step_{agent.global_step}.pt")
     agent.save(path)
     latest = os.path.join(ckpt_dir, "latest.pt")
