@@ -297,3 +297,18 @@ def test_ppo_style_updates_run_and_learn_a_little():
                                 normalize_advantage=True)
     agent.learn(20_000, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=20_000)
     assert hrlkit.runtime.evaluation.evaluate(agent, 3).mean() > 30
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["plot", "no/such/run"], "is not an hrlkit run directory"),
+        (["eval", "no/such/run"], "no checkpoint at"),
+        (["train", "option-critic", "--resume", "no/such/run"], "no checkpoint at"),
+        (["train", "option-critic", "--env", "CartPole-v1", "--threads", "0"], "--threads"),
+        (["train", "option-critic", "--env", "CartPole-v1", "--config", "missing.yaml"], "does not exist"),
+    ],
+)
+def test_cli_bad_paths_fail_with_a_message(argv, message, capsys):
+    assert cli(argv) == 2
+    assert message in capsys.readouterr().err
