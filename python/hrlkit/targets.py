@@ -271,6 +271,5 @@ def option_bootstrap_reference(q_next: Any, beta_next: Any, options: Any, epsilo
     if b.ndim == 2:
         b = b.gather(1, o[:, None]).squeeze(1)
     q_w = q.gather(1, o[:, None]).squeeze(1)
-    v = (1.0 - epsilon) * q.max(dim=1).values + epsilon * q.mean(dim=1)
-    u = (1.0 - b) * q_w + b * v
+    u = (1.0 - b) * q_w + b * option_values_reference(q, epsilon)
     return u if _is_torch(q_next) else u.cpu().numpy()
