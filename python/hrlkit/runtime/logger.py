@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from typing import Mapping
+
+from .._io import atomic_write
 
 
 class Logger:
@@ -66,12 +69,12 @@ class Logger:
         self._rewrite()
 
     def _rewrite(self) -> None:
-        tmp = self.csv_path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self._columns)
+        with atomic_write(self.csv_path) as raw:
+            text = io.TextIOWrapper(raw, newline="", write_through=True)
+            w = csv.DictWriter(text, fieldnames=self._columns)
             w.writeheader()
             w.writerows(self._rows)
-        os.replace(tmp, self.csv_path)
+            text.detach()  # leave the binary file open for atomic_write to sync and rename
 
     def close(self) -> None:
         if self._tb is not None:
