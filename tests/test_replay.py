@@ -1178,7 +1178,12 @@ def test_concurrent_add_and_sample_never_tear_rows(cls, num_options):
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
     for t in threads:
         t.start()
+    # run until both threads have done enough work (not for a fixed time, which a loaded machine
+    # can eat up), or an error, or a generous deadline
+    deadline = time.monotonic() + 20.0
     time.sleep(0.6)
+    while time.monotonic() < deadline and not errors and not (stats["added"] > 1000 and stats["sampled"] > 50):
+        time.sleep(0.05)
     stop.set()
     for t in threads:
         t.join(timeout=10)
