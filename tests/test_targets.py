@@ -359,3 +359,128 @@ def test_core_stub_lists_the_module():
     methods = {n.name for n in replay.body if isinstance(n, ast.FunctionDef)}
     assert funcs == {n for n in dir(_core) if not n.startswith("_") and n != "Replay"}
     assert methods >= {n for n in dir(_core.Replay) if not n.startswith("_")}
+
+
+# ---- soft option-critic targets -------------------------------------------------------------
+from hrlkit import soft_option_targets  # noqa: E402
+from hrlkit.targets import soft_option_targets_reference  # noqa: E402
+
+
+def _soft_inputs(B=4, K=3, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return dict(
+        q_next=(rng.normal(size=(2, B)) * 5).astype(dtype),
+        logp_next=rng.normal(size=B).astype(dtype),
+        q_omega_next=(rng.normal(size=(B, K)) * 5).astype(dtype),
+        beta_next=rng.random(B).astype(dtype),
+        options=rng.integers(0, K, size=B),
+        rewards=rng.normal(size=B).astype(dtype),
+        discounts=np.where(rng.random(B) < 0.3, 0.0, 0.99).astype(dtype),
+        alpha=rng.random(K).astype(dtype) + 0.05,
+    )
+
+
+def _soft_call(fn, d, **kw):
+    return fn(d["q_next"], d["logp_next"], d["q_omega_next"], d["beta_next"], d["options"], d["rewards"],
+              d["discounts"], d["alpha"], **kw)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_soft_option_targets_by_hand(backend):
+    # one transition, K = 2, running option 1
+    out = soft_option_targets(
+        np.array([[3.0], [2.0]]), np.array([-1.0]), np.array([[1.0, 3.0]]), np.array([0.25]), np.array([1]),
+        np.array([0.5]), np.array([0.9]), np.array([0.1, 0.2]), option_temperature=1.0, deliberation_cost=0.01,
+        backend=backend,
+    )
+    q_option = 2.0 - 0.2 * -1.0  # twin-min minus alpha_1 log pi
+    p = np.exp([1.0, 3.0]) / np.exp([1.0, 3.0]).sum()
+    v = p @ np.array([1.0, 3.0])  # Boltzmann expectation over Q_Omega(s', .)
+    assert out.q_option[0] == pytest.approx(q_option)
+    assert out.value[0] == pytest.approx(v)
+    assert out.target[0] == pytest.approx(0.5 + 0.9 * (0.75 * q_option + 0.25 * v))
+    assert out.advantage[0] == pytest.approx(3.0 - v + 0.01)
+    soft = soft_option_targets(
+        np.array([[3.0], [2.0]]), np.array([-1.0]), np.array([[1.0, 3.0]]), np.array([0.25]), np.array([1]),
+        np.array([0.5]), np.array([0.0]), np.array([0.1, 0.2]), option_temperature=0.5, mode="soft", backend=backend,
+    )
+    assert soft.value[0] == pytest.approx(0.5 * np.log(np.exp(2.0) + np.exp(6.0)))
+    assert soft.target[0] == pytest.approx(0.5)  # terminal: no bootstrap
+    greedy = soft_option_targets(
+        np.array([[3.0], [2.0]]), np.array([-1.0]), np.array([[1.0, 3.0]]), np.array([0.25]), np.array([0]),
+        np.array([0.5]), np.array([0.9]), np.array([0.1, 0.2]), option_temperature=0.0, backend=backend,
+    )
+    assert greedy.value[0] == pytest.approx(3.0)
+    assert greedy.advantage[0] == pytest.approx(1.0 - 3.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_torch", [False, True])
+@pytest.mark.parametrize("mode, tau", [("expected", 1.0), ("expected", 0.0), ("soft", 0.3), ("soft", 0.0)])
+def test_soft_option_kernel_matches_reference(dtype, use_torch, mode, tau):
+    d = _soft_inputs(B=64, K=5, seed=7, dtype=dtype)
+    if use_torch:
+        d = {k: torch.from_numpy(v) for k, v in d.items()}
+    kw = dict(option_temperature=tau, deliberation_cost=0.02, mode=mode)
+    got = _soft_call(soft_option_targets, d, **kw)
+    ref = _soft_call(soft_option_targets_reference, d, **kw)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for g, r in zip(got, ref):
+        assert isinstance(g, torch.Tensor if use_torch else np.ndarray)
+        assert g.dtype == r.dtype
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=tol, atol=tol)
+
+
+def test_soft_option_targets_extreme_values_stay_finite():
+    d = _soft_inputs(B=8, K=4, seed=1, dtype=np.float64)
+    d["q_omega_next"] = d["q_omega_next"] * 1e4  # logsumexp/softmax must not overflow
+    for mode in ("expected", "soft"):
+        out = _soft_call(soft_option_targets, d, option_temperature=1e-3, mode=mode)
+        assert all(np.isfinite(np.asarray(x)).all() for x in out)
+        np.testing.assert_allclose(out.value, d["q_omega_next"].max(axis=1), rtol=1e-6)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(B=st.integers(0, 6), K=st.integers(1, 5), tau=st.floats(0, 5), soft=st.booleans(), xi=st.floats(-1, 1),
+       seed=st.integers(0, 2**32 - 1))
+def test_property_soft_option_kernel_matches_reference(B, K, tau, soft, xi, seed):
+    d = _soft_inputs(B=B, K=K, seed=seed, dtype=np.float64)
+    kw = dict(option_temperature=tau, deliberation_cost=xi, mode="soft" if soft else "expected")
+    for g, r in zip(_soft_call(soft_option_targets, d, **kw), _soft_call(soft_option_targets_reference, d, **kw)):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+def _soft_bad(field, value=None, **kw):
+    def call(backend):
+        d = _soft_inputs()
+        if field is not None:
+            d[field] = value
+        extra = dict(kw)
+        return _soft_call(soft_option_targets, d, option_temperature=extra.pop("tau", 1.0), backend=backend, **extra)
+    return call
+
+
+SOFT_BAD = [
+    ("q_next one critic", _soft_bad("q_next", np.zeros((1, 4), np.float32)), ValueError, "q_next"),
+    ("q_next 1-D", _soft_bad("q_next", np.zeros(4, np.float32)), ValueError, "q_next"),
+    ("q_omega rows", _soft_bad("q_omega_next", np.zeros((3, 3), np.float32)), ValueError, "q_omega_next"),
+    ("q_omega no options", _soft_bad("q_omega_next", np.zeros((4, 0), np.float32)), ValueError, "q_omega_next"),
+    ("logp length", _soft_bad("logp_next", np.zeros(5, np.float32)), ValueError, "logp_next"),
+    ("beta length", _soft_bad("beta_next", np.zeros((4, 3), np.float32)), ValueError, "beta_next"),
+    ("rewards length", _soft_bad("rewards", np.zeros(3, np.float32)), ValueError, "rewards"),
+    ("discounts length", _soft_bad("discounts", np.zeros(2, np.float32)), ValueError, "discounts"),
+    ("alpha length", _soft_bad("alpha", np.zeros(2, np.float32)), ValueError, "alpha"),
+    ("option id too big", _soft_bad("options", np.array([0, 1, 3, 0])), IndexError, "options"),
+    ("option id negative", _soft_bad("options", np.array([0, -1, 0, 0])), IndexError, "options"),
+    ("float options", _soft_bad("options", np.zeros(4)), TypeError, "options"),
+    ("negative temperature", _soft_bad(None, tau=-1.0), ValueError, "option_temperature"),
+    ("bad mode", _soft_bad(None, mode="max"), ValueError, "mode"),
+    ("nan deliberation cost", _soft_bad(None, deliberation_cost=float("nan")), ValueError, "deliberation_cost"),
+]
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("call, exc, name", [c[1:] for c in SOFT_BAD], ids=[c[0] for c in SOFT_BAD])
+def test_soft_option_targets_bad_input_names_the_argument(call, exc, name, backend):
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        call(backend)

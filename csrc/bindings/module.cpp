@@ -350,6 +350,34 @@ py::array_t<F> option_bootstrap_impl(const py::array_t<F, py::array::c_style>& q
     return out;
 }
 
+template <class F>
+py::tuple soft_option_targets_impl(const py::array_t<F, py::array::c_style>& q_next, const py::array_t<F, py::array::c_style>& logp,
+                                   const py::array_t<F, py::array::c_style>& q_omega, const py::array_t<F, py::array::c_style>& beta,
+                                   const py::array_t<int64_t, py::array::c_style>& options, const py::array_t<F, py::array::c_style>& rewards,
+                                   const py::array_t<F, py::array::c_style>& discounts, const py::array_t<F, py::array::c_style>& alpha,
+                                   double tau, bool soft, double xi) {
+    if (q_next.ndim() != 2 || q_next.shape(0) != 2) throw py::value_error("q_next: expected shape (2, B), got " + array_shape_str(q_next));
+    const int64_t B = q_next.shape(1);
+    if (q_omega.ndim() != 2 || q_omega.shape(0) != B || q_omega.shape(1) < 1)
+        throw py::value_error("q_omega_next: expected shape (" + std::to_string(B) + ", K) with K >= 1, got " + array_shape_str(q_omega));
+    const int64_t K = q_omega.shape(1);
+    const std::string b1 = "(" + std::to_string(B) + ",)";
+    const std::pair<const char*, const py::array*> rows[] = {{"logp_next", &logp}, {"beta_next", &beta}, {"options", &options},
+                                                            {"rewards", &rewards}, {"discounts", &discounts}};
+    for (const auto& [name, arr] : rows)
+        if (arr->ndim() != 1 || arr->shape(0) != B)
+            throw py::value_error(std::string(name) + ": expected shape " + b1 + ", got " + array_shape_str(*arr));
+    if (alpha.ndim() != 1 || alpha.shape(0) != K)
+        throw py::value_error("alpha: expected shape (" + std::to_string(K) + ",), got " + array_shape_str(alpha));
+    py::array_t<F> q_option({B}), value({B}), target({B}), advantage({B});
+    {
+        py::gil_scoped_release nogil;
+        hrlkit::soft_option_targets<F>(q_next.data(), logp.data(), q_omega.data(), beta.data(), options.data(), rewards.data(),
+                                       discounts.data(), alpha.data(), B, K, tau, soft, xi, q_option.mutable_data(),
+                                       value.mutable_data(), target.mutable_data(), advantage.mutable_data());
+    }
+    return py::make_tuple(q_option, value, target, advantage);
+}
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -390,4 +418,6 @@ PYBIND11_MODULE(_core, m) {
     m.def("option_values_f64", &option_values_impl<double>);
     m.def("option_bootstrap_f32", &option_bootstrap_impl<float>);
     m.def("option_bootstrap_f64", &option_bootstrap_impl<double>);
+    m.def("soft_option_targets_f32", &soft_option_targets_impl<float>);
+    m.def("soft_option_targets_f64", &soft_option_targets_impl<double>);
 }

@@ -2,6 +2,7 @@
 // Free functions over pointers and sizes, so a CUDA twin can mirror each one.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -76,6 +77,56 @@ void option_bootstrap(const F* q_next, const F* beta, bool beta_per_option, cons
         const int64_t w = options[b];
         const double be = static_cast<double>(beta_per_option ? beta[b * K + w] : beta[b]);
         out[b] = static_cast<F>((1.0 - be) * static_cast<double>(row[w]) + be * option_value_row(row, K, eps));
+    }
+}
+
+// V(s) over options for a Boltzmann option policy pi(w|s) ~ exp(Q(s, w) / tau):
+//   soft: tau log sum_w exp(Q(s, w) / tau)   (expected value plus tau times the choice's entropy)
+//   else: sum_w pi(w|s) Q(s, w)              (expected value only)
+// tau = 0 is the greedy limit, max_w Q(s, w), in both cases.
+template <class F>
+double boltzmann_value_row(const F* row, int64_t K, double tau, bool soft) {
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t w = 0; w < K; ++w) mx = std::max(mx, static_cast<double>(row[w]));
+    if (tau <= 0.0) return mx;
+    double z = 0.0, zq = 0.0;
+    for (int64_t w = 0; w < K; ++w) {
+        const double q = static_cast<double>(row[w]);
+        const double e = std::exp((q - mx) / tau);
+        z += e;
+        zq += e * q;
+    }
+    return soft ? mx + tau * std::log(z) : zq / z;
+}
+
+// Soft Option-Critic targets for B transitions, each trained for one option w_b of K:
+//   q_option[b]  = min(q1[b], q2[b]) - alpha[w_b] logp[b]   (the soft value of w_b at s': Q_Omega(s', w_b)
+//                                                           from the twin target critics at a' ~ pi_w(s'))
+//   value[b]     = V(s') = boltzmann_value_row(q_omega[b, .], tau, soft)   (over all options)
+//   target[b]    = r[b] + disc[b] ((1 - beta[b]) q_option[b] + beta[b] value[b])
+//   advantage[b] = q_omega[b, w_b] - value[b] + xi      (the termination advantage of w_b at s')
+// q_next [2, B]: both critics' head w_b at (s', a'); logp [B]: log pi_w(a' | s'); q_omega [B, K]:
+// the option values at s' (an option-value network); beta [B]: beta_w(s'); disc [B]: gamma^k, or 0
+// after a terminal step. Options are checked before anything is written.
+template <class F>
+void soft_option_targets(const F* q_next, const F* logp, const F* q_omega, const F* beta, const int64_t* options,
+                         const F* rewards, const F* discounts, const F* alpha, int64_t B, int64_t K, double tau,
+                         bool soft, double xi, F* q_option, F* value, F* target, F* advantage) {
+    for (int64_t b = 0; b < B; ++b)
+        if (options[b] < 0 || options[b] >= K)
+            throw std::out_of_range("options: expected ids in [0, " + std::to_string(K) + "), got " +
+                                    std::to_string(options[b]) + " at position " + std::to_string(b));
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t w = options[b];
+        const double qo = std::min(static_cast<double>(q_next[b]), static_cast<double>(q_next[B + b])) -
+                          static_cast<double>(alpha[w]) * static_cast<double>(logp[b]);
+        const F* row = q_omega + b * K;
+        const double v = boltzmann_value_row(row, K, tau, soft);
+        const double be = static_cast<double>(beta[b]);
+        q_option[b] = static_cast<F>(qo);
+        value[b] = static_cast<F>(v);
+        target[b] = static_cast<F>(static_cast<double>(rewards[b]) + static_cast<double>(discounts[b]) * ((1.0 - be) * qo + be * v));
+        advantage[b] = static_cast<F>(static_cast<double>(row[w]) - v + xi);
     }
 }
 

@@ -74,3 +74,29 @@ def option_bootstrap_f32(
 def option_bootstrap_f64(
     q_next: npt.NDArray[np.float64], beta: npt.NDArray[np.float64], options: npt.NDArray[np.int64], eps: float
 ) -> npt.NDArray[np.float64]: ...
+def soft_option_targets_f32(
+    q_next: npt.NDArray[np.float32],
+    logp_next: npt.NDArray[np.float32],
+    q_omega_next: npt.NDArray[np.float32],
+    beta_next: npt.NDArray[np.float32],
+    options: npt.NDArray[np.int64],
+    rewards: npt.NDArray[np.float32],
+    discounts: npt.NDArray[np.float32],
+    alpha: npt.NDArray[np.float32],
+    tau: float,
+    soft: bool,
+    xi: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+def soft_option_targets_f64(
+    q_next: npt.NDArray[np.float64],
+    logp_next: npt.NDArray[np.float64],
+    q_omega_next: npt.NDArray[np.float64],
+    beta_next: npt.NDArray[np.float64],
+    options: npt.NDArray[np.int64],
+    rewards: npt.NDArray[np.float64],
+    discounts: npt.NDArray[np.float64],
+    alpha: npt.NDArray[np.float64],
+    tau: float,
+    soft: bool,
+    xi: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

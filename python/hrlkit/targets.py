@@ -21,6 +21,9 @@ __all__ = [
     "option_values_reference",
     "option_bootstrap",
     "option_bootstrap_reference",
+    "SoftOptionTargets",
+    "soft_option_targets",
+    "soft_option_targets_reference",
 ]
 
 
@@ -273,3 +276,130 @@ def option_bootstrap_reference(q_next: Any, beta_next: Any, options: Any, epsilo
     q_w = q.gather(1, o[:, None]).squeeze(1)
     u = (1.0 - b) * q_w + b * option_values_reference(q, epsilon)
     return u if _is_torch(q_next) else u.cpu().numpy()
+
+
+# ---- soft option-critic targets ------------------------------------------------------------
+class SoftOptionTargets(NamedTuple):
+    q_option: Any   # [B] Q_Omega(s', w) = min(q1, q2)(s', a', w) - alpha_w log pi_w(a' | s'), a' ~ pi_w(s')
+    value: Any      # [B] V(s') of the Boltzmann option policy over q_omega_next
+    target: Any     # [B] r + disc ((1 - beta_w(s')) Q_Omega(s', w) + beta_w(s') V(s'))
+    advantage: Any  # [B] q_omega_next[w] - V(s') + xi, the termination advantage of w at s'
+
+
+def _check_soft(q_next, logp_next, q_omega_next, beta_next, options, rewards, discounts, alpha) -> None:
+    _check("q_next", q_next, kinds="fiub", what="real numbers", ndim=2)
+    if _shape(q_next)[0] != 2:
+        raise ValueError(f"q_next: expected shape (2, B) (the twin critics), got {_shape(q_next)}")
+    B = _shape(q_next)[1]
+    _check("q_omega_next", q_omega_next, kinds="fiub", what="real numbers", ndim=2)
+    if _shape(q_omega_next)[0] != B or _shape(q_omega_next)[1] < 1:
+        raise ValueError(f"q_omega_next: expected shape ({B}, K) with K >= 1, got {_shape(q_omega_next)}")
+    K = _shape(q_omega_next)[1]
+    for name, x in (("logp_next", logp_next), ("beta_next", beta_next), ("rewards", rewards), ("discounts", discounts)):
+        _check(name, x, kinds="fiub", what="real numbers", shape=(B,))
+    _check("options", options, kinds="iu", what="integer option ids", shape=(B,))
+    _check("alpha", alpha, kinds="fiub", what="real numbers", shape=(K,))
+
+
+def _soft_args(option_temperature: float, deliberation_cost: float, mode: str) -> tuple[float, float]:
+    if mode not in ("expected", "soft"):
+        raise ValueError(f"mode: expected 'expected' or 'soft', got {mode!r}")
+    return (check_float("option_temperature", option_temperature, low=0.0),
+            check_float("deliberation_cost", deliberation_cost))
+
+
+def soft_option_targets(
+    q_next: Any,
+    logp_next: Any,
+    q_omega_next: Any,
+    beta_next: Any,
+    options: Any,
+    rewards: Any,
+    discounts: Any,
+    alpha: Any,
+    *,
+    option_temperature: float,
+    deliberation_cost: float = 0.0,
+    mode: str = "expected",
+    backend: str = "auto",
+) -> SoftOptionTargets:
+    """Soft Option-Critic targets for B transitions in one kernel call: the twin-min, the entropy
+    term and the beta-mixed soft bootstrap.
+
+    Each transition b trains one option w = options[b]. q_next [2, B]: both *target* critics'
+    head w at (s', a'), a' ~ pi_w(s'); logp_next [B]: log pi_w(a' | s'); q_omega_next [B, K]: the
+    option values Q_Omega(s', .) (an option-value network); beta_next [B]: beta_w(s'); rewards
+    [B]; discounts [B]: gamma^k, or 0 after a terminal step; alpha [K]: each option's entropy
+    temperature. With V(s') the value of the Boltzmann option policy over q_omega_next at
+    ``option_temperature`` (``mode="expected"``: sum_w pi(w|s') Q_Omega(s', w); ``"soft"``:
+    tau logsumexp(Q_Omega / tau), which adds the option choice's entropy; temperature 0: max):
+
+        q_option  = min(q1, q2) - alpha_w logp_next
+        target    = r + disc ((1 - beta_w(s')) q_option + beta_w(s') V(s'))
+        advantage = Q_Omega(s', w) - V(s') + deliberation_cost
+    """
+    tau, xi = _soft_args(option_temperature, deliberation_cost, mode)
+    inputs = (q_next, logp_next, q_omega_next, beta_next, options, rewards, discounts, alpha)
+    if _use_torch(backend, *inputs):
+        return soft_option_targets_reference(*inputs, option_temperature=tau, deliberation_cost=xi, mode=mode)
+    _check_soft(*inputs)
+    names = ("q_next", "logp_next", "q_omega_next", "beta_next", "options", "rewards", "discounts", "alpha")
+    arrays = {n: to_numpy(n, x) for n, x in zip(names, inputs)}
+    opts = np.ascontiguousarray(arrays.pop("options"), dtype=np.int64)
+    dt = _kernel_dtype(*arrays.values())
+    a = {n: np.ascontiguousarray(x, dtype=dt) for n, x in arrays.items()}
+    kernel = _core.soft_option_targets_f64 if dt == np.float64 else _core.soft_option_targets_f32
+    out = kernel(a["q_next"], a["logp_next"], a["q_omega_next"], a["beta_next"], opts, a["rewards"], a["discounts"],
+                 a["alpha"], tau, mode == "soft", xi)
+    return SoftOptionTargets(*(_like(q_next, x) for x in out))
+
+
+def soft_option_targets_reference(
+    q_next: Any,
+    logp_next: Any,
+    q_omega_next: Any,
+    beta_next: Any,
+    options: Any,
+    rewards: Any,
+    discounts: Any,
+    alpha: Any,
+    *,
+    option_temperature: float,
+    deliberation_cost: float = 0.0,
+    mode: str = "expected",
+) -> SoftOptionTargets:
+    """Torch reference of :func:`soft_option_targets` (also the path for CUDA tensors)."""
+    import torch
+
+    tau, xi = _soft_args(option_temperature, deliberation_cost, mode)
+    _check_soft(q_next, logp_next, q_omega_next, beta_next, options, rewards, discounts, alpha)
+    q = torch.as_tensor(q_next).detach()
+    if not q.is_floating_point():
+        q = q.float()
+    dev, dt = q.device, q.dtype
+
+    def f(x):
+        return torch.as_tensor(x, device=dev).detach().to(dt)
+
+    qo_all = f(q_omega_next)
+    K = qo_all.shape[1]
+    o = torch.as_tensor(options, device=dev).long()
+    if o.numel() and bool(((o < 0) | (o >= K)).any()):
+        raise IndexError(f"options: expected ids in [0, {K}), got {o.min().item()}..{o.max().item()}")
+    beta = f(beta_next)
+    q_option = torch.minimum(q[0], q[1]) - f(alpha)[o] * f(logp_next)
+    top = qo_all.max(dim=1).values
+    if tau == 0.0:
+        value = top
+    else:  # shifted by the max, so a tiny temperature cannot overflow
+        z = (qo_all - top[:, None]) / tau
+        if mode == "soft":
+            value = top + tau * torch.logsumexp(z, dim=1)
+        else:
+            value = (torch.softmax(z, dim=1) * qo_all).sum(dim=1)
+    target = f(rewards) + f(discounts) * ((1.0 - beta) * q_option + beta * value)
+    advantage = qo_all.gather(1, o[:, None]).squeeze(1) - value + xi
+    out = SoftOptionTargets(q_option, value, target, advantage)
+    if _is_torch(q_next):
+        return out
+    return SoftOptionTargets(*(x.cpu().numpy() for x in out))
