@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 from . import envs, targets
-from .agents import OptionCritic
+from .agents import OptionCritic, SoftOptionCritic
 from .replay import SUPPORTED_DTYPES, PrioritizedReplayBuffer, ReplayBuffer
-from .targets import nstep_returns, option_bootstrap, option_values
+from .targets import nstep_returns, option_bootstrap, option_values, soft_option_targets
 
 __version__ = "0.1.0"
 
 __all__ = [
     "OptionCritic",
+    "SoftOptionCritic",
     "ReplayBuffer",
     "PrioritizedReplayBuffer",
     "SUPPORTED_DTYPES",
     "nstep_returns",
     "option_values",
     "option_bootstrap",
+    "soft_option_targets",
     "targets",
     "__version__",
 ]

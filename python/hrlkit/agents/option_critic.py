@@ -29,6 +29,7 @@ from torch import nn
 from .. import targets
 from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
 from ..runtime.config import ConfigError, check, field
+from ._options import OptionTracker, check_option_agent_config
 from .base import Algorithm
 
 
@@ -58,15 +59,10 @@ class OptionCriticConfig:
     normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
 
     def validate(self) -> None:
-        check(self.num_options >= 1, "num_options", "an int >= 1", self.num_options)
-        check(self.num_envs >= 1, "num_envs", "an int >= 1", self.num_envs)
+        check_option_agent_config(self)
         check(self.rollout_steps >= 1, "rollout_steps", "an int >= 1", self.rollout_steps)
-        check(0.0 <= self.gamma <= 1.0, "gamma", "a number in [0, 1]", self.gamma)
         check(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
         check(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'", self.lr_schedule)
-        check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes), "hidden_sizes",
-              "a non-empty list of positive ints", self.hidden_sizes)
-        check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
         for name in ("entropy_coef", "critic_coef", "termination_coef", "max_grad_norm"):
             check(getattr(self, name) >= 0, name, "a number >= 0", getattr(self, name))
         for name in ("epsilon_start", "epsilon_end"):
@@ -167,22 +163,12 @@ class OptionCritic(Algorithm):
         if not self.discrete:
             self.action_low = torch.as_tensor(self.action_space.low, device=self.device)
             self.action_high = torch.as_tensor(self.action_space.high, device=self.device)
-        n = cfg.num_envs
-        self.options = np.zeros(n, dtype=np.int64)
-        self.option_age = np.zeros(n, dtype=np.int64)  # steps the running option has lasted
-        self.needs_option = np.ones(n, dtype=bool)
+        self.tracker = OptionTracker(cfg.num_envs, cfg.num_options)
         self.rollout: list[tuple] = []
         self._raw_actions: torch.Tensor | None = None
-        self._reset_stats()
 
     def modules(self) -> dict[str, Any]:
         return {"net": self.net, "target": self.target, "optimizer": self.optimizer}
-
-    def _reset_stats(self) -> None:
-        self.stat_steps = np.zeros(self.config.num_options, dtype=np.int64)
-        self.stat_terminations = 0
-        self.stat_decisions = 0
-        self.stat_durations: list[int] = []
 
     # ---- acting ----------------------------------------------------------------------------------
     def epsilon(self) -> float:
@@ -191,35 +177,23 @@ class OptionCritic(Algorithm):
         return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
 
     def on_episode_start(self, mask: np.ndarray) -> None:
-        for i in np.flatnonzero(mask):
-            if not self.needs_option[i] and self.option_age[i] > 0:
-                self.stat_durations.append(int(self.option_age[i]))
-        self.needs_option |= mask
+        self.tracker.on_episode_start(mask)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         feats = self.net.body(self.obs_tensor(obs))
         q = self.net.q(feats)
         beta = torch.sigmoid(self.net.beta(feats)).cpu().numpy()
-        n, k = len(self.options), self.config.num_options
-        running = ~self.needs_option
-        beta_now = beta[np.arange(n), self.options]
-        terminate = running & (self.rng.random(n) < beta_now)
-        for i in np.flatnonzero(terminate):
-            self.stat_durations.append(int(self.option_age[i]))
-        self.stat_terminations += int(terminate.sum())
-        self.stat_decisions += int(running.sum())
-        choose = self.needs_option | terminate
+        tr = self.tracker
+        n, k = len(tr.options), self.config.num_options
+        choose = tr.terminations(beta[np.arange(n), tr.options], self.rng)
+        new = tr.options
         if choose.any():
             greedy = q.argmax(dim=1).cpu().numpy()
             explore = self.rng.random(n) < self.epsilon()
             new = np.where(explore, self.rng.integers(k, size=n), greedy)
-            self.options = np.where(choose, new, self.options)
-            self.option_age[choose] = 0
-        self.needs_option[:] = False
-        self.option_age += 1
-        np.add.at(self.stat_steps, self.options, 1)
-        dist = self.net.policy(feats, torch.as_tensor(self.options, device=self.device))
+        options = tr.start(choose, new)
+        dist = self.net.policy(feats, torch.as_tensor(options, device=self.device))
         raw = dist.sample()
         self._raw_actions = raw
         return self._env_actions(raw)
@@ -231,7 +205,7 @@ class OptionCritic(Algorithm):
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
         self.rollout.append(
-            (obs, self.options.copy(), self._raw_actions, rewards, next_obs, terminated, truncated)
+            (obs, self.tracker.options.copy(), self._raw_actions, rewards, next_obs, terminated, truncated)
         )
 
     def ready(self) -> bool:
@@ -355,20 +329,10 @@ class OptionCritic(Algorithm):
 
     # ---- logging and checkpoints ------------------------------------------------------------------------
     def log_stats(self) -> dict[str, float]:
-        total = max(1, int(self.stat_steps.sum()))
-        out = {f"options/share_{k}": float(c) / total for k, c in enumerate(self.stat_steps)}
-        out["options/termination_rate"] = self.stat_terminations / max(1, self.stat_decisions)
-        if self.stat_durations:
-            out["options/mean_duration"] = float(np.mean(self.stat_durations))
-        out["options/num_used"] = float((self.stat_steps / total > 0.01).sum())
-        out["charts/epsilon"] = self.epsilon()
-        self._reset_stats()
-        return out
+        return {**self.tracker.log_stats(), "charts/epsilon": self.epsilon()}
 
     def state_extra(self) -> dict[str, Any]:
-        return {"options": self.options, "option_age": self.option_age, "needs_option": self.needs_option}
+        return self.tracker.state()
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
-        self.options = np.array(state["options"])
-        self.option_age = np.array(state["option_age"])
-        self.needs_option = np.array(state["needs_option"])
+        self.tracker.load_state(state)

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from typing import Any, Mapping
+
+
+_UNIONS = (typing.Union, types.UnionType)  # Optional[float] and float | None
 
 
 class ConfigError(ValueError):
@@ -37,7 +41,7 @@ def _type_name(tp) -> str:
     if origin in (list, tuple):
         args = typing.get_args(tp)
         return f"list[{_type_name(args[0])}]"
-    if origin is typing.Union:
+    if origin in _UNIONS:
         return " | ".join(_type_name(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp))
 
@@ -45,7 +49,7 @@ def _type_name(tp) -> str:
 def _coerce(key: str, value: Any, tp) -> Any:
     """Convert value (from a file or a --set string) to the field's type, or raise ConfigError."""
     origin = typing.get_origin(tp)
-    if origin is typing.Union:
+    if origin in _UNIONS:
         args = typing.get_args(tp)
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             if type(None) in args:

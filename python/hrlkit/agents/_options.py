@@ -1,0 +1,88 @@
+"""Bookkeeping every option agent shares: which option each env runs, when it terminates, and
+the option-health statistics that go into the logs (share of steps, mean duration)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..nets import ACTIVATIONS
+from ..runtime.config import check
+
+
+def check_option_agent_config(cfg: Any, hidden_fields: tuple[str, ...] = ("hidden_sizes",)) -> None:
+    """Range checks of the hyperparameters every option agent has."""
+    check(cfg.num_options >= 1, "num_options", "an int >= 1", cfg.num_options)
+    check(cfg.num_envs >= 1, "num_envs", "an int >= 1", cfg.num_envs)
+    check(0.0 <= cfg.gamma <= 1.0, "gamma", "a number in [0, 1]", cfg.gamma)
+    for name in hidden_fields:
+        sizes = getattr(cfg, name)
+        check(len(sizes) >= 1 and all(h >= 1 for h in sizes), name, "a non-empty list of positive ints", sizes)
+    check(cfg.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", cfg.activation)
+
+
+class OptionTracker:
+    """The running option of each of ``num_envs`` envs, and how long it has run.
+
+    Per vector step the agent calls :meth:`terminations` with each env's termination
+    probability of its running option, picks new options where it returns True, and hands them
+    to :meth:`start`. Episode starts (``on_episode_start``) force a new choice.
+    """
+
+    def __init__(self, num_envs: int, num_options: int):
+        self.num_options = num_options
+        self.options = np.zeros(num_envs, dtype=np.int64)
+        self.age = np.zeros(num_envs, dtype=np.int64)  # steps the running option has lasted
+        self.needs_option = np.ones(num_envs, dtype=bool)
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.stat_steps = np.zeros(self.num_options, dtype=np.int64)
+        self.stat_terminations = 0
+        self.stat_decisions = 0
+        self.stat_durations: list[int] = []
+
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        for i in np.flatnonzero(mask):
+            if not self.needs_option[i] and self.age[i] > 0:
+                self.stat_durations.append(int(self.age[i]))
+        self.needs_option |= mask
+
+    def terminations(self, beta_running: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Envs that must choose an option now: new episodes, and running options that
+        terminate with probability ``beta_running`` (each env's running option's beta)."""
+        running = ~self.needs_option
+        terminate = running & (rng.random(len(self.options)) < beta_running)
+        for i in np.flatnonzero(terminate):
+            self.stat_durations.append(int(self.age[i]))
+        self.stat_terminations += int(terminate.sum())
+        self.stat_decisions += int(running.sum())
+        return self.needs_option | terminate
+
+    def start(self, choose: np.ndarray, new_options: np.ndarray) -> np.ndarray:
+        """Run ``new_options`` where ``choose``; count this step. Returns the running options."""
+        self.options = np.where(choose, new_options, self.options)
+        self.age[choose] = 0
+        self.needs_option[:] = False
+        self.age += 1
+        np.add.at(self.stat_steps, self.options, 1)
+        return self.options
+
+    def log_stats(self) -> dict[str, float]:
+        """Share of steps per option, termination rate, mean duration; resets the counters."""
+        total = max(1, int(self.stat_steps.sum()))
+        out = {f"options/share_{k}": float(c) / total for k, c in enumerate(self.stat_steps)}
+        out["options/termination_rate"] = self.stat_terminations / max(1, self.stat_decisions)
+        if self.stat_durations:
+            out["options/mean_duration"] = float(np.mean(self.stat_durations))
+        out["options/num_used"] = float((self.stat_steps / total > 0.01).sum())
+        self.reset_stats()
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"options": self.options.copy(), "option_age": self.age.copy(), "needs_option": self.needs_option.copy()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.options = np.array(state["options"])
+        self.age = np.array(state["option_age"])
+        self.needs_option = np.array(state["needs_option"])
