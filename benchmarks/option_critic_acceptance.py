@@ -1,7 +1,12 @@
-"""Option-Critic acceptance runs (issue 3): CartPole-v1 (discrete) and Pendulum-v1 (continuous).
+"""Acceptance runs of the option agents.
+
+Option-Critic (issue 3): CartPole-v1 (discrete) and Pendulum-v1 (continuous); Soft Option-Critic
+(issue 4): Pendulum-v1 and HalfCheetah-v5 (2 options; needs ``pip install "gymnasium[mujoco]"``).
 
     python benchmarks/option_critic_acceptance.py cartpole                # seeds 0 1 2, 200k steps each
     python benchmarks/option_critic_acceptance.py pendulum                # seeds 0 1 2, 100k steps each
+    python benchmarks/option_critic_acceptance.py soc-pendulum            # seeds 0 1 2, 20k steps each
+    python benchmarks/option_critic_acceptance.py soc-halfcheetah --seeds 0   # 200k steps
     python benchmarks/option_critic_acceptance.py cartpole --jobs 2 --out /tmp/oc_cartpole
 
 Each seed trains with the library defaults, updated by the task's config file
@@ -25,19 +30,25 @@ from _report import write_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TASKS = {
-    "cartpole": {"env": "CartPole-v1", "steps": 200_000, "target": 475.0, "eval_every": 10_000, "config": None},
-    "pendulum": {"env": "Pendulum-v1", "steps": 100_000, "target": -250.0, "eval_every": 10_000,
-                 "config": os.path.join(HERE, "configs", "oc_pendulum.yaml")},
+    "cartpole": {"algo": "option-critic", "env": "CartPole-v1", "steps": 200_000, "target": 475.0,
+                 "eval_every": 10_000, "config": None, "out": "oc_cartpole"},
+    "pendulum": {"algo": "option-critic", "env": "Pendulum-v1", "steps": 100_000, "target": -250.0,
+                 "eval_every": 10_000, "config": os.path.join(HERE, "configs", "oc_pendulum.yaml"), "out": "oc_pendulum"},
+    "soc-pendulum": {"algo": "soft-option-critic", "env": "Pendulum-v1", "steps": 20_000, "target": -200.0,
+                     "eval_every": 2_000, "config": None, "out": "soc_pendulum"},
+    "soc-halfcheetah": {"algo": "soft-option-critic", "env": "HalfCheetah-v5", "steps": 200_000, "target": 3000.0,
+                        "eval_every": 10_000, "config": os.path.join(HERE, "configs", "soc_halfcheetah.yaml"),
+                        "out": "soc_halfcheetah"},
 }
 
 
-def run_seed(env: str, seed: int, steps: int, eval_every: int, run_dir: str, overrides: dict) -> str:
+def run_seed(algo: str, env: str, seed: int, steps: int, eval_every: int, run_dir: str, overrides: dict) -> str:
     import torch
 
     torch.set_num_threads(1)
-    import hrlkit
+    from hrlkit.agents import ALGORITHMS
 
-    agent = hrlkit.OptionCritic(env, seed=seed, config=overrides)
+    agent = ALGORITHMS[algo](env, seed=seed, config=overrides)
     agent.learn(steps, run_dir=run_dir, progress=False, log_every=eval_every, eval_every=eval_every,
                 eval_episodes=10, checkpoint_every=None)
     return run_dir
@@ -82,7 +93,7 @@ def main(argv=None) -> int:
     task = TASKS[args.task]
     steps = args.steps or task["steps"]
     eval_every = args.eval_every or task["eval_every"]
-    out = args.out or os.path.join("benchmarks", "results", f"oc_{args.task}")
+    out = args.out or os.path.join("benchmarks", "results", task["out"])
     from hrlkit.plotting import plot_runs
     from hrlkit.runtime.config import parse_overrides
 
@@ -94,15 +105,15 @@ def main(argv=None) -> int:
         if os.path.exists(os.path.join(rd, "config.json")):
             sys.exit(f"{rd} already holds a run; choose another --out")
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        list(pool.map(run_seed, [task["env"]] * len(args.seeds), args.seeds, [steps] * len(args.seeds),
+        list(pool.map(run_seed, [task["algo"]] * len(args.seeds), [task["env"]] * len(args.seeds), args.seeds, [steps] * len(args.seeds),
                       [eval_every] * len(args.seeds), run_dirs, [overrides] * len(args.seeds)))
     results = {f"seed{s}": summarize(rd, task["target"]) for s, rd in zip(args.seeds, run_dirs)}
-    plot_runs(run_dirs, os.path.join(out, "curves.png"), title=f"Option-Critic on {task['env']} ({len(args.seeds)} seeds)")
+    plot_runs(run_dirs, os.path.join(out, "curves.png"), title=f"{task['algo']} on {task['env']} ({len(args.seeds)} seeds)")
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"task": args.task, "env": task["env"], "steps": steps, "target": task["target"],
+        json.dump({"task": args.task, "algo": task["algo"], "env": task["env"], "steps": steps, "target": task["target"],
                    "overrides": overrides, "results": results}, f, indent=2)
     lines = [
-        f"Option-Critic on {task['env']}, {steps:,} steps, target {task['target']} (greedy, 10 episodes).",
+        f"{task['algo']} on {task['env']}, {steps:,} steps, target {task['target']} (greedy, 10 episodes).",
         "",
         "| seed | first eval >= target (step) | best eval (step) | final eval | options used (share of steps, whole run) | mean duration | termination rate |",
         "|---|---|---|---|---|---|---|",

@@ -248,11 +248,12 @@ def test_cli_trains_and_evaluates(tmp_path, capsys):
 
 
 # ---- learning --------------------------------------------------------------------------------------
-def test_learns_pendulum_a_little():
-    """Fixed seed, small networks: from about -1400 (random) to better than -700 in 4k steps."""
+def test_learns_pendulum():
+    """Fixed seed, [64, 64] networks: from about -1400 (random) to better than -400 in 8k steps
+    (measured: -128, about 35 s on 2 cores)."""
     torch.set_num_threads(1)
     agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, hidden_sizes=[64, 64], learning_starts=500)
-    agent.learn(4_000, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=4_000,
+    agent.learn(8_000, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=4_000,
                 run_dir=None)
     returns = hrlkit.runtime.evaluation.evaluate(agent, 5)
-    assert returns.mean() >= -700, returns
+    assert returns.mean() >= -400, returns
