@@ -78,3 +78,25 @@ def test_sps_script_runs(capsys):
 
     assert sps_cartpole.main(["--steps", "640", "--repeats", "1"]) == 0
     assert "ratio hrlkit / SB3" in capsys.readouterr().out
+
+
+def test_soft_option_critic_acceptance_runs(tmp_path):
+    import json
+
+    import option_critic_acceptance
+
+    out = tmp_path / "soc"
+    assert option_critic_acceptance.main(["soc-pendulum", "--seeds", "0", "--steps", "300", "--eval-every", "150",
+                                          "--jobs", "1", "--out", str(out), "--set", "learning_starts=100",
+                                          "batch_size=16", "hidden_sizes=32,32"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["algo"] == "soft-option-critic" and data["target"] == -200.0
+    assert data["results"]["seed0"]["final"][0] == 300 and len(data["results"]["seed0"]["usage_run"]["share"]) == 4
+
+
+def test_soc_sps_script_runs(capsys):
+    pytest.importorskip("stable_baselines3")
+    import sps_pendulum_soc
+
+    assert sps_pendulum_soc.main(["--steps", "50", "--repeats", "1"]) == 0
+    assert "ratio hrlkit / SB3" in capsys.readouterr().out
