@@ -312,3 +312,23 @@ def test_ppo_style_updates_run_and_learn_a_little():
 def test_cli_bad_paths_fail_with_a_message(argv, message, capsys):
     assert cli(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_tabular_heads_and_per_head_learning_rates():
+    """hidden_sizes=[] gives linear heads on the one-hot state (the paper's tabular setting);
+    the Q_Omega and termination heads get their own learning rates, and 'sgd' takes plain steps."""
+    agent = hrlkit.OptionCritic("hrlkit/FourRooms-v0", seed=0, num_envs=1, rollout_steps=1, hidden_sizes=[],
+                                optimizer="sgd", learning_rate=0.25, critic_learning_rate=0.5,
+                                termination_learning_rate=0.1)
+    assert isinstance(agent.net.body, torch.nn.Identity) and agent.net.q.in_features == 104
+    assert isinstance(agent.optimizer, torch.optim.SGD)
+    lrs = {id(p): g["lr"] for g in agent.optimizer.param_groups for p in g["params"]}
+    assert lrs[id(agent.net.q.weight)] == 0.5 and lrs[id(agent.net.beta.weight)] == 0.1
+    assert lrs[id(agent.net.pi.weight)] == 0.25
+    assert sum(len(g["params"]) for g in agent.optimizer.param_groups) == len(list(agent.net.parameters()))
+    before = agent.net.q.weight.detach().clone()
+    agent.learn(64, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+    changed = (agent.net.q.weight.detach() != before).any(dim=0)
+    assert 0 < int(changed.sum()) < 104  # only the visited states' entries move
+    with pytest.raises(ConfigError, match="optimizer"):
+        hrlkit.OptionCritic("CartPole-v1", optimizer="rmsprop")

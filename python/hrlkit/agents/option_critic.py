@@ -39,9 +39,12 @@ class OptionCriticConfig:
     num_envs: int = field(8, "parallel environments")
     rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)")
     gamma: float = field(0.99, "discount")
-    learning_rate: float = field(1e-3, "Adam learning rate")
+    learning_rate: float = field(1e-3, "learning rate (of the body and the intra-option policies)")
+    critic_learning_rate: float | None = field(None, "learning rate of the Q_Omega head (None: learning_rate)")
+    termination_learning_rate: float | None = field(None, "learning rate of the termination head (None: learning_rate)")
+    optimizer: str = field("adam", "'adam', or 'sgd' (plain gradient steps, the paper's tabular setting)")
     lr_schedule: str = field("constant", "'constant', or 'linear' decay to 0 at the end of learn(total_steps)")
-    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the shared body")
+    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the shared body ([]: linear heads on the observation, tabular for one-hot states)")
     activation: str = field("tanh", f"activation of the body: one of {sorted(ACTIVATIONS)}")
     entropy_coef: float = field(0.01, "weight of the intra-option policies' entropy bonus")
     critic_coef: float = field(0.5, "weight of the option-value loss")
@@ -59,7 +62,11 @@ class OptionCriticConfig:
     normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
 
     def validate(self) -> None:
-        check_option_agent_config(self)
+        check_option_agent_config(self, allow_empty=True)
+        check(self.optimizer in ("adam", "sgd"), "optimizer", "'adam' or 'sgd'", self.optimizer)
+        for name in ("critic_learning_rate", "termination_learning_rate"):
+            value = getattr(self, name)
+            check(value is None or value > 0, name, "a number > 0 or None", value)
         check(self.rollout_steps >= 1, "rollout_steps", "an int >= 1", self.rollout_steps)
         check(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
         check(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'", self.lr_schedule)
@@ -120,8 +127,8 @@ class OptionCriticNet(nn.Module):
     def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig):
         super().__init__()
         self.num_options, self.action_dim, self.discrete = num_options, action_dim, discrete
-        self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation)
-        h = cfg.hidden_sizes[-1]
+        self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
+        h = cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim
         self.q = init_linear(nn.Linear(h, num_options), 1.0)
         self.beta = init_linear(nn.Linear(h, num_options), 1.0)
         self.pi = init_linear(nn.Linear(h, num_options * action_dim), 0.01)
@@ -159,13 +166,24 @@ class OptionCritic(Algorithm):
         action_dim = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.learning_rate)
+        self.optimizer = self._make_optimizer()
         if not self.discrete:
             self.action_low = torch.as_tensor(self.action_space.low, device=self.device)
             self.action_high = torch.as_tensor(self.action_space.high, device=self.device)
         self.tracker = OptionTracker(cfg.num_envs, cfg.num_options)
         self.rollout: list[tuple] = []
         self._raw_actions: torch.Tensor | None = None
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """One optimizer; the Q_Omega and termination heads get their own learning rates."""
+        cfg, net = self.config, self.net
+        heads = {"q": cfg.critic_learning_rate, "beta": cfg.termination_learning_rate}
+        groups = [{"params": [p for n, p in net.named_parameters() if n.split(".")[0] not in heads],
+                   "lr": cfg.learning_rate, "base_lr": cfg.learning_rate}]
+        for head, lr in heads.items():
+            lr = cfg.learning_rate if lr is None else lr
+            groups.append({"params": list(getattr(net, head).parameters()), "lr": lr, "base_lr": lr})
+        return torch.optim.SGD(groups) if cfg.optimizer == "sgd" else torch.optim.Adam(groups)
 
     def modules(self) -> dict[str, Any]:
         return {"net": self.net, "target": self.target, "optimizer": self.optimizer}
@@ -247,7 +265,7 @@ class OptionCritic(Algorithm):
 
         if cfg.lr_schedule == "linear":
             for group in self.optimizer.param_groups:
-                group["lr"] = cfg.learning_rate * max(0.0, 1.0 - self.global_step / max(1, self.total_steps))
+                group["lr"] = group["base_lr"] * max(0.0, 1.0 - self.global_step / max(1, self.total_steps))
         batch = T * N
         history: dict[str, list[float]] = {}
         for _ in range(cfg.update_epochs):
