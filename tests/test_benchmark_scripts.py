@@ -93,6 +93,12 @@ def test_soft_option_critic_acceptance_runs(tmp_path):
     assert data["algo"] == "soft-option-critic" and data["target"] == -200.0
     assert data["results"]["seed0"]["final"][0] == 300 and len(data["results"]["seed0"]["usage_run"]["share"]) == 4
 
+    import soc_option_behaviour
+
+    assert soc_option_behaviour.main([str(out / "runs" / "seed0"), "--episodes", "1", "--out", str(out)]) == 0
+    table = (out / "option_behaviour.md").read_text()
+    assert table.count("\n| ") == 5 and (out / "option_behaviour.png").exists()  # header + 4 options
+
 
 def test_soc_sps_script_runs(capsys):
     pytest.importorskip("stable_baselines3")
