@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 
 
-def write_table(out_dir: str, lines: list[str]) -> str:
+def write_table(out_dir: str, lines: list[str], name: str = "table.md") -> str:
     table = "\n".join(lines)
-    with open(os.path.join(out_dir, "table.md"), "w") as f:
+    with open(os.path.join(out_dir, name), "w") as f:
         f.write(table + "\n")
     print(table)
     return table

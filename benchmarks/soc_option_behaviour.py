@@ -77,8 +77,7 @@ def main(argv=None) -> int:
         lens = [n for o, n in runs if o == k]
         lines.append(f"| {k} | {m.mean():.3f} | {np.mean(lens) if lens else 0:.1f} | "
                      f"{rews[m].mean() if m.any() else float('nan'):.2f} | {np.nanmean(vels[m]) if m.any() else float('nan'):.2f} |")
-    write_table(out, lines)
-    os.replace(os.path.join(out, "table.md"), os.path.join(out, "option_behaviour.md"))
+    write_table(out, lines, "option_behaviour.md")
     o, r, v = traces[0]
     y = v if not np.all(np.isnan(v)) else r
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True)

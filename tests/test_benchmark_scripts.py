@@ -98,6 +98,7 @@ def test_soft_option_critic_acceptance_runs(tmp_path):
     assert soc_option_behaviour.main([str(out / "runs" / "seed0"), "--episodes", "1", "--out", str(out)]) == 0
     table = (out / "option_behaviour.md").read_text()
     assert table.count("\n| ") == 5 and (out / "option_behaviour.png").exists()  # header + 4 options
+    assert "seed0" in (out / "table.md").read_text()  # the acceptance table is left alone
 
 
 def test_soc_sps_script_runs(capsys):
