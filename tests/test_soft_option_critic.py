@@ -257,3 +257,13 @@ def test_learns_pendulum():
                 run_dir=None)
     returns = hrlkit.runtime.evaluation.evaluate(agent, 5)
     assert returns.mean() >= -400, returns
+
+
+def test_video_records_mp4_with_option_overlay(tmp_path):
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, **SMALL)
+    agent.learn(200, run_dir=str(tmp_path / "run"), progress=False, eval_every=200, eval_episodes=1,
+                checkpoint_every=None, tensorboard=False, video=True)
+    videos = list((tmp_path / "run" / "videos").glob("*.mp4"))
+    assert videos and all(v.stat().st_size > 0 for v in videos)
