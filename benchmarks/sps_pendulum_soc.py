@@ -58,11 +58,14 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(bool(args.flush_denormal))
     res: dict[str, list[float]] = {"hrlkit soft-option-critic (4 options)": [], "SB3 SAC": []}
-    for r in range(args.repeats):  # interleaved, so drifts in machine load hit both
-        res["hrlkit soft-option-critic (4 options)"].append(hrlkit_sps(args.steps, r))
-        res["SB3 SAC"].append(sb3_sac_sps(args.steps, r))
+    torch.set_flush_denormal(bool(args.flush_denormal))
+    try:
+        for r in range(args.repeats):  # interleaved, so drifts in machine load hit both
+            res["hrlkit soft-option-critic (4 options)"].append(hrlkit_sps(args.steps, r))
+            res["SB3 SAC"].append(sb3_sac_sps(args.steps, r))
+    finally:
+        torch.set_flush_denormal(False)  # process-wide CPU state: back to torch's default
     med = {k: statistics.median(v) for k, v in res.items()}
     names = list(res)
     print(f"Pendulum-v1, 1 env, batch 256, 1 update/step, {args.steps:,} training steps x {args.repeats}, "

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 sys.path.insert(0, BENCH_DIR)
@@ -107,3 +108,6 @@ def test_soc_sps_script_runs(capsys):
 
     assert sps_pendulum_soc.main(["--steps", "50", "--repeats", "1"]) == 0
     assert "ratio hrlkit / SB3" in capsys.readouterr().out
+    # the script turned flush-to-zero on for its timing and must leave the process as it found it
+    tiny = torch.tensor([1e-40], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0
