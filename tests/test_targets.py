@@ -484,3 +484,49 @@ SOFT_BAD = [
 def test_soft_option_targets_bad_input_names_the_argument(call, exc, name, backend):
     with pytest.raises(exc, match=rf"\b{name}\b"):
         call(backend)
+
+
+# ---- DIAYN skill rewards --------------------------------------------------------------------
+from hrlkit.targets import skill_rewards, skill_rewards_reference  # noqa: E402
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_skill_rewards_by_hand(backend):
+    logits = np.array([[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]])
+    out = skill_rewards(logits, np.array([3, 0, 1]), backend=backend)
+    # uniform discriminator: log(1/4) - log(1/4) = 0, and every skill ties for most likely
+    assert out.reward[0] == pytest.approx(0.0)
+    p0 = np.exp(2.0) / (np.exp(2.0) + 3)
+    assert out.reward[1] == pytest.approx(np.log(p0) + np.log(4))
+    assert out.reward[2] == pytest.approx(np.log(1 / (np.exp(2.0) + 3)) + np.log(4))
+    assert list(out.correct) == [True, True, False]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_skill_rewards_kernel_matches_reference(dtype, use_torch):
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(size=(257, 10)) * 30).astype(dtype)  # large logits: needs the max shift
+    skills = rng.integers(0, 10, size=257)
+    if use_torch:
+        logits, skills = torch.from_numpy(logits), torch.from_numpy(skills)
+    got, ref = skill_rewards(logits, skills), skill_rewards_reference(logits, skills)
+    assert isinstance(got.reward, torch.Tensor if use_torch else np.ndarray)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(np.asarray(got.reward), np.asarray(ref.reward), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(np.asarray(got.correct), np.asarray(ref.correct))
+    assert np.all(np.isfinite(np.asarray(got.reward)))
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("logits, skills, exc, name", [
+    (np.zeros((3, 4)), np.array([0, 4, 0]), IndexError, "skills"),
+    (np.zeros((3, 4)), np.array([0, -1, 0]), IndexError, "skills"),
+    (np.zeros((3, 4)), np.zeros(3), TypeError, "skills"),
+    (np.zeros((3, 4)), np.zeros(2, np.int64), ValueError, "skills"),
+    (np.zeros(3), np.zeros(3, np.int64), ValueError, "logits"),
+    (np.zeros((3, 0)), np.zeros(3, np.int64), ValueError, "logits"),
+], ids=["too big", "negative", "float ids", "length", "1-D logits", "no skills"])
+def test_skill_rewards_bad_input_names_the_argument(logits, skills, exc, name, backend):
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        skill_rewards(logits, skills, backend=backend)

@@ -378,6 +378,23 @@ py::tuple soft_option_targets_impl(const py::array_t<F, py::array::c_style>& q_n
     }
     return py::make_tuple(q_option, value, target, advantage);
 }
+template <class F>
+py::tuple skill_rewards_impl(const py::array_t<F, py::array::c_style>& logits, const py::array_t<int64_t, py::array::c_style>& skills) {
+    if (logits.ndim() != 2 || logits.shape(1) < 1)
+        throw py::value_error("logits: expected shape (B, Z) with Z >= 1, got " + array_shape_str(logits));
+    const int64_t B = logits.shape(0), Z = logits.shape(1);
+    if (skills.ndim() != 1 || skills.shape(0) != B)
+        throw py::value_error("skills: expected shape (" + std::to_string(B) + ",), got " + array_shape_str(skills));
+    py::array_t<F> reward({B});
+    py::array_t<bool> correct({B});
+    {
+        py::gil_scoped_release nogil;
+        hrlkit::skill_rewards<F>(logits.data(), skills.data(), B, Z, reward.mutable_data(),
+                                 reinterpret_cast<uint8_t*>(correct.mutable_data()));
+    }
+    return py::make_tuple(reward, correct);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -420,4 +437,6 @@ PYBIND11_MODULE(_core, m) {
     m.def("option_bootstrap_f64", &option_bootstrap_impl<double>);
     m.def("soft_option_targets_f32", &soft_option_targets_impl<float>);
     m.def("soft_option_targets_f64", &soft_option_targets_impl<double>);
+    m.def("skill_rewards_f32", &skill_rewards_impl<float>);
+    m.def("skill_rewards_f64", &skill_rewards_impl<double>);
 }

@@ -130,4 +130,27 @@ void soft_option_targets(const F* q_next, const F* logp, const F* q_omega, const
     }
 }
 
+// DIAYN's intrinsic reward for B transitions and Z skills with a uniform, fixed prior p(z) = 1/Z:
+//   reward[b]  = log q(z_b | s'_b) - log p(z_b) = log_softmax(logits[b, .])[z_b] + log Z
+//   correct[b] = 1 when z_b is the discriminator's most likely skill (ties count as correct)
+// logits [B, Z]: the discriminator at the next states. Skills are checked before anything is written.
+template <class F>
+void skill_rewards(const F* logits, const int64_t* skills, int64_t B, int64_t Z, F* reward, uint8_t* correct) {
+    for (int64_t b = 0; b < B; ++b)
+        if (skills[b] < 0 || skills[b] >= Z)
+            throw std::out_of_range("skills: expected ids in [0, " + std::to_string(Z) + "), got " +
+                                    std::to_string(skills[b]) + " at position " + std::to_string(b));
+    const double log_z = std::log(static_cast<double>(Z));
+    for (int64_t b = 0; b < B; ++b) {
+        const F* row = logits + b * Z;
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t k = 0; k < Z; ++k) mx = std::max(mx, static_cast<double>(row[k]));
+        double sum = 0.0;
+        for (int64_t k = 0; k < Z; ++k) sum += std::exp(static_cast<double>(row[k]) - mx);
+        const double own = static_cast<double>(row[skills[b]]);
+        reward[b] = static_cast<F>(own - mx - std::log(sum) + log_z);
+        correct[b] = own >= mx ? 1 : 0;
+    }
+}
+
 }  // namespace hrlkit

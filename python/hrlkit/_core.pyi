@@ -100,3 +100,9 @@ def soft_option_targets_f64(
     soft: bool,
     xi: float,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def skill_rewards_f32(
+    logits: npt.NDArray[np.float32], skills: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]: ...
+def skill_rewards_f64(
+    logits: npt.NDArray[np.float64], skills: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]: ...

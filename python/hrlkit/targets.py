@@ -24,6 +24,9 @@ __all__ = [
     "SoftOptionTargets",
     "soft_option_targets",
     "soft_option_targets_reference",
+    "SkillRewards",
+    "skill_rewards",
+    "skill_rewards_reference",
 ]
 
 
@@ -403,3 +406,53 @@ def soft_option_targets_reference(
     if _is_torch(q_next):
         return out
     return SoftOptionTargets(*(x.cpu().numpy() for x in out))
+
+
+# ---- DIAYN skill rewards -------------------------------------------------------------------
+class SkillRewards(NamedTuple):
+    reward: Any   # [B] log q(z | s') - log p(z), p uniform over the Z skills
+    correct: Any  # [B] bool: z is the discriminator's most likely skill
+
+
+def _check_skills(logits: Any, skills: Any) -> None:
+    _check("logits", logits, kinds="fiub", what="real numbers", ndim=2)
+    B, Z = _shape(logits)
+    if Z < 1:
+        raise ValueError(f"logits: expected shape (B, Z) with Z >= 1, got {_shape(logits)}")
+    _check("skills", skills, kinds="iu", what="integer skill ids", shape=(B,))
+
+
+def skill_rewards(logits: Any, skills: Any, *, backend: str = "auto") -> SkillRewards:
+    """DIAYN's intrinsic reward for a batch in one kernel call: log_softmax(logits)[z] + log Z,
+    i.e. log q(z | s') - log p(z) with the uniform, fixed prior; logits [B, Z] are the
+    discriminator's at the next states, skills [B] the skills that acted. Also returns whether
+    each skill is the discriminator's most likely one (its accuracy on the batch)."""
+    if _use_torch(backend, logits, skills):
+        return skill_rewards_reference(logits, skills)
+    _check_skills(logits, skills)
+    a = to_numpy("logits", logits)
+    dt = _kernel_dtype(a)
+    kernel = _core.skill_rewards_f64 if dt == np.float64 else _core.skill_rewards_f32
+    reward, correct = kernel(np.ascontiguousarray(a, dtype=dt), np.ascontiguousarray(to_numpy("skills", skills), dtype=np.int64))
+    return SkillRewards(_like(logits, reward), _like(logits, correct))
+
+
+def skill_rewards_reference(logits: Any, skills: Any) -> SkillRewards:
+    """Torch reference of :func:`skill_rewards` (also the path for CUDA tensors)."""
+    import math
+
+    import torch
+
+    _check_skills(logits, skills)
+    x = torch.as_tensor(logits).detach()
+    if not x.is_floating_point():
+        x = x.float()
+    z = torch.as_tensor(skills, device=x.device).long()
+    Z = x.shape[1]
+    if z.numel() and bool(((z < 0) | (z >= Z)).any()):
+        raise IndexError(f"skills: expected ids in [0, {Z}), got {z.min().item()}..{z.max().item()}")
+    own = x.gather(1, z[:, None]).squeeze(1)
+    reward = torch.log_softmax(x, dim=1).gather(1, z[:, None]).squeeze(1) + math.log(Z)
+    correct = own >= x.max(dim=1).values
+    out = SkillRewards(reward, correct)
+    return out if _is_torch(logits) else SkillRewards(*(t.cpu().numpy() for t in out))
