@@ -4,10 +4,13 @@ from __future__ import annotations
 import gymnasium as gym
 
 from .four_rooms import FourRoomsEnv
+from .point_nav import PointNavEnv
 
-REGISTERED = ("hrlkit/FourRooms-v0",)
+REGISTERED = ("hrlkit/FourRooms-v0", "hrlkit/PointNav-v0")
 
 if "hrlkit/FourRooms-v0" not in gym.registry:
     gym.register(id="hrlkit/FourRooms-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=1000)
+if "hrlkit/PointNav-v0" not in gym.registry:
+    gym.register(id="hrlkit/PointNav-v0", entry_point="hrlkit.envs.point_nav:PointNavEnv", max_episode_steps=100)
 
-__all__ = ["FourRoomsEnv", "REGISTERED"]
+__all__ = ["FourRoomsEnv", "PointNavEnv", "REGISTERED"]
