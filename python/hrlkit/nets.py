@@ -69,3 +69,46 @@ class EnsembleMLP(nn.Module):
             if j < last:
                 x = self.activation(x)
         return x
+
+
+class DilatedLSTM(nn.Module):
+    """The dilated LSTM of FeUdal Networks (Vezhnevets et al., 2017): ``dilation`` = r copies of
+    the recurrent state share one LSTM cell; at an env's step t only copy t mod r is updated, so
+    each copy sees every r-th input and can hold information over r times more steps. The
+    output at each step is the mean of the r copies' hidden states.
+
+    State: ``(h, c, t)`` with h, c of shape [r, N, H] and t [N] (each env's own step count, so
+    envs that reset at different times keep their own phase). :meth:`initial_state` makes one;
+    :meth:`reset_where` zeroes the envs that start a new episode.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, dilation: int):
+        super().__init__()
+        if dilation < 1:
+            raise ValueError(f"dilation: expected an int >= 1, got {dilation!r}")
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+        self.hidden_size, self.dilation = hidden_size, dilation
+
+    def initial_state(self, batch: int, device: torch.device | str | None = None):
+        shape = (self.dilation, batch, self.hidden_size)
+        return (torch.zeros(shape, device=device), torch.zeros(shape, device=device),
+                torch.zeros(batch, dtype=torch.int64, device=device))
+
+    @staticmethod
+    def reset_where(state, mask: torch.Tensor):
+        """The state with every env in ``mask`` ([N] bool) back to zeros and step 0."""
+        h, c, t = state
+        keep = (~mask).to(h.dtype)[None, :, None]
+        return h * keep, c * keep, torch.where(mask, torch.zeros_like(t), t)
+
+    def forward(self, x: torch.Tensor, state):
+        """One step for a batch: x [N, input_size] -> (output [N, H], new state)."""
+        h, c, t = state
+        n = x.shape[0]
+        slot = t % self.dilation
+        envs = torch.arange(n, device=x.device)
+        h_new, c_new = self.cell(x, (h[slot, envs], c[slot, envs]))
+        onehot = torch.nn.functional.one_hot(slot, self.dilation).T.to(h.dtype)[:, :, None]  # [r, N, 1]
+        h = h * (1 - onehot) + h_new[None] * onehot
+        c = c * (1 - onehot) + c_new[None] * onehot
+        return h.mean(dim=0), (h, c, t + 1)
