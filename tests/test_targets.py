@@ -530,3 +530,85 @@ def test_skill_rewards_kernel_matches_reference(dtype, use_torch):
 def test_skill_rewards_bad_input_names_the_argument(logits, skills, exc, name, backend):
     with pytest.raises(exc, match=rf"\b{name}\b"):
         skill_rewards(logits, skills, backend=backend)
+
+
+# ---- FeUdal Networks terms ------------------------------------------------------------------
+from hrlkit.targets import feudal_terms, feudal_terms_reference  # noqa: E402
+
+_S = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [3.0, 1.0]])[:, None, :]  # [c + T = 4, N = 1, D = 2]
+_G = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])[:, None, :]
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+def test_feudal_terms_by_hand(backend):
+    no_starts = np.zeros((4, 1), bool)
+    out = feudal_terms(_S, _G, no_starts, c=2, backend=backend)
+    # t = 0 (row 2): cos((0,1), g1=(0,1)) = 1 and cos((1,1), g0=(1,0)) = 1/sqrt(2), over c = 2
+    # t = 1 (row 3): cos((2,0), g2=(1,0)) = 1 and cos((2,1), g1=(0,1)) = 1/sqrt(5)
+    np.testing.assert_allclose(out.intrinsic[:, 0], [(1 + 2 ** -0.5) / 2, (1 + 5 ** -0.5) / 2])
+    # the manager's direction reaches c = 2 rows ahead at most, clipped at the array's end
+    np.testing.assert_allclose(out.direction[:, 0], [[2.0, 0.0], [0.0, 0.0]])
+    assert out.horizon[:, 0].tolist() == [1, 0]
+    # an episode starting at row 2: no look-back before it
+    starts = no_starts.copy()
+    starts[2] = True
+    out = feudal_terms(_S, _G, starts, c=2, backend=backend)
+    np.testing.assert_allclose(out.intrinsic[:, 0], [0.0, 0.5])
+    # an episode starting at row 3: the direction of row 2 stops before it
+    starts = no_starts.copy()
+    starts[3] = True
+    out = feudal_terms(_S, _G, starts, c=2, backend=backend)
+    assert out.horizon[:, 0].tolist() == [0, 0] and out.intrinsic[1, 0] == 0.0
+    # zero-norm goals and zero-norm differences give 0, not nan
+    out = feudal_terms(np.zeros((4, 1, 2)), np.zeros((4, 1, 2)), no_starts, c=2, backend=backend)
+    assert np.all(out.intrinsic == 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_torch", [False, True])
+@pytest.mark.parametrize("c", [1, 3, 10])
+def test_feudal_kernel_matches_reference(dtype, use_torch, c):
+    rng = np.random.default_rng(c)
+    L, N, D = c + 40, 5, 4
+    states = rng.normal(size=(L, N, D)).astype(dtype)
+    goals = rng.normal(size=(L, N, D)).astype(dtype)
+    starts = rng.random((L, N)) < 0.08
+    states[7, 2] = states[6, 2]  # a zero-norm difference
+    goals[9, 1] = 0.0  # a zero goal
+    if use_torch:
+        states, goals, starts = (torch.from_numpy(x) for x in (states, goals, starts))
+    got = feudal_terms(states, goals, starts, c=c)
+    ref = feudal_terms_reference(states, goals, starts, c=c)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for g, r in zip(got, ref):
+        assert isinstance(g, torch.Tensor if use_torch else np.ndarray)
+        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=tol, atol=tol)
+    assert np.all(np.asarray(got.horizon) <= c) and np.all(np.abs(np.asarray(got.intrinsic)) <= 1 + 1e-6)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(T=st.integers(1, 12), N=st.integers(1, 3), D=st.integers(1, 4), c=st.integers(1, 6), p=st.floats(0, 1),
+       seed=st.integers(0, 2**32 - 1))
+def test_property_feudal_kernel_matches_reference(T, N, D, c, p, seed):
+    rng = np.random.default_rng(seed)
+    states, goals = rng.normal(size=(c + T, N, D)), rng.normal(size=(c + T, N, D))
+    starts = rng.random((c + T, N)) < p
+    for g, r in zip(feudal_terms(states, goals, starts, c=c), feudal_terms_reference(states, goals, starts, c=c)):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+@pytest.mark.parametrize("kw, exc, name", [
+    (dict(c=0), ValueError, "c"),
+    (dict(c=4), ValueError, "states"),  # needs more than c rows
+    (dict(c=1.5), TypeError, "c"),
+    (dict(eps=-1.0), ValueError, "eps"),
+    (dict(goals=np.zeros((4, 1, 3))), ValueError, "goals"),
+    (dict(starts=np.zeros((3, 1), bool)), ValueError, "starts"),
+    (dict(states=np.zeros((4, 2))), ValueError, "states"),
+], ids=["c 0", "too few rows", "float c", "negative eps", "goal shape", "starts shape", "2-D states"])
+def test_feudal_terms_bad_input_names_the_argument(kw, exc, name, backend):
+    args = dict(states=_S, goals=_G, starts=np.zeros((4, 1), bool), c=2, backend=backend)
+    args.update(kw)
+    with pytest.raises(exc, match=rf"\b{name}\b"):
+        feudal_terms(args.pop("states"), args.pop("goals"), args.pop("starts"), **args)

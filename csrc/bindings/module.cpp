@@ -395,6 +395,28 @@ py::tuple skill_rewards_impl(const py::array_t<F, py::array::c_style>& logits, c
     return py::make_tuple(reward, correct);
 }
 
+template <class F>
+py::tuple feudal_terms_impl(const py::array_t<F, py::array::c_style>& states, const py::array_t<F, py::array::c_style>& goals,
+                            const py::array_t<uint8_t, py::array::c_style>& starts, int64_t c, double eps) {
+    if (states.ndim() != 3) throw py::value_error("states: expected shape (c + T, N, D), got " + array_shape_str(states));
+    const int64_t L = states.shape(0), N = states.shape(1), D = states.shape(2);
+    if (goals.ndim() != 3 || goals.shape(0) != L || goals.shape(1) != N || goals.shape(2) != D)
+        throw py::value_error("goals: expected the shape of states " + array_shape_str(states) + ", got " + array_shape_str(goals));
+    if (starts.ndim() != 2 || starts.shape(0) != L || starts.shape(1) != N)
+        throw py::value_error("starts: expected shape (" + std::to_string(L) + ", " + std::to_string(N) + "), got " + array_shape_str(starts));
+    if (c < 1) throw py::value_error("c: expected an integer >= 1, got " + std::to_string(c));
+    if (L <= c) throw py::value_error("states: expected more than c = " + std::to_string(c) + " rows, got " + std::to_string(L));
+    const int64_t T = L - c;
+    py::array_t<F> intrinsic({T, N}), direction({T, N, D});
+    py::array_t<int64_t> horizon({T, N});
+    {
+        py::gil_scoped_release nogil;
+        hrlkit::feudal_terms<F>(states.data(), goals.data(), starts.data(), L, N, D, c, eps, intrinsic.mutable_data(),
+                                direction.mutable_data(), horizon.mutable_data());
+    }
+    return py::make_tuple(intrinsic, direction, horizon);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -439,4 +461,6 @@ PYBIND11_MODULE(_core, m) {
     m.def("soft_option_targets_f64", &soft_option_targets_impl<double>);
     m.def("skill_rewards_f32", &skill_rewards_impl<float>);
     m.def("skill_rewards_f64", &skill_rewards_impl<double>);
+    m.def("feudal_terms_f32", &feudal_terms_impl<float>);
+    m.def("feudal_terms_f64", &feudal_terms_impl<double>);
 }

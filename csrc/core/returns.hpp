@@ -153,4 +153,56 @@ void skill_rewards(const F* logits, const int64_t* skills, int64_t B, int64_t Z,
     }
 }
 
+// FeUdal Networks' worker reward and manager directions over a rollout, for N envs and
+// D-dimensional states. Rows are time: the first c rows are the previous rollout's last c steps
+// (history), the next T = L - c rows are this rollout. starts[j, n] marks the first step of an
+// episode (no look-back or look-ahead crosses it; mark the first row of training too).
+// For each rollout step j = c + t:
+//   intrinsic[t, n] = (1/c) sum_{i=1..c, same episode} cos(s_j - s_{j-i}, g_{j-i})
+//   direction[t, n] = s_e - s_j,  e = the furthest row <= j + c in the same episode (and the array)
+//   horizon[t, n]   = e - j
+// cos(u, v) is 0 when |u| or |v| <= eps (a zero-norm difference or goal carries no direction).
+template <class F>
+double cosine(const F* u0, const F* u1, const F* v, int64_t D, double eps) {
+    double uv = 0.0, uu = 0.0, vv = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+        const double u = static_cast<double>(u0[d]) - static_cast<double>(u1[d]);
+        const double w = static_cast<double>(v[d]);
+        uv += u * w;
+        uu += u * u;
+        vv += w * w;
+    }
+    const double nu = std::sqrt(uu), nv = std::sqrt(vv);
+    return (nu <= eps || nv <= eps) ? 0.0 : uv / (nu * nv);
+}
+
+template <class F>
+void feudal_terms(const F* states, const F* goals, const uint8_t* starts, int64_t L, int64_t N, int64_t D, int64_t c,
+                  double eps, F* intrinsic, F* direction, int64_t* horizon) {
+    if (c < 1) throw std::invalid_argument("c: expected an integer >= 1, got " + std::to_string(c));
+    if (L <= c) throw std::invalid_argument("states: expected more than c = " + std::to_string(c) + " rows (history + rollout), got " + std::to_string(L));
+    const int64_t T = L - c;
+    auto at = [&](const F* base, int64_t j, int64_t n) { return base + (j * N + n) * D; };
+    for (int64_t n = 0; n < N; ++n) {
+        int64_t last_start = 0;  // the latest episode start at or before j
+        for (int64_t j = 0; j < c; ++j)
+            if (starts[j * N + n]) last_start = j;
+        for (int64_t t = 0; t < T; ++t) {
+            const int64_t j = c + t;
+            if (starts[j * N + n]) last_start = j;
+            double sum = 0.0;
+            for (int64_t i = 1; i <= c && j - i >= last_start; ++i)
+                sum += cosine(at(states, j, n), at(states, j - i, n), at(goals, j - i, n), D, eps);
+            intrinsic[t * N + n] = static_cast<F>(sum / static_cast<double>(c));
+            int64_t e = j;
+            while (e + 1 < L && e + 1 - j <= c && !starts[(e + 1) * N + n]) ++e;
+            horizon[t * N + n] = e - j;
+            const F* se = at(states, e, n);
+            const F* sj = at(states, j, n);
+            F* out = direction + (t * N + n) * D;
+            for (int64_t d = 0; d < D; ++d) out[d] = static_cast<F>(static_cast<double>(se[d]) - static_cast<double>(sj[d]));
+        }
+    }
+}
+
 }  // namespace hrlkit

@@ -106,3 +106,9 @@ def skill_rewards_f32(
 def skill_rewards_f64(
     logits: npt.NDArray[np.float64], skills: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]: ...
+def feudal_terms_f32(
+    states: npt.NDArray[np.float32], goals: npt.NDArray[np.float32], starts: npt.NDArray[np.uint8], c: int, eps: float
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+def feudal_terms_f64(
+    states: npt.NDArray[np.float64], goals: npt.NDArray[np.float64], starts: npt.NDArray[np.uint8], c: int, eps: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...

@@ -27,6 +27,9 @@ __all__ = [
     "SkillRewards",
     "skill_rewards",
     "skill_rewards_reference",
+    "FeudalTerms",
+    "feudal_terms",
+    "feudal_terms_reference",
 ]
 
 
@@ -456,3 +459,95 @@ def skill_rewards_reference(logits: Any, skills: Any) -> SkillRewards:
     correct = own >= x.max(dim=1).values
     out = SkillRewards(reward, correct)
     return out if _is_torch(logits) else SkillRewards(*(t.cpu().numpy() for t in out))
+
+
+# ---- FeUdal Networks: worker reward and manager directions ----------------------------------
+class FeudalTerms(NamedTuple):
+    intrinsic: Any  # [T, N] (1/c) sum_{i=1..c} cos(s_t - s_{t-i}, g_{t-i}), within the episode
+    direction: Any  # [T, N, D] s_e - s_t, e = t + horizon (the manager's c-step direction)
+    horizon: Any    # [T, N] e - t: c, or fewer where the episode or the array ends first (int64)
+
+
+def _check_feudal(states: Any, goals: Any, starts: Any, c: int) -> None:
+    _check("states", states, kinds="fiub", what="real numbers", ndim=3)
+    L, N, D = _shape(states)
+    if L <= c:
+        raise ValueError(f"states: expected more than c = {c} rows (c of history, then the rollout), got {L}")
+    _check("goals", goals, kinds="fiub", what="real numbers", shape=(L, N, D))
+    _check("starts", starts, kinds="biuf", what="booleans", shape=(L, N))
+
+
+def feudal_terms(states: Any, goals: Any, starts: Any, *, c: int, eps: float = 1e-8, backend: str = "auto") -> FeudalTerms:
+    """FuN's worker intrinsic reward and the manager's c-step state directions for a whole
+    rollout in one kernel call.
+
+    states, goals: [c + T, N, D], the previous rollout's last c steps (history) followed by this
+    rollout's T steps; starts: [c + T, N] bool, True at the first step of an episode (nothing
+    looks across it; also mark the first step of training so the zero history is ignored).
+    For rollout step t: ``intrinsic`` = (1/c) sum_{i=1..c} cos(s_t - s_{t-i}, g_{t-i}) over the
+    i that stay in the episode; ``direction`` = s_{t+k} - s_t with k = ``horizon`` = c, or
+    fewer at the end of the episode or of the array (the manager's transition gradient uses
+    cos(direction, g_t) with the direction held constant). A cosine with a difference or goal of
+    norm <= eps is 0.
+    """
+    c = check_int("c", c, minimum=1)
+    eps = check_float("eps", eps, low=0.0)
+    if _use_torch(backend, states, goals, starts):
+        return feudal_terms_reference(states, goals, starts, c=c, eps=eps)
+    _check_feudal(states, goals, starts, c)
+    s, g = to_numpy("states", states), to_numpy("goals", goals)
+    dt = _kernel_dtype(s, g)
+    kernel = _core.feudal_terms_f64 if dt == np.float64 else _core.feudal_terms_f32
+    out = kernel(np.ascontiguousarray(s, dtype=dt), np.ascontiguousarray(g, dtype=dt), _flags(starts), c, eps)
+    return FeudalTerms(*(_like(states, x) for x in out))
+
+
+def feudal_terms_reference(states: Any, goals: Any, starts: Any, *, c: int, eps: float = 1e-8) -> FeudalTerms:
+    """Torch reference of :func:`feudal_terms` (vectorized over [T, N], loops over i <= c)."""
+    import torch
+
+    c = check_int("c", c, minimum=1)
+    eps = check_float("eps", eps, low=0.0)
+    _check_feudal(states, goals, starts, c)
+    s = torch.as_tensor(states).detach()
+    if not s.is_floating_point():
+        s = s.float()
+    dev = s.device
+    g = torch.as_tensor(goals, device=dev).detach().to(s.dtype)
+    st = torch.as_tensor(starts, device=dev).detach() != 0
+    L, N, D = s.shape
+    T = L - c
+    acc = torch.float64
+    s64, g64 = s.to(acc), g.to(acc)
+    idx = torch.arange(L, device=dev)[:, None].expand(L, N)
+    # the latest episode start at or before each row (row 0 counts as one)
+    marks = torch.where(st, idx, torch.zeros_like(idx))
+    last_start = torch.cummax(marks, dim=0).values
+    j = torch.arange(c, L, device=dev)[:, None].expand(T, N)
+
+    def cos(u, v):
+        nu, nv = u.norm(dim=-1), v.norm(dim=-1)
+        ok = (nu > eps) & (nv > eps)
+        return torch.where(ok, (u * v).sum(-1) / (nu * nv).clamp_min(1e-300), torch.zeros_like(nu))
+
+    total = torch.zeros(T, N, dtype=acc, device=dev)
+    for i in range(1, c + 1):
+        valid = (j - i) >= last_start[c:]
+        prev = (j - i).clamp(min=0)
+        s_prev = torch.gather(s64, 0, prev[..., None].expand(T, N, D))
+        g_prev = torch.gather(g64, 0, prev[..., None].expand(T, N, D))
+        total = total + torch.where(valid, cos(s64[c:] - s_prev, g_prev), torch.zeros_like(total))
+    # the furthest row e <= j + c before the next episode start (or the end of the array)
+    e = j.clone()
+    alive = torch.ones(T, N, dtype=torch.bool, device=dev)
+    for k in range(1, c + 1):
+        nxt = j + k
+        inside = nxt < L
+        nxt_c = nxt.clamp(max=L - 1)
+        alive = alive & inside & ~torch.gather(st, 0, nxt_c)
+        e = torch.where(alive, nxt_c, e)
+    s_e = torch.gather(s64, 0, e[..., None].expand(T, N, D))
+    out = FeudalTerms((total / c).to(s.dtype), (s_e - s64[c:]).to(s.dtype), e - j)
+    if _is_torch(states):
+        return out
+    return FeudalTerms(*(x.cpu().numpy() for x in out))
