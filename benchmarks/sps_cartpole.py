@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
 import time
+
+from _report import compare_sps, sps_table
 
 
 def hrlkit_sps(steps: int, seed: int) -> float:
@@ -51,17 +52,10 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    res: dict[str, list[float]] = {"hrlkit option-critic": [], "SB3 A2C": []}
-    for r in range(args.repeats):  # interleaved, so drifts in machine load hit both
-        res["hrlkit option-critic"].append(hrlkit_sps(args.steps, r))
-        res["SB3 A2C"].append(sb3_a2c_sps(args.steps, r))
-    med = {k: statistics.median(v) for k, v in res.items()}
+    res, med = compare_sps({"hrlkit option-critic": hrlkit_sps, "SB3 A2C": sb3_a2c_sps}, args.steps, args.repeats)
     print(f"CartPole-v1, 8 envs, {args.steps:,} steps x {args.repeats}, torch {torch.__version__} "
           f"({args.threads} thread), {platform.machine()}, Python {platform.python_version()}")
-    print("| agent | SPS (median) | runs |\n|---|---|---|")
-    for k, v in res.items():
-        print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in v)} |")
-    print(f"ratio hrlkit / SB3: {med['hrlkit option-critic'] / med['SB3 A2C']:.2f}")
+    print("\n".join(sps_table(res, med)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"steps": args.steps, "repeats": res, "median": med}, f, indent=2)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
 import time
+
+from _report import compare_sps, sps_table
 
 WARMUP = 1000
 
@@ -58,24 +59,18 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    res: dict[str, list[float]] = {"hrlkit soft-option-critic (4 options)": [], "SB3 SAC": []}
     torch.set_flush_denormal(bool(args.flush_denormal))
     try:
-        for r in range(args.repeats):  # interleaved, so drifts in machine load hit both
-            res["hrlkit soft-option-critic (4 options)"].append(hrlkit_sps(args.steps, r))
-            res["SB3 SAC"].append(sb3_sac_sps(args.steps, r))
+        res, med = compare_sps({"hrlkit soft-option-critic (4 options)": hrlkit_sps, "SB3 SAC": sb3_sac_sps},
+                               args.steps, args.repeats)
     finally:
         torch.set_flush_denormal(False)  # process-wide CPU state: back to torch's default
-    med = {k: statistics.median(v) for k, v in res.items()}
     names = list(res)
+    ratio = med[names[0]] / med[names[1]]
     print(f"Pendulum-v1, 1 env, batch 256, 1 update/step, {args.steps:,} training steps x {args.repeats}, "
           f"torch {torch.__version__} ({args.threads} thread(s), flush_denormal={bool(args.flush_denormal)}), "
           f"{platform.machine()}, Python {platform.python_version()}")
-    print("| agent | SPS (median) | runs |\n|---|---|---|")
-    for k, v in res.items():
-        print(f"| {k} | {med[k]:,.0f} | {', '.join(f'{x:,.0f}' for x in v)} |")
-    ratio = med[names[0]] / med[names[1]]
-    print(f"ratio hrlkit / SB3: {ratio:.2f}")
+    print("\n".join(sps_table(res, med)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"steps": args.steps, "threads": args.threads, "flush_denormal": bool(args.flush_denormal),
