@@ -72,11 +72,14 @@ def main(argv=None) -> int:
     returns = [float(t[1].sum()) for t in traces]
     lines = [f"{agent.env_id}: {args.episodes} greedy episodes of {args.run_dir} (returns {', '.join(f'{r:.0f}' for r in returns)}).",
              "", "| option | share of steps | mean run length | mean reward | mean x-velocity |", "|---|---|---|---|---|"]
+    def mean(x: np.ndarray) -> str:
+        x = x[~np.isnan(x)]
+        return f"{x.mean():.2f}" if x.size else "-"  # "-": the option never ran, or no x-velocity
+
     for k in range(K):
         m = opts == k
         lens = [n for o, n in runs if o == k]
-        lines.append(f"| {k} | {m.mean():.3f} | {np.mean(lens) if lens else 0:.1f} | "
-                     f"{rews[m].mean() if m.any() else float('nan'):.2f} | {np.nanmean(vels[m]) if m.any() else float('nan'):.2f} |")
+        lines.append(f"| {k} | {m.mean():.3f} | {np.mean(lens) if lens else 0:.1f} | {mean(rews[m])} | {mean(vels[m])} |")
     write_table(out, lines, "option_behaviour.md")
     o, r, v = traces[0]
     y = v if not np.all(np.isnan(v)) else r
