@@ -823,6 +823,27 @@ def test_save_load_round_trip(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_save_load_through_open_binary_files(kind, tmp_path):
+    """save/load also take an open binary file: the same bytes as a path, from its position."""
+    import io
+
+    buf = build(kind)
+    buf.sample(8)
+    path = tmp_path / "buf.hrl"
+    buf.save(path)
+    stream = io.BytesIO(b"prefix")
+    stream.seek(0, io.SEEK_END)
+    buf.save(stream)
+    assert stream.getvalue()[6:] == path.read_bytes()
+    stream.seek(6)
+    loaded = type(buf).load(stream)
+    assert_same_state(snapshot(buf), snapshot(loaded))
+    assert_streams_equal(sample_stream(buf), sample_stream(loaded))
+    with pytest.raises(ValueError, match="truncated"):
+        type(buf).load(io.BytesIO(path.read_bytes()[:-1]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_load_with_seed_reseeds(kind, tmp_path):
     buf = build(kind, seed=21)
     buf.sample(8)

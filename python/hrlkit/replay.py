@@ -10,11 +10,13 @@ the spec, converts to torch, and saves/loads.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import struct
 import zlib
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 
@@ -137,16 +139,23 @@ class ReplayBuffer(_core.Replay):
     def _header_extra(self) -> dict:
         return {}
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike | BinaryIO) -> None:
         """Write the buffer (rows, ring position, priorities, RNG state) to ``path``.
 
         The file is written to a temporary name beside ``path``, synced, then renamed over it,
-        so ``path`` always holds either the old file or the complete new one.
+        so ``path`` always holds either the old file or the complete new one. ``path`` may also
+        be an open binary file (e.g. ``io.BytesIO``), written from its current position.
         """
+        if hasattr(path, "write"):
+            return self._write(path, None)
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"path: directory {directory!r} does not exist")
+        self._write(None, path)
+
+    def _write(self, file: BinaryIO | None, path: str | None) -> None:
+        """Serialize under the buffer's lock into ``file``, or atomically into ``path``."""
         self.lock()
         try:
             size = len(self)
@@ -167,7 +176,7 @@ class ReplayBuffer(_core.Replay):
                 **self._header_extra(),
             }
             blob = json.dumps(header).encode()
-            with atomic_write(path) as f:
+            with contextlib.nullcontext(file) if path is None else atomic_write(path) as f:
                 f.write(_HEADER.pack(_MAGIC, _FORMAT_VERSION, len(blob)))
                 f.write(blob)
                 for a in payload:
@@ -176,52 +185,61 @@ class ReplayBuffer(_core.Replay):
             self.unlock()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, seed: int | None = None) -> "ReplayBuffer":
-        """Read a buffer written by :meth:`save`. ``seed`` reseeds the sampling stream;
+    def load(cls, path: str | os.PathLike | BinaryIO, *, seed: int | None = None) -> "ReplayBuffer":
+        """Read a buffer written by :meth:`save` from a path, or from an open binary file
+        (read from its current position to its end). ``seed`` reseeds the sampling stream;
         by default the saved stream continues where it stopped."""
+        if hasattr(path, "read"):
+            return cls._read(path, getattr(path, "name", type(path).__name__), seed)
         path = os.fspath(path)
         with open(path, "rb") as f:
-            head = f.read(_HEADER.size)
-            if len(head) != _HEADER.size or head[:8] != _MAGIC:
-                raise ValueError(f"path: {path!r} is not an hrlkit replay file (bad magic)")
-            _, version, hlen = _HEADER.unpack(head)
-            if version != _FORMAT_VERSION:
-                raise ValueError(f"path: {path!r} has format version {version}, expected {_FORMAT_VERSION}")
-            file_size = os.fstat(f.fileno()).st_size
-            if hlen > file_size - _HEADER.size:
-                raise ValueError(f"path: {path!r} is truncated or corrupt (header length {hlen})")
-            try:
-                header = json.loads(f.read(hlen))
-                saved_class = header["class"]
-                fields = [(str(n), tuple(int(x) for x in s), str(d)) for n, s, d in header["fields"]]
-                blocks = [(int(b["nbytes"]), int(b["crc32"])) for b in header["blocks"]]
-                capacity, num_options = int(header["capacity"]), int(header["num_options"])
-                size, position = int(header["size"]), int(header["position"])
-                max_priority = float(header["max_priority"])
-                rng_state = [int(x) for x in header["rng_state"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"path: {path!r} has a corrupt header ({exc})") from exc
-            if saved_class != cls.__name__:
-                raise ValueError(f"path: {path!r} holds a {saved_class}, expected a {cls.__name__}; use {saved_class}.load")
-            expected = sum(nbytes for nbytes, _ in blocks)
-            if file_size != _HEADER.size + hlen + expected:
-                raise ValueError(
-                    f"path: {path!r} is truncated or corrupt: {file_size} bytes, expected {_HEADER.size + hlen + expected}"
-                )
-            buf = cls.__new__(cls)
-            buf._init_core(capacity, fields, num_options, 0, **buf._core_kwargs_from_header(header))
-            targets = [buf.column(i)[:size] for i in range(len(fields))]
-            prios = buf.priorities()
-            if prios is not None:
-                targets.append(np.empty(size, np.float32))
-            if len(targets) != len(blocks):
-                raise ValueError(f"path: {path!r} is corrupt: {len(blocks)} data blocks, expected {len(targets)}")
-            for i, (dst, (nbytes, crc)) in enumerate(zip(targets, blocks)):
-                view = _bytes(dst)
-                if view.nbytes != nbytes or f.readinto(view) != view.nbytes:
-                    raise ValueError(f"path: {path!r} is corrupt: data block {i} has the wrong size")
-                if zlib.crc32(view) != crc:
-                    raise ValueError(f"path: {path!r} is corrupt: checksum mismatch in data block {i}")
+            return cls._read(f, path, seed)
+
+    @classmethod
+    def _read(cls, f: BinaryIO, path: str, seed: int | None) -> "ReplayBuffer":
+        start = f.tell()
+        file_size = f.seek(0, io.SEEK_END) - start  # bytes from here to the end
+        f.seek(start)
+        head = f.read(_HEADER.size)
+        if len(head) != _HEADER.size or head[:8] != _MAGIC:
+            raise ValueError(f"path: {path!r} is not an hrlkit replay file (bad magic)")
+        _, version, hlen = _HEADER.unpack(head)
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"path: {path!r} has format version {version}, expected {_FORMAT_VERSION}")
+        if hlen > file_size - _HEADER.size:
+            raise ValueError(f"path: {path!r} is truncated or corrupt (header length {hlen})")
+        try:
+            header = json.loads(f.read(hlen))
+            saved_class = header["class"]
+            fields = [(str(n), tuple(int(x) for x in s), str(d)) for n, s, d in header["fields"]]
+            blocks = [(int(b["nbytes"]), int(b["crc32"])) for b in header["blocks"]]
+            capacity, num_options = int(header["capacity"]), int(header["num_options"])
+            size, position = int(header["size"]), int(header["position"])
+            max_priority = float(header["max_priority"])
+            rng_state = [int(x) for x in header["rng_state"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"path: {path!r} has a corrupt header ({exc})") from exc
+        if saved_class != cls.__name__:
+            raise ValueError(f"path: {path!r} holds a {saved_class}, expected a {cls.__name__}; use {saved_class}.load")
+        expected = sum(nbytes for nbytes, _ in blocks)
+        if file_size != _HEADER.size + hlen + expected:
+            raise ValueError(
+                f"path: {path!r} is truncated or corrupt: {file_size} bytes, expected {_HEADER.size + hlen + expected}"
+            )
+        buf = cls.__new__(cls)
+        buf._init_core(capacity, fields, num_options, 0, **buf._core_kwargs_from_header(header))
+        targets = [buf.column(i)[:size] for i in range(len(fields))]
+        prios = buf.priorities()
+        if prios is not None:
+            targets.append(np.empty(size, np.float32))
+        if len(targets) != len(blocks):
+            raise ValueError(f"path: {path!r} is corrupt: {len(blocks)} data blocks, expected {len(targets)}")
+        for i, (dst, (nbytes, crc)) in enumerate(zip(targets, blocks)):
+            view = _bytes(dst)
+            if view.nbytes != nbytes or f.readinto(view) != view.nbytes:
+                raise ValueError(f"path: {path!r} is corrupt: data block {i} has the wrong size")
+            if zlib.crc32(view) != crc:
+                raise ValueError(f"path: {path!r} is corrupt: checksum mismatch in data block {i}")
         try:
             buf.restore(size, position, max_priority, targets[-1] if prios is not None else None)
         except ValueError as exc:

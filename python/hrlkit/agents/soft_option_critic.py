@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import math
-import os
-import tempfile
 from typing import Any
 
 import gymnasium as gym
@@ -411,14 +410,16 @@ class SoftOptionCritic(Algorithm):
     def state_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {**self.tracker.state(), "update_credit": self._update_credit}
         if self.config.save_replay:
-            extra["replay"] = _buffer_bytes(self.buffer)
+            stream = io.BytesIO()
+            self.buffer.save(stream)
+            extra["replay"] = stream.getvalue()
         return extra
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
         self.tracker.load_state(state)
         self._update_credit = float(state.get("update_credit", 0.0))
         if state.get("replay") is not None:
-            self.buffer = _buffer_from_bytes(type(self.buffer), state["replay"])
+            self.buffer = type(self.buffer).load(io.BytesIO(state["replay"]))
 
 
 class _ParamHolder(nn.Module):
@@ -432,22 +433,6 @@ class _ParamHolder(nn.Module):
         with torch.no_grad():
             self.param.copy_(state_dict["param"])
         return None
-
-
-def _buffer_bytes(buffer: ReplayBuffer) -> bytes:
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "replay.bin")
-        buffer.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def _buffer_from_bytes(cls: type, blob: bytes) -> ReplayBuffer:
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "replay.bin")
-        with open(path, "wb") as f:
-            f.write(blob)
-        return cls.load(path)
 
 
 def _fused_adam(device: torch.device) -> dict[str, Any]:
