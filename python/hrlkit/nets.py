@@ -50,7 +50,6 @@ class EnsembleMLP(nn.Module):
 
     def __init__(self, members: int, in_dim: int, hidden_sizes: list[int], out_dim: int, activation: str = "relu"):
         super().__init__()
-        self.members, self.in_dim, self.out_dim = members, in_dim, out_dim
         dims = [in_dim, *hidden_sizes, out_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..nets import ACTIVATIONS
 from ..runtime.config import check
+from .base import Algorithm
 
 
 def check_option_agent_config(cfg: Any, hidden_fields: tuple[str, ...] = ("hidden_sizes",), allow_empty: bool = False) -> None:
@@ -88,3 +89,33 @@ class OptionTracker:
         self.options = np.array(state["options"])
         self.age = np.array(state["option_age"])
         self.needs_option = np.array(state["needs_option"])
+
+
+class OptionAgent(Algorithm):
+    """An agent whose envs each run an option (``self.tracker``, an :class:`OptionTracker`):
+    the runtime hooks that only touch the tracker, and how ``predict`` carries options."""
+
+    tracker: OptionTracker
+
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        self.tracker.on_episode_start(mask)
+
+    def active_option(self, state: Any) -> int | None:
+        return None if state is None else int(state["option"][0])
+
+    def state_extra(self) -> dict[str, Any]:
+        return self.tracker.state()
+
+    def load_state_extra(self, state: dict[str, Any]) -> None:
+        self.tracker.load_state(state)
+
+    def _predict_options(self, state: Any, chosen: np.ndarray, beta: np.ndarray, deterministic: bool) -> np.ndarray:
+        """The options a ``predict`` call runs: ``chosen`` at an episode start (``state`` None);
+        else each running option, replaced by ``chosen`` where it terminates (beta >= 0.5 when
+        deterministic, else with probability beta). beta: [N, K] termination probabilities."""
+        if state is None:
+            return chosen
+        options = np.asarray(state["option"])
+        b = beta[np.arange(len(options)), options]
+        stop = b >= 0.5 if deterministic else self.rng.random(len(options)) < b
+        return np.where(stop, chosen, options)

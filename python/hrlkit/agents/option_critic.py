@@ -29,8 +29,7 @@ from torch import nn
 from .. import targets
 from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
 from ..runtime.config import ConfigError, check, field
-from ._options import OptionTracker, check_option_agent_config
-from .base import Algorithm
+from ._options import OptionAgent, OptionTracker, check_option_agent_config
 
 
 @dataclasses.dataclass
@@ -143,7 +142,7 @@ class OptionCriticNet(nn.Module):
         return torch.distributions.Normal(out, self.log_std[options].exp())
 
 
-class OptionCritic(Algorithm):
+class OptionCritic(OptionAgent):
     """Option-Critic with K options over discrete (softmax) or continuous (Gaussian) actions."""
 
     name = "option-critic"
@@ -193,9 +192,6 @@ class OptionCritic(Algorithm):
         cfg = self.config
         frac = min(1.0, self.global_step / cfg.epsilon_decay_steps)
         return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
-
-    def on_episode_start(self, mask: np.ndarray) -> None:
-        self.tracker.on_episode_start(mask)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -325,16 +321,8 @@ class OptionCritic(Algorithm):
         if isinstance(self.observation_space, gym.spaces.Box) and obs.ndim == 1:
             obs = obs[None]
         feats = self.net.body(self.obs_tensor(obs))
-        q = self.net.q(feats)
-        n = feats.shape[0]
-        greedy = q.argmax(dim=1).cpu().numpy()
-        if state is None:
-            options = greedy
-        else:
-            options = np.asarray(state["option"])
-            beta = torch.sigmoid(self.net.beta(feats)).cpu().numpy()[np.arange(n), options]
-            stop = beta >= 0.5 if deterministic else self.rng.random(n) < beta
-            options = np.where(stop, greedy, options)
+        greedy = self.net.q(feats).argmax(dim=1).cpu().numpy()
+        options = self._predict_options(state, greedy, torch.sigmoid(self.net.beta(feats)).cpu().numpy(), deterministic)
         dist = self.net.policy(feats, torch.as_tensor(options, device=self.device))
         if deterministic:
             raw = dist.probs.argmax(-1) if self.discrete else dist.mean
@@ -342,15 +330,7 @@ class OptionCritic(Algorithm):
             raw = dist.sample()
         return self._env_actions(raw), {"option": options}
 
-    def active_option(self, state: Any) -> int | None:
-        return None if state is None else int(state["option"][0])
-
     # ---- logging and checkpoints ------------------------------------------------------------------------
     def log_stats(self) -> dict[str, float]:
         return {**self.tracker.log_stats(), "charts/epsilon": self.epsilon()}
 
-    def state_extra(self) -> dict[str, Any]:
-        return self.tracker.state()
-
-    def load_state_extra(self, state: dict[str, Any]) -> None:
-        self.tracker.load_state(state)

@@ -42,8 +42,7 @@ from .. import targets
 from ..nets import ACTIVATIONS, EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer
 from ..runtime.config import ConfigError, check, field
-from ._options import OptionTracker, check_option_agent_config
-from .base import Algorithm
+from ._options import OptionAgent, OptionTracker, check_option_agent_config
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _LOG2 = math.log(2.0)
@@ -145,7 +144,7 @@ def soft_option_critic_losses(
     }
 
 
-class SoftOptionCritic(Algorithm):
+class SoftOptionCritic(OptionAgent):
     """Soft Option-Critic over a flat Box observation and a bounded Box action space."""
 
     name = "soft-option-critic"
@@ -244,9 +243,6 @@ class SoftOptionCritic(Algorithm):
         return self.action_center + self.action_scale * squashed
 
     # ---- acting ----------------------------------------------------------------------------------
-    def on_episode_start(self, mask: np.ndarray) -> None:
-        self.tracker.on_episode_start(mask)
-
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         x = self.obs_tensor(obs)
@@ -380,14 +376,8 @@ class SoftOptionCritic(Algorithm):
         x = self.obs_tensor(obs)
         n = x.shape[0]
         q_omega, beta = self._options_and_betas(x)
-        chosen = self._choose_options(q_omega, greedy=deterministic)
-        if state is None:
-            options = chosen
-        else:
-            options = np.asarray(state["option"])
-            b = beta.cpu().numpy()[np.arange(n), options]
-            stop = b >= 0.5 if deterministic else self.rng.random(n) < b
-            options = np.where(stop, chosen, options)
+        options = self._predict_options(state, self._choose_options(q_omega, greedy=deterministic),
+                                        beta.cpu().numpy(), deterministic)
         mean, log_std = self.actor(x).split(self.action_dim, dim=-1)
         idx = (torch.as_tensor(options, device=self.device), torch.arange(n, device=self.device))
         if deterministic:
@@ -397,9 +387,6 @@ class SoftOptionCritic(Algorithm):
                                             torch.randn_like(mean[idx]))
         return self._env_actions(squashed.cpu().numpy()), {"option": options}
 
-    def active_option(self, state: Any) -> int | None:
-        return None if state is None else int(state["option"][0])
-
     # ---- logging and checkpoints ------------------------------------------------------------------------
     def log_stats(self) -> dict[str, float]:
         out = self.tracker.log_stats()
@@ -408,7 +395,7 @@ class SoftOptionCritic(Algorithm):
         return out
 
     def state_extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {**self.tracker.state(), "update_credit": self._update_credit}
+        extra: dict[str, Any] = {**super().state_extra(), "update_credit": self._update_credit}
         if self.config.save_replay:
             stream = io.BytesIO()
             self.buffer.save(stream)
@@ -416,23 +403,18 @@ class SoftOptionCritic(Algorithm):
         return extra
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
-        self.tracker.load_state(state)
+        super().load_state_extra(state)
         self._update_credit = float(state.get("update_credit", 0.0))
         if state.get("replay") is not None:
             self.buffer = type(self.buffer).load(io.BytesIO(state["replay"]))
 
 
 class _ParamHolder(nn.Module):
-    """Lets a bare parameter (log alpha) save and load like the other modules."""
+    """Lets a bare parameter (log alpha) save and load, in place, like the other modules."""
 
     def __init__(self, param: nn.Parameter):
         super().__init__()
         self.param = param
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
-        with torch.no_grad():
-            self.param.copy_(state_dict["param"])
-        return None
 
 
 def _fused_adam(device: torch.device) -> dict[str, Any]:
