@@ -111,3 +111,12 @@ def test_soc_sps_script_runs(capsys):
     # the script turned flush-to-zero on for its timing and must leave the process as it found it
     tiny = torch.tensor([1e-40], dtype=torch.float32)
     assert (tiny * 1.0).item() != 0.0
+
+
+def test_soc_profile_script_runs(capsys):
+    import profile_soc_update
+
+    assert profile_soc_update.main(["--warm", "400", "--steps", "3", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "hidden_sizes=[256, 256]: gradient step" in out and "hidden_sizes=[8, 8]" in out
+    assert (torch.tensor([1e-40]) * 1.0).item() != 0.0  # flush-to-zero switched back off
