@@ -194,14 +194,7 @@ private:
         return reinterpret_cast<const int64_t*>(storage_.column(option_field_));
     }
 
-    // p^alpha as a leaf: clamped into float's normal range so a huge TD error cannot make a sum
-    // infinite and a tiny positive one cannot make its row unsampleable (0 marks an empty slot).
-    float leaf_value(double p) const {
-        const double v = std::pow(p, opt_.alpha);
-        if (!(v > 0.0)) return 0.0f;
-        return static_cast<float>(std::min(std::max(v, static_cast<double>(std::numeric_limits<float>::min())),
-                                           static_cast<double>(std::numeric_limits<float>::max())));
-    }
+    float leaf_value(double p) const { return leaf_priority(p, opt_.alpha); }
 
     void check_option(const char* what, int64_t option) const {
         if (opt_.num_options == 0)

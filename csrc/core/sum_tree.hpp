@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "memory.hpp"
+#include "tree_math.hpp"
 
 namespace hrlkit {
 
@@ -153,46 +154,10 @@ private:
         for (int c = 0; c < kFan; ++c) w[c] = s[c];
     }
 
-    // Index of the first child whose running prefix exceeds u; u becomes the offset inside it.
-    // Branch-free, and the 16 prefixes are formed as 4 groups of 4 (four short add chains side by
-    // side, then one across the groups) rather than one chain of 16: a child of weight 0 never
-    // raises its prefix, so it is never the first to exceed u.
     static int scan(const double* w, double& u) {
-        double in[kFan];  // prefix within each group of 4
-        double group_end[4];
-        for (int g = 0; g < 4; ++g) {
-            const double* x = w + 4 * g;
-            in[4 * g] = x[0];
-            in[4 * g + 1] = x[0] + x[1];
-            in[4 * g + 2] = in[4 * g + 1] + x[2];
-            in[4 * g + 3] = in[4 * g + 2] + x[3];
-            group_end[g] = in[4 * g + 3];
-        }
-        double base[5];
-        base[0] = 0.0;
-        for (int g = 0; g < 4; ++g) base[g + 1] = base[g] + group_end[g];
-        const int g = (base[1] <= u) + (base[2] <= u) + (base[3] <= u) + (base[4] <= u);
-        if (g < 4) {
-            const double v = u - base[g];
-            const double* p = in + 4 * g;
-            const int c = (p[0] <= v) + (p[1] <= v) + (p[2] <= v) + (p[3] <= v);
-            if (c < 4) {
-                u = v - (c > 0 ? p[c - 1] : 0.0);
-                return 4 * g + c;
-            }
-        }
-        // u reached the end of the node or of a group through rounding: take the last child
-        // with mass before that point, u inside it.
-        const int limit = g < 4 ? 4 * g + 4 : kFan;
-        int last = -1;
-        double last_below = 0.0, acc = 0.0;
-        for (int c = 0; c < limit; ++c) {
-            if (w[c] > 0.0) { last = c; last_below = acc; }
-            acc += w[c];
-        }
-        if (last < 0) throw std::logic_error("PriorityTree: descended into an empty node");
-        u = std::min(std::max(u - last_below, 0.0), w[last] * (1.0 - 1e-12));
-        return last;
+        const int c = tree_scan(w, u);
+        if (c < 0) throw std::logic_error("PriorityTree: descended into an empty node");
+        return c;
     }
 
     void prefetch_children(size_t l, int64_t node, int64_t slot) const {
@@ -264,15 +229,8 @@ private:
             const float* mn = mins_[l - 1].data() + slot * strides_[l - 1] + first;
             for (int c = 0; c < kFan; ++c) { w[c] = s[c]; m[c] = mn[c]; }
         }
-        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-        float m0 = kInf, m1 = kInf, m2 = kInf, m3 = kInf;
-        for (int c = 0; c < kFan; c += 4) {
-            s0 += w[c]; s1 += w[c + 1]; s2 += w[c + 2]; s3 += w[c + 3];
-            m0 = std::min(m0, m[c]); m1 = std::min(m1, m[c + 1]); m2 = std::min(m2, m[c + 2]); m3 = std::min(m3, m[c + 3]);
-        }
         const size_t at = static_cast<size_t>(slot * strides_[l] + node);
-        sums_[l][at] = (s0 + s1) + (s2 + s3);
-        mins_[l][at] = std::min(std::min(m0, m1), std::min(m2, m3));
+        tree_combine(w, m, &sums_[l][at], &mins_[l][at]);
     }
 
     int64_t capacity_, num_options_, slots_;
