@@ -221,18 +221,6 @@ def test_non_contiguous_inputs():
     np.testing.assert_allclose(option_values(q, 0.2), option_values_reference(np.ascontiguousarray(q), 0.2))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_inputs_use_torch_path_and_match_cpu_kernel():
-    rng = np.random.default_rng(3)
-    d = random_rollout(rng, 16, 3, np.float32, truncated=True, option_ends=True, next_values=True)
-    cpu = call_nstep(nstep_returns, d, 0.9, 4)
-    gpu = call_nstep(nstep_returns, {k: None if v is None else torch.from_numpy(v).cuda() for k, v in d.items()}, 0.9, 4)
-    assert gpu.returns.is_cuda
-    np.testing.assert_allclose(gpu.returns.cpu().numpy(), cpu.returns, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="backend"):
-        nstep_returns(torch.zeros(2, 2).cuda(), torch.zeros(2, 2).cuda(), gamma=0.9, n=1, backend="cpp")
-
-
 # ---- bad input ------------------------------------------------------------------------------
 r3 = np.zeros((3, 2), np.float32)
 t3 = np.zeros((3, 2), bool)

@@ -1,8 +1,14 @@
 """SMDP / n-step returns and option-critic bootstrap targets.
 
 Each function takes numpy arrays or torch tensors and returns the same kind. CPU inputs go to the
-C++ kernels (zero-copy); CUDA tensors, or ``backend="torch"``, use the torch reference next to
-each kernel, which the tests compare against the kernel. Targets carry no gradient.
+C++ kernels (zero-copy); CUDA tensors go to the CUDA twins of those kernels (``hrlkit._cuda``,
+where it was built; else to the torch reference) on torch's current stream, without a host
+sync; ``backend="torch"`` forces the torch reference next to each kernel, which the tests
+compare against both kernels. Targets carry no gradient.
+
+On CUDA, ids (``options``, ``skills``) are range-checked on the device, which costs a host sync;
+``validate=False`` skips that check (out-of-range ids then give NaN rows) for training loops
+whose ids are their own.
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _cuda_ops
 from ._validate import check_float, check_int, describe, to_numpy
 
 __all__ = [
@@ -44,13 +50,32 @@ def _is_torch(x: Any) -> bool:
     return hasattr(x, "detach") and hasattr(x, "device")
 
 
-def _use_torch(backend: str, *xs: Any) -> bool:
-    if backend not in ("auto", "cpp", "torch"):
-        raise ValueError(f"backend: expected 'auto', 'cpp' or 'torch', got {backend!r}")
+def _route(backend: str, *xs: Any) -> str:
+    """'cpp', 'cuda' or 'torch': where a call with these inputs runs."""
+    if backend not in ("auto", "cpp", "cuda", "torch"):
+        raise ValueError(f"backend: expected 'auto', 'cpp', 'cuda' or 'torch', got {backend!r}")
     on_gpu = any(_is_torch(x) and x.device.type != "cpu" for x in xs if x is not None)
     if backend == "cpp" and on_gpu:
-        raise ValueError("backend: 'cpp' needs CPU inputs, got CUDA tensors (use 'auto' or 'torch')")
-    return backend == "torch" or (backend == "auto" and on_gpu)
+        raise ValueError("backend: 'cpp' needs CPU inputs, got CUDA tensors (use 'auto', 'cuda' or 'torch')")
+    if backend == "cuda" and not (on_gpu and _cuda_ops.available()):
+        why = "CUDA tensors" if not on_gpu else "hrlkit._cuda (built where CMake finds nvcc) and a GPU"
+        raise ValueError(f"backend: 'cuda' needs {why}")
+    if backend == "torch":
+        return "torch"
+    if on_gpu:
+        return "cuda" if _cuda_ops.available() else "torch"
+    return "cpp"
+
+
+def _check_ids(name: str, ids: Any, count: int, validate: bool) -> None:
+    """Range check of CUDA id tensors (one host sync), before any kernel runs."""
+    if not validate:
+        return
+    import torch
+
+    o = torch.as_tensor(ids)
+    if o.numel() and bool(((o < 0) | (o >= count)).any()):
+        raise IndexError(f"{name}: expected ids in [0, {count}), got {o.min().item()}..{o.max().item()}")
 
 
 def _shape(x: Any) -> tuple:
@@ -142,11 +167,14 @@ def nstep_returns(
     """
     gamma = check_float("gamma", gamma, low=0.0, high=1.0)
     n = check_int("n", n, minimum=1)
-    if _use_torch(backend, rewards, terminated, truncated, option_terminations, next_values):
+    route = _route(backend, rewards, terminated, truncated, option_terminations, next_values)
+    if route == "torch":
         return nstep_returns_reference(
             rewards, terminated, truncated, gamma=gamma, n=n, option_terminations=option_terminations, next_values=next_values
         )
     _check_nstep(rewards, terminated, truncated, option_terminations, next_values)
+    if route == "cuda":
+        return NStepReturns(*_cuda_ops.nstep_returns(rewards, terminated, truncated, option_terminations, next_values, gamma, n))
     r = to_numpy("rewards", rewards)
     term = _flags(terminated)
     trunc = None if truncated is None else _flags(truncated)
@@ -224,9 +252,12 @@ def nstep_returns_reference(
 def option_values(q: Any, epsilon: float = 0.0, *, backend: str = "auto") -> Any:
     """V_Omega(s) = (1 - epsilon) max_w Q(s, w) + epsilon mean_w Q(s, w), for q of shape [B, K]."""
     epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
-    if _use_torch(backend, q):
+    route = _route(backend, q)
+    if route == "torch":
         return option_values_reference(q, epsilon)
     _check_q("q", q)
+    if route == "cuda":
+        return _cuda_ops.option_values(q, epsilon)
     a = to_numpy("q", q)
     dt = _kernel_dtype(a)
     kernel = _core.option_values_f64 if dt == np.float64 else _core.option_values_f32
@@ -243,16 +274,22 @@ def option_values_reference(q: Any, epsilon: float = 0.0) -> Any:
     return v if _is_torch(q) else v.cpu().numpy()
 
 
-def option_bootstrap(q_next: Any, beta_next: Any, options: Any, epsilon: float = 0.0, *, backend: str = "auto") -> Any:
+def option_bootstrap(
+    q_next: Any, beta_next: Any, options: Any, epsilon: float = 0.0, *, backend: str = "auto", validate: bool = True
+) -> Any:
     """U(s', w) = (1 - beta(s', w)) Q(s', w) + beta(s', w) V_Omega(s') for the running option w.
 
     q_next: [B, K] option values at s'; beta_next: [B] (the running option's termination
     probability at s') or [B, K] (all options'; column w is used); options: [B] int ids.
     """
     epsilon = check_float("epsilon", epsilon, low=0.0, high=1.0)
-    if _use_torch(backend, q_next, beta_next, options):
+    route = _route(backend, q_next, beta_next, options)
+    if route == "torch":
         return option_bootstrap_reference(q_next, beta_next, options, epsilon)
     _check_bootstrap(q_next, beta_next, options)
+    if route == "cuda":
+        _check_ids("options", options, _shape(q_next)[1], validate)
+        return _cuda_ops.option_bootstrap(q_next, beta_next, options, epsilon)
     q, b, o = to_numpy("q_next", q_next), to_numpy("beta_next", beta_next), to_numpy("options", options)
     dt = _kernel_dtype(q, b)
     kernel = _core.option_bootstrap_f64 if dt == np.float64 else _core.option_bootstrap_f32
@@ -328,6 +365,7 @@ def soft_option_targets(
     deliberation_cost: float = 0.0,
     mode: str = "expected",
     backend: str = "auto",
+    validate: bool = True,
 ) -> SoftOptionTargets:
     """Soft Option-Critic targets for B transitions in one kernel call: the twin-min, the entropy
     term and the beta-mixed soft bootstrap.
@@ -346,9 +384,13 @@ def soft_option_targets(
     """
     tau, xi = _soft_args(option_temperature, deliberation_cost, mode)
     inputs = (q_next, logp_next, q_omega_next, beta_next, options, rewards, discounts, alpha)
-    if _use_torch(backend, *inputs):
+    route = _route(backend, *inputs)
+    if route == "torch":
         return soft_option_targets_reference(*inputs, option_temperature=tau, deliberation_cost=xi, mode=mode)
     _check_soft(*inputs)
+    if route == "cuda":
+        _check_ids("options", options, _shape(q_omega_next)[1], validate)
+        return SoftOptionTargets(*_cuda_ops.soft_option_targets(*inputs, tau, mode == "soft", xi))
     names = ("q_next", "logp_next", "q_omega_next", "beta_next", "options", "rewards", "discounts", "alpha")
     arrays = {n: to_numpy(n, x) for n, x in zip(names, inputs)}
     opts = np.ascontiguousarray(arrays.pop("options"), dtype=np.int64)
@@ -425,14 +467,18 @@ def _check_skills(logits: Any, skills: Any) -> None:
     _check("skills", skills, kinds="iu", what="integer skill ids", shape=(B,))
 
 
-def skill_rewards(logits: Any, skills: Any, *, backend: str = "auto") -> SkillRewards:
+def skill_rewards(logits: Any, skills: Any, *, backend: str = "auto", validate: bool = True) -> SkillRewards:
     """DIAYN's intrinsic reward for a batch in one kernel call: log_softmax(logits)[z] + log Z,
     i.e. log q(z | s') - log p(z) with the uniform, fixed prior; logits [B, Z] are the
     discriminator's at the next states, skills [B] the skills that acted. Also returns whether
     each skill is the discriminator's most likely one (its accuracy on the batch)."""
-    if _use_torch(backend, logits, skills):
+    route = _route(backend, logits, skills)
+    if route == "torch":
         return skill_rewards_reference(logits, skills)
     _check_skills(logits, skills)
+    if route == "cuda":
+        _check_ids("skills", skills, _shape(logits)[1], validate)
+        return SkillRewards(*_cuda_ops.skill_rewards(logits, skills))
     a = to_numpy("logits", logits)
     dt = _kernel_dtype(a)
     kernel = _core.skill_rewards_f64 if dt == np.float64 else _core.skill_rewards_f32
@@ -492,9 +538,12 @@ def feudal_terms(states: Any, goals: Any, starts: Any, *, c: int, eps: float = 1
     """
     c = check_int("c", c, minimum=1)
     eps = check_float("eps", eps, low=0.0)
-    if _use_torch(backend, states, goals, starts):
+    route = _route(backend, states, goals, starts)
+    if route == "torch":
         return feudal_terms_reference(states, goals, starts, c=c, eps=eps)
     _check_feudal(states, goals, starts, c)
+    if route == "cuda":
+        return FeudalTerms(*_cuda_ops.feudal_terms(states, goals, starts, c, eps))
     s, g = to_numpy("states", states), to_numpy("goals", goals)
     dt = _kernel_dtype(s, g)
     kernel = _core.feudal_terms_f64 if dt == np.float64 else _core.feudal_terms_f32
