@@ -6,7 +6,8 @@
 draws only rows of option k.
 
 ``add`` and the sampling core are C++ methods (``hrlkit._core.Replay``); this module declares
-the spec, converts to torch, and saves/loads.
+the spec, converts to torch, and saves/loads. ``device="cuda"`` gives the GPU-resident twin of
+either class (``hrlkit._device_replay``): same arguments, same file format, CUDA tensors out.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 
-from . import _core
+from . import _core, _device_replay
 from ._io import atomic_write
 from ._validate import check_float, check_int, describe, to_numpy
 
@@ -79,6 +80,8 @@ class ReplayBuffer(_core.Replay):
         spec: ``{name: (shape, dtype)}``, dtype one of ``SUPPORTED_DTYPES``.
         num_options: tag every row with an option id in ``[0, num_options)`` (field ``option``).
         seed: seed of the buffer's own sampling stream (random when None).
+        device: None or "cpu" for host memory; "cuda" / "cuda:N" returns the device-resident
+            twin (rows, tree and sampling on the GPU; ``sample`` returns CUDA tensors).
 
     ``add(**fields)`` takes one row (each field of its shape) or a batch of n rows (a leading
     dimension n on every field). Values are cast to the field dtype under numpy's 'same_kind'
@@ -87,7 +90,14 @@ class ReplayBuffer(_core.Replay):
 
     _prioritized = False
 
-    def __init__(self, capacity: int, spec: Mapping[str, Any], *, num_options: int | None = None, seed: int | None = None):
+    def __new__(cls, *args: Any, device: Any = None, **kwargs: Any):
+        if _device_replay.cuda_device(device) is not None:
+            twin = _device_replay.DevicePrioritizedReplayBuffer if cls._prioritized else _device_replay.DeviceReplayBuffer
+            return twin(*args, device=device, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, capacity: int, spec: Mapping[str, Any], *, num_options: int | None = None, seed: int | None = None,
+                 device: Any = None):
         capacity = check_int("capacity", capacity, minimum=1)
         num_options = check_int("num_options", num_options, minimum=1, allow_none=True)
         fields = _normalize_spec(spec, num_options)
@@ -111,6 +121,18 @@ class ReplayBuffer(_core.Replay):
     def __repr__(self) -> str:
         tags = f", num_options={self.num_options}" if self.num_options else ""
         return f"{type(self).__name__}(capacity={self.capacity}, size={len(self)}{tags}, fields={list(self.spec)})"
+
+    def to(self, device: Any):
+        """This buffer on ``device``: itself for 'cpu', else a device-resident copy."""
+        dev = _device_replay.cuda_device(device)
+        if dev is None:
+            return self
+        twin = _device_replay.DevicePrioritizedReplayBuffer if self._prioritized else _device_replay.DeviceReplayBuffer
+        self.lock()
+        try:
+            return twin.from_host(self, dev)
+        finally:
+            self.unlock()
 
     # ---- sampling -----------------------------------------------------------------------
     def sample(self, batch_size: int, *, option: int | None = None, as_torch: bool = False, device: Any = None) -> dict:
@@ -185,15 +207,19 @@ class ReplayBuffer(_core.Replay):
             self.unlock()
 
     @classmethod
-    def load(cls, path: str | os.PathLike | BinaryIO, *, seed: int | None = None) -> "ReplayBuffer":
+    def load(cls, path: str | os.PathLike | BinaryIO, *, seed: int | None = None, device: Any = None) -> "ReplayBuffer":
         """Read a buffer written by :meth:`save` from a path, or from an open binary file
         (read from its current position to its end). ``seed`` reseeds the sampling stream;
-        by default the saved stream continues where it stopped."""
+        by default the saved stream continues where it stopped. ``device="cuda"`` loads it into
+        a device-resident buffer."""
+        _device_replay.cuda_device(device)  # a bad device fails before the file is read
         if hasattr(path, "read"):
-            return cls._read(path, getattr(path, "name", type(path).__name__), seed)
-        path = os.fspath(path)
-        with open(path, "rb") as f:
-            return cls._read(f, path, seed)
+            buf = cls._read(path, getattr(path, "name", type(path).__name__), seed)
+        else:
+            path = os.fspath(path)
+            with open(path, "rb") as f:
+                buf = cls._read(f, path, seed)
+        return buf.to(device) if device is not None else buf
 
     @classmethod
     def _read(cls, f: BinaryIO, path: str, seed: int | None) -> "ReplayBuffer":
@@ -254,7 +280,7 @@ class ReplayBuffer(_core.Replay):
         return {}
 
 
-class PrioritizedReplayBuffer(ReplayBuffer):
+class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
     """Proportional prioritized replay (Schaul et al., 2016).
 
     Rows are drawn with probability P(i) = p_i / sum_j p_j, p_i = (|delta_i| + eps)^alpha, by
@@ -275,6 +301,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         eps: float = 1e-6,
         num_options: int | None = None,
         seed: int | None = None,
+        device: Any = None,
     ):
         capacity = check_int("capacity", capacity, minimum=1)
         num_options = check_int("num_options", num_options, minimum=1, allow_none=True)
@@ -288,15 +315,6 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         _core.Replay.__init__(self, capacity, fields, num_options, True, alpha, eps, seed)
         self._fields = fields
         self._beta = beta
-
-    @property
-    def beta(self) -> float:
-        """Default importance-sampling exponent of :meth:`sample` (anneal it towards 1)."""
-        return self._beta
-
-    @beta.setter
-    def beta(self, value: float) -> None:
-        self._beta = check_float("beta", value, low=0.0)
 
     def sample(
         self,
