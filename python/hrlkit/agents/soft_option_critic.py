@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import io
 import math
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .. import targets
+from .. import _cuda_ops, targets
 from ..nets import ACTIVATIONS, EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer
 from ..runtime.config import ConfigError, check, field
@@ -76,6 +77,8 @@ class SoftOptionCriticConfig:
     per_alpha: float = field(0.6, "priority exponent of prioritized replay")
     per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())")
     save_replay: bool = field(False, "checkpoints include the replay buffer (exact resume)")
+    replay_device: str = field("auto", "where the replay lives: auto (on the agent's device where hrlkit._cuda is built), cpu")
+    cuda_graph: bool = field(True, "on CUDA with a device replay: capture the gradient step and act's forward as CUDA graphs")
 
     def validate(self) -> None:
         check_option_agent_config(self, ("hidden_sizes", "option_hidden_sizes"))
@@ -89,6 +92,7 @@ class SoftOptionCriticConfig:
             check(getattr(self, name) > 0, name, "a number > 0", getattr(self, name))
         check(self.option_temperature >= 0, "option_temperature", "a number >= 0", self.option_temperature)
         check(self.option_value in ("expected", "soft"), "option_value", "'expected' or 'soft'", self.option_value)
+        check(self.replay_device in ("auto", "cpu"), "replay_device", "'auto' or 'cpu'", self.replay_device)
         check(self.per_alpha >= 0, "per_alpha", "a number >= 0", self.per_alpha)
         check(0.0 <= self.per_beta <= 1.0, "per_beta", "a number in [0, 1]", self.per_beta)
 
@@ -178,7 +182,7 @@ class SoftOptionCritic(OptionAgent):
         ]
         if cfg.autotune_alpha:
             groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
-        self.optimizer = torch.optim.Adam(groups, **_fused_adam(self.device))
+        self.optimizer = torch.optim.Adam(groups, **_fused_adam(self.device), capturable=self.device.type == "cuda")
         self.target_entropy = float(-A if cfg.target_entropy is None else cfg.target_entropy)
         low, high = self.action_space.low.astype(np.float32), self.action_space.high.astype(np.float32)
         self.action_center, self.action_scale = (high + low) / 2.0, (high - low) / 2.0
@@ -188,6 +192,10 @@ class SoftOptionCritic(OptionAgent):
         self.tracker = OptionTracker(cfg.num_envs, K)
         self._actions: np.ndarray | None = None  # the last act()'s actions in [-1, 1]
         self._update_credit = 0.0  # gradient steps owed (utd_ratio per env step after learning_starts)
+        self._graph: Any = None  # the captured gradient step: None (not yet), False (eager), or a CUDAGraph
+        self._graph_warmup = 0
+        self._act_graph: Any = None  # act's forward as a CUDA graph (same states as _graph)
+        self._order = None  # the batch dealing permutation as a device tensor (device replay)
 
     def _make_buffer(self) -> ReplayBuffer:
         cfg = self.config
@@ -200,10 +208,12 @@ class SoftOptionCritic(OptionAgent):
             "terminated": ((), "bool"),
         }
         seed = int(self.rng.integers(2**63))
+        on_gpu = self.device.type == "cuda" and cfg.replay_device == "auto" and _cuda_ops.available()
+        device = self.device if on_gpu else None
         if cfg.prioritized:
             return PrioritizedReplayBuffer(cfg.buffer_size, spec, alpha=cfg.per_alpha, beta=cfg.per_beta,
-                                           num_options=cfg.num_options, seed=seed)
-        return ReplayBuffer(cfg.buffer_size, spec, num_options=cfg.num_options, seed=seed)
+                                           num_options=cfg.num_options, seed=seed, device=device)
+        return ReplayBuffer(cfg.buffer_size, spec, num_options=cfg.num_options, seed=seed, device=device)
 
     def modules(self) -> dict[str, Any]:
         return {"actor": self.actor, "critic": self.critic, "option_net": self.option_net,
@@ -231,33 +241,80 @@ class SoftOptionCritic(OptionAgent):
     def alphas(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
-    def _choose_options(self, q_omega: torch.Tensor, greedy: bool) -> np.ndarray:
+    def _option_probs(self, q_omega: torch.Tensor) -> torch.Tensor:
+        """The Boltzmann option policy at temperature tau (q_omega itself at tau = 0: unused)."""
         tau = self.config.option_temperature
-        if greedy or tau == 0.0:
-            return q_omega.argmax(dim=1).cpu().numpy()
-        probs = torch.softmax(q_omega / tau, dim=1).cpu().numpy().astype(np.float64)
+        return q_omega if tau == 0.0 else torch.softmax(q_omega / tau, dim=1)
+
+    def _choose_from(self, q_omega: np.ndarray, probs: np.ndarray, greedy: bool) -> np.ndarray:
+        """Options for each row on the host: argmax Q_Omega (greedy or tau = 0), else a draw from probs."""
+        if greedy or self.config.option_temperature == 0.0:
+            return q_omega.argmax(axis=1)
         u = self.rng.random((len(probs), 1))
+        probs = probs.astype(np.float64)
         return np.minimum((probs.cumsum(axis=1) < u).sum(axis=1), probs.shape[1] - 1)
+
+    def _choose_options(self, q_omega: torch.Tensor, greedy: bool) -> np.ndarray:
+        return self._choose_from(q_omega.cpu().numpy(), self._option_probs(q_omega).cpu().numpy(), greedy)
 
     def _env_actions(self, squashed: np.ndarray) -> np.ndarray:
         return self.action_center + self.action_scale * squashed
 
     # ---- acting ----------------------------------------------------------------------------------
+    def _act_outputs(self, x: torch.Tensor, acting: bool) -> torch.Tensor:
+        """Q_Omega, beta and the option policy at x, and (acting) every option's sampled action,
+        flattened into one tensor so that one device-to-host copy serves the whole step."""
+        q_omega, beta = self._options_and_betas(x)
+        parts = [q_omega, beta, self._option_probs(q_omega)]
+        if acting:
+            parts.append(self._policy(x)[0])
+        return torch.cat([p.reshape(-1) for p in parts])
+
+    def _act_replay(self, obs: np.ndarray) -> np.ndarray | None:
+        """_act_outputs as a replay of its captured CUDA graph (None where capture failed)."""
+        if self._act_graph is None:
+            n, d = self.config.num_envs, self.obs_dim
+            try:
+                self._act_in = torch.zeros((n, d), device=self.device)
+                self._act_pinned = torch.empty((n, d), pin_memory=True)
+                cur = torch.cuda.current_stream(self.device)
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(cur)
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        self._act_outputs(self._act_in, True)
+                cur.wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self._act_out = self._act_outputs(self._act_in, True)
+                self._act_graph = graph
+            except Exception as exc:  # noqa: BLE001 - train on eagerly, and say so
+                warnings.warn(f"cuda_graph: capturing act failed ({exc!r}); acting eagerly", RuntimeWarning, stacklevel=2)
+                self._act_graph = False
+                return None
+        self._act_pinned.copy_(torch.from_numpy(np.asarray(obs)))
+        self._act_in.copy_(self._act_pinned, non_blocking=True)
+        self._act_graph.replay()
+        return self._act_out.cpu().numpy()
+
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
-        x = self.obs_tensor(obs)
         tr = self.tracker
-        n = len(tr.options)
-        q_omega, beta = self._options_and_betas(x)
-        choose = tr.terminations(beta.cpu().numpy()[np.arange(n), tr.options], self.rng)
-        new = self._choose_options(q_omega, greedy=False) if choose.any() else tr.options
+        n, K, A = len(tr.options), self.config.num_options, self.action_dim
+        acting = self.global_step >= self.config.learning_starts
+        host = None
+        if acting and self._act_graph is not False and self._graph_wanted():
+            host = self._act_replay(obs)
+        if host is None:
+            host = self._act_outputs(self.obs_tensor(obs), acting).cpu().numpy()
+        q_h, beta_h, probs_h = (host[i * n * K:(i + 1) * n * K].reshape(n, K) for i in range(3))
+        choose = tr.terminations(beta_h[np.arange(n), tr.options], self.rng)
+        new = self._choose_from(q_h, probs_h, greedy=False) if choose.any() else tr.options
         options = tr.start(choose, new)
-        if self.global_step < self.config.learning_starts:
-            squashed = self.rng.uniform(-1.0, 1.0, size=(n, self.action_dim)).astype(np.float32)
+        if acting:
+            squashed = host[3 * n * K:].reshape(K, n, A)[options, np.arange(n)]
         else:
-            actions, _ = self._policy(x)
-            idx = (torch.as_tensor(options, device=self.device), torch.arange(n, device=self.device))
-            squashed = actions[idx].cpu().numpy()
+            squashed = self.rng.uniform(-1.0, 1.0, size=(n, A)).astype(np.float32)
         self._actions = squashed
         return self._env_actions(squashed)
 
@@ -280,13 +337,51 @@ class SoftOptionCritic(OptionAgent):
     def update(self) -> dict[str, float]:
         steps = int(self._update_credit)
         self._update_credit -= steps
-        if isinstance(self.buffer, PrioritizedReplayBuffer):
+        if self.buffer.prioritized:
             frac = min(1.0, self.global_step / max(1, self.total_steps))
             self.buffer.beta = self.config.per_beta + frac * (1.0 - self.config.per_beta)
         stats: dict[str, torch.Tensor] = {}
         for _ in range(steps):
-            stats = self._gradient_step()
-        return {k: float(v) for k, v in stats.items()}
+            stats = self._graph_step() if self._graph_wanted() else self._gradient_step()
+        return stats  # 0-dim tensors, read by the logger once per interval (no host sync here)
+
+    # ---- CUDA graph of the gradient step ------------------------------------------------------------
+    _GRAPH_WARMUP = 3  # eager steps on a side stream before capture (allocator and Adam state settle)
+
+    def _graph_wanted(self) -> bool:
+        cfg = self.config
+        return (self._graph is not False and cfg.cuda_graph and self.device.type == "cuda"
+                and cfg.learn_from_all_data and not isinstance(self.buffer, ReplayBuffer))
+
+    def _graph_step(self) -> dict[str, torch.Tensor]:
+        """One gradient step as a replay of its captured CUDA graph: the sample, the losses, the
+        backward pass, Adam, the target update and the new priorities, with no host sync and one
+        launch. The first steps run eagerly on a side stream, then the step is captured."""
+        cur = torch.cuda.current_stream(self.device)
+        if self._graph is None and self._graph_warmup < self._GRAPH_WARMUP:
+            self._graph_warmup += 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(cur)
+            with torch.cuda.stream(side):
+                stats = self._gradient_step()
+            cur.wait_stream(side)
+            return stats
+        if self._graph is None:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                graph.register_generator_state(self.buffer.generator)
+                with torch.cuda.graph(graph):
+                    stats = self._gradient_step()
+                    self._graph_keys = list(stats)
+                    self._graph_out = torch.stack([stats[k].float() for k in self._graph_keys])
+                self._graph = graph
+            except Exception as exc:  # noqa: BLE001 - an unsupported op: train on eagerly, and say so
+                warnings.warn(f"cuda_graph: capturing the gradient step failed ({exc!r}); training eagerly",
+                              RuntimeWarning, stacklevel=2)
+                self._graph = False
+                return self._gradient_step()
+        self._graph.replay()
+        return dict(zip(self._graph_keys, self._graph_out.clone().unbind()))
 
     def _sample(self) -> dict[str, np.ndarray]:
         """B rows as K consecutive groups of B/K, group w for option w."""
@@ -297,11 +392,17 @@ class SoftOptionCritic(OptionAgent):
             batch = self.buffer.sample(B)
             # deal the (stratified, position-ordered) rows to the options in turn
             order = np.arange(B).reshape(m, K).T.reshape(-1)
+            if isinstance(batch["indices"], torch.Tensor):  # a device buffer's batch
+                if self._order is None:  # made once: no host-to-device copy inside a captured step
+                    self._order = torch.as_tensor(order, device=batch["indices"].device)
+                order = self._order
             return {k: v[order] for k, v in batch.items()}
         parts = []
         for w in range(K):
             # an option with no rows of its own yet learns from all data
             parts.append(self.buffer.sample(m, option=w if self.buffer.count(option=w) > 0 else None))
+        if isinstance(parts[0]["indices"], torch.Tensor):
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _gradient_step(self) -> dict[str, torch.Tensor]:
@@ -319,9 +420,12 @@ class SoftOptionCritic(OptionAgent):
         loss.backward()
         self.optimizer.step()
         soft_update(self.targets_copy, self.targets, cfg.tau)
-        if isinstance(self.buffer, PrioritizedReplayBuffer):
+        if self.buffer.prioritized:
             td = (q.detach() - terms["target"]).abs().mean(dim=0)
-            self.buffer.update_priorities(batch["indices"].cpu().numpy(), td.cpu().numpy())
+            if isinstance(self.buffer, ReplayBuffer):  # host memory
+                self.buffer.update_priorities(batch["indices"].cpu().numpy(), td.cpu().numpy())
+            else:  # device-resident: indices and errors stay on the GPU, no host sync
+                self.buffer.update_priorities(batch["indices"], td, validate=False)
         out = {f"losses/{k}": v.detach() for k, v in terms.items() if k != "target"}
         out["losses/q"] = q.detach().mean()
         out["losses/beta_next"] = beta_next.detach().mean()
@@ -350,7 +454,7 @@ class SoftOptionCritic(OptionAgent):
         t = targets.soft_option_targets(
             q_next, logp_next, q_omega_next, beta_next.detach(), w, batch["reward"], cfg.gamma * not_terminal,
             self.alphas(), option_temperature=cfg.option_temperature, deliberation_cost=cfg.deliberation_cost,
-            mode=cfg.option_value,
+            mode=cfg.option_value, validate=False,  # the ids are this agent's own group layout
         )
         q = self._own(self.critic(torch.cat([obs, action], dim=-1)))
         a_pi, logp_pi = self._policy(obs.view(K, B // K, -1))
@@ -404,9 +508,12 @@ class SoftOptionCritic(OptionAgent):
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
         super().load_state_extra(state)
+        self._graph, self._graph_warmup, self._act_graph = None, 0, None  # new tensors: capture again
         self._update_credit = float(state.get("update_credit", 0.0))
         if state.get("replay") is not None:
-            self.buffer = type(self.buffer).load(io.BytesIO(state["replay"]))
+            cls = PrioritizedReplayBuffer if self.buffer.prioritized else ReplayBuffer
+            device = None if isinstance(self.buffer, ReplayBuffer) else self.buffer.device
+            self.buffer = cls.load(io.BytesIO(state["replay"]), device=device)
 
 
 class _ParamHolder(nn.Module):

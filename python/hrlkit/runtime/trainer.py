@@ -165,11 +165,21 @@ def _log(agent, logger: Logger, losses, episodes, sps: float) -> dict[str, float
     logger.record("charts/SPS", sps)
     logger.record("charts/updates", agent.num_updates)
     for k, vals in losses.items():
-        logger.record(k, float(np.mean(vals)))
+        logger.record(k, _mean(vals))
     logger.record_many(agent.log_stats())
     losses.clear()
     episodes.clear()
     return logger.dump(agent.global_step)
+
+
+def _mean(vals: list) -> float:
+    """Mean of logged values: floats, or 0-dim tensors that an agent left on its device so that
+    its update needs no host sync (they are read here, once per log interval)."""
+    if vals and hasattr(vals[0], "detach"):
+        import torch
+
+        return float(torch.stack([v.detach().reshape(()).double() for v in vals]).mean())
+    return float(np.mean(vals))
 
 
 def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_dir: str) -> None:
