@@ -120,3 +120,38 @@ def test_soc_profile_script_runs(capsys):
     out = capsys.readouterr().out
     assert "hidden_sizes=[256, 256]: gradient step" in out and "hidden_sizes=[8, 8]" in out
     assert (torch.tensor([1e-40]) * 1.0).item() != 0.0  # flush-to-zero switched back off
+
+
+def test_diayn_scripts_run(tmp_path):
+    import json
+
+    import diayn_downstream
+    import diayn_pointnav
+
+    out = tmp_path / "diayn"
+    small = ["num_skills=3", "hidden_sizes=16,16", "discriminator_hidden_sizes=16,16", "learning_starts=50",
+             "batch_size=16"]
+    assert diayn_pointnav.main(["--seeds", "0", "--steps", "150", "--jobs", "1", "--out", str(out), "--set", *small]) == 0
+    res = json.loads((out / "results.json").read_text())["results"][0]
+    assert 0.0 <= res["accuracy_deterministic"] <= 1.0 and len(res["end_points"]) == 3
+    assert (out / "skills_seed0.png").exists() and "| 0 |" in (out / "table.md").read_text()
+    assert diayn_pointnav.main(["--seeds", "0", "--steps", "150", "--jobs", "1", "--out", str(out), "--eval-only",
+                                "--set", *small]) == 0
+    assert json.loads((out / "results.json").read_text())["results"][0] == res  # the same evaluation again
+
+    down = tmp_path / "down"
+    assert diayn_downstream.main(["--skills", str(out / "runs" / "seed0"), "--seeds", "0", "--steps", "1000",
+                                  "--jobs", "1", "--out", str(down)]) == 0
+    curves = json.loads((down / "results.json").read_text())["curves"]
+    assert set(curves) == {"manager_seed0", "sac_seed0"} and curves["manager_seed0"][-1][0] == 1000
+    assert (down / "success.png").exists()
+
+
+def test_gpu_benchmarks_refuse_without_cuda(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU: the script would run for real")
+    sys.path.insert(0, os.path.join(BENCH_DIR, "gpu"))
+    import gpu_benchmarks
+
+    assert gpu_benchmarks.main(["per"]) == 2
+    assert "need the GPU machine" in capsys.readouterr().err

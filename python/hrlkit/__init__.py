@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import envs, targets
-from .agents import OptionCritic, SoftOptionCritic
+from .agents import DIAYN, DIAYNManager, OptionCritic, SoftOptionCritic
 from .replay import SUPPORTED_DTYPES, PrioritizedReplayBuffer, ReplayBuffer
 from .targets import nstep_returns, option_bootstrap, option_values, soft_option_targets
 
@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 __all__ = [
     "OptionCritic",
     "SoftOptionCritic",
+    "DIAYN",
+    "DIAYNManager",
     "ReplayBuffer",
     "PrioritizedReplayBuffer",
     "SUPPORTED_DTYPES",

@@ -1,7 +1,8 @@
-"""The ``hrlkit`` command: train, eval, plot, list."""
+"""The ``hrlkit`` command: train, eval, plot, skills, list."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     t.add_argument("--config", help="YAML or TOML file of hyperparameters")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides")
+    t.add_argument("--skills", metavar="RUN_DIR", help="diayn-manager: the DIAYN run whose skills it picks")
     t.add_argument("--async-envs", action="store_true", help="one process per environment")
     t.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: the networks are small, and more threads only contend)")
@@ -65,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="curves.png")
     pl.add_argument("--metric", default="eval/mean_return", help="a column of progress.csv")
 
+    sk = sub.add_parser("skills", help="roll out and draw every skill of a DIAYN run")
+    sk.add_argument("run_dir")
+    sk.add_argument("--out", help="PNG path (default RUN_DIR/skills.png)")
+    sk.add_argument("--episodes", type=int, default=1, help="episodes per skill")
+    sk.add_argument("--stochastic", action="store_true", help="sample actions instead of the policy's mean")
+    sk.add_argument("--seed", type=int, default=0, help="seed of episode 0 of every skill")
+    sk.add_argument("--video", action="store_true", help="an MP4 per skill in RUN_DIR/skills")
+    sk.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
+
     sub.add_parser("list", help="algorithms and registered environments")
     return p
 
@@ -88,6 +99,10 @@ def cmd_train(args) -> int:
     overrides.update(parse_overrides(args.set))
     if args.num_envs is not None:
         overrides["num_envs"] = args.num_envs
+    if args.skills is not None:
+        if "skills" not in {f.name for f in dataclasses.fields(cls.Config)}:
+            raise ConfigError(f"--skills: only for diayn-manager, not {args.algo}")
+        overrides["skills"] = args.skills
     if args.resume:
         latest = os.path.join(args.resume, "checkpoints", "latest.pt")
         data = checkpoint.load(latest)
@@ -138,6 +153,28 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_skills(args) -> int:
+    from .runtime import checkpoint
+    from .skills import discriminator_accuracy, endpoint_spread, plot_skills, rollout_skills
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
+    path = args.checkpoint or os.path.join(args.run_dir, "checkpoints", "latest.pt")
+    data = checkpoint.load(path)
+    if data["algo"] != "diayn":
+        raise ConfigError(f"run_dir: {args.run_dir!r} holds a {data['algo']!r} run; skills are drawn for diayn runs")
+    agent = _algorithms()["diayn"].from_payload(data)
+    rollouts = rollout_skills(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
+                              video_dir=os.path.join(args.run_dir, "skills") if args.video else None)
+    acc = discriminator_accuracy(agent, rollouts)
+    out = plot_skills(rollouts, args.out or os.path.join(args.run_dir, "skills.png"),
+                      title=f"{agent.env_id}: {agent.config.num_skills} skills at step {agent.global_step:,} "
+                            f"(discriminator accuracy {acc:.3f})")
+    print(json.dumps({"png": out, "discriminator_accuracy": acc, "endpoint_spread": endpoint_spread(rollouts),
+                      "returns": {k: [ep["return"] for ep in eps] for k, eps in rollouts.items()}}))
+    return 0
+
+
 def cmd_plot(args) -> int:
     from .plotting import plot_runs
 
@@ -158,7 +195,7 @@ def cmd_list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "skills": cmd_skills, "list": cmd_list}
     try:
         return handlers[args.command](args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:

@@ -186,6 +186,16 @@ class Algorithm:
         return agent
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def run_owed_steps(self, step) -> dict[str, Any]:
+        """Run ``step()`` once per whole gradient step owed (``self._update_credit``, which
+        ``observe`` raises by the update-to-data ratio) and return the last step's stats."""
+        steps = int(self._update_credit)
+        self._update_credit -= steps
+        stats: dict[str, Any] = {}
+        for _ in range(steps):
+            stats = step()
+        return stats
+
     @staticmethod
     def _check_device(device: str) -> torch.device:
         try:

@@ -37,35 +37,25 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .. import _cuda_ops, targets
-from ..nets import ACTIVATIONS, EnsembleMLP, soft_update
+from ..nets import EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer
 from ..runtime.config import ConfigError, check, field
 from ._options import OptionAgent, OptionTracker, check_option_agent_config
+from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-_LOG2 = math.log(2.0)
+__all__ = ["SoftOptionCritic", "SoftOptionCriticConfig", "soft_option_critic_losses", "squashed_gaussian"]
+
 
 
 @dataclasses.dataclass
-class SoftOptionCriticConfig:
+class SoftOptionCriticConfig(SACConfig):
+    """The shared SAC fields (batch_size: a multiple of num_options), then the options'."""
+
     num_options: int = field(4, "number of options K")
-    num_envs: int = field(1, "parallel environments")
-    buffer_size: int = field(1_000_000, "replay capacity (transitions)")
-    batch_size: int = field(256, "transitions per gradient step (a multiple of num_options)")
-    learning_starts: int = field(1_000, "env steps of uniform random actions before learning")
-    utd_ratio: float = field(1.0, "gradient steps per env step (update-to-data ratio)")
-    gamma: float = field(0.99, "discount")
-    tau: float = field(0.005, "polyak coefficient of the target networks")
-    actor_lr: float = field(3e-4, "Adam learning rate of the actors")
-    critic_lr: float = field(3e-4, "Adam learning rate of the critics")
     option_lr: float = field(3e-4, "Adam learning rate of the option network (Q_Omega and beta)")
-    alpha_lr: float = field(3e-4, "Adam learning rate of log(alpha)")
-    hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the actors and critics")
     option_hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the option network")
-    activation: str = field("relu", f"activation: one of {sorted(ACTIVATIONS)}")
     alpha: float = field(1.0, "entropy temperature: the initial value when autotune_alpha, else fixed")
     autotune_alpha: bool = field(True, "tune each option's alpha towards target_entropy")
     target_entropy: float | None = field(None, "target entropy per option (None: -action_dim)")
@@ -76,34 +66,19 @@ class SoftOptionCriticConfig:
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay")
     per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())")
-    save_replay: bool = field(False, "checkpoints include the replay buffer (exact resume)")
     replay_device: str = field("auto", "where the replay lives: auto (on the agent's device where hrlkit._cuda is built), cpu")
     cuda_graph: bool = field(True, "on CUDA with a device replay: capture the gradient step and act's forward as CUDA graphs")
 
     def validate(self) -> None:
         check_option_agent_config(self, ("hidden_sizes", "option_hidden_sizes"))
-        check(self.buffer_size >= 1, "buffer_size", "an int >= 1", self.buffer_size)
+        self.validate_sac(("option_lr", "alpha"))
         check(self.batch_size >= self.num_options and self.batch_size % self.num_options == 0, "batch_size",
               f"a positive multiple of num_options ({self.num_options})", self.batch_size)
-        check(self.learning_starts >= 0, "learning_starts", "an int >= 0", self.learning_starts)
-        check(self.utd_ratio > 0, "utd_ratio", "a number > 0", self.utd_ratio)
-        check(0.0 < self.tau <= 1.0, "tau", "a number in (0, 1]", self.tau)
-        for name in ("actor_lr", "critic_lr", "option_lr", "alpha_lr", "alpha"):
-            check(getattr(self, name) > 0, name, "a number > 0", getattr(self, name))
         check(self.option_temperature >= 0, "option_temperature", "a number >= 0", self.option_temperature)
         check(self.option_value in ("expected", "soft"), "option_value", "'expected' or 'soft'", self.option_value)
         check(self.replay_device in ("auto", "cpu"), "replay_device", "'auto' or 'cpu'", self.replay_device)
         check(self.per_alpha >= 0, "per_alpha", "a number >= 0", self.per_alpha)
         check(0.0 <= self.per_beta <= 1.0, "per_beta", "a number in [0, 1]", self.per_beta)
-
-
-def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """a = tanh(u), u = mean + std * noise; log pi(a) with the tanh correction, summed over the
-    last dim. log(1 - tanh(u)^2) is computed as 2 (log 2 - u - softplus(-2u)) (no 1e-6 fudge)."""
-    u = mean + log_std.exp() * noise
-    logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    logp = logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
-    return torch.tanh(u), logp
 
 
 def soft_option_critic_losses(
@@ -134,17 +109,15 @@ def soft_option_critic_losses(
         termination  = mean(beta_w(s') advantage (1 - d))
         alpha        = -mean(log alpha_w (log pi_w(a_w|s) + target_entropy))
     """
-    td2 = (q - target.detach()).pow(2)
-    if weights is not None:
-        td2 = td2 * weights
-    alpha = log_alpha.detach().exp()
-    soft_value = (q_pi - alpha * logp_pi).detach()
+    terms = sac_losses(q=q, target=target, q_pi=q_pi, logp_pi=logp_pi, log_alpha=log_alpha,
+                       target_entropy=target_entropy, weights=weights)
+    soft_value = (q_pi - log_alpha.detach().exp() * logp_pi).detach()
     return {
-        "critic": 0.5 * td2.mean(dim=1).sum(),
-        "actor": (alpha * logp_pi - q_pi).mean(),
+        "critic": terms["critic"],
+        "actor": terms["actor"],
         "option_value": 0.5 * (q_omega - soft_value).pow(2).mean(),
         "termination": (beta_next * advantage.detach() * not_terminal).mean(),
-        "alpha": -(log_alpha * (logp_pi.detach() + target_entropy)).mean(),
+        "alpha": terms["alpha"],
     }
 
 
@@ -182,7 +155,7 @@ class SoftOptionCritic(OptionAgent):
         ]
         if cfg.autotune_alpha:
             groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
-        self.optimizer = torch.optim.Adam(groups, **_fused_adam(self.device), capturable=self.device.type == "cuda")
+        self.optimizer = torch.optim.Adam(groups, **fused_adam(self.device), capturable=self.device.type == "cuda")
         self.target_entropy = float(-A if cfg.target_entropy is None else cfg.target_entropy)
         low, high = self.action_space.low.astype(np.float32), self.action_space.high.astype(np.float32)
         self.action_center, self.action_scale = (high + low) / 2.0, (high - low) / 2.0
@@ -217,7 +190,7 @@ class SoftOptionCritic(OptionAgent):
 
     def modules(self) -> dict[str, Any]:
         return {"actor": self.actor, "critic": self.critic, "option_net": self.option_net,
-                "targets": self.targets_copy, "log_alpha": _ParamHolder(self.log_alpha), "optimizer": self.optimizer}
+                "targets": self.targets_copy, "log_alpha": ParamHolder(self.log_alpha), "optimizer": self.optimizer}
 
     # ---- networks ---------------------------------------------------------------------------------
     def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,15 +308,11 @@ class SoftOptionCritic(OptionAgent):
 
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
-        steps = int(self._update_credit)
-        self._update_credit -= steps
         if self.buffer.prioritized:
             frac = min(1.0, self.global_step / max(1, self.total_steps))
             self.buffer.beta = self.config.per_beta + frac * (1.0 - self.config.per_beta)
-        stats: dict[str, torch.Tensor] = {}
-        for _ in range(steps):
-            stats = self._graph_step() if self._graph_wanted() else self._gradient_step()
-        return stats  # 0-dim tensors, read by the logger once per interval (no host sync here)
+        # 0-dim tensors, read by the logger once per interval (no host sync here)
+        return self.run_owed_steps(self._graph_step if self._graph_wanted() else self._gradient_step)
 
     # ---- CUDA graph of the gradient step ------------------------------------------------------------
     _GRAPH_WARMUP = 3  # eager steps on a side stream before capture (allocator and Adam state settle)
@@ -357,6 +326,8 @@ class SoftOptionCritic(OptionAgent):
         """One gradient step as a replay of its captured CUDA graph: the sample, the losses, the
         backward pass, Adam, the target update and the new priorities, with no host sync and one
         launch. The first steps run eagerly on a side stream, then the step is captured."""
+        if self._graph is False:  # capture failed earlier in this update
+            return self._gradient_step()
         cur = torch.cuda.current_stream(self.device)
         if self._graph is None and self._graph_warmup < self._GRAPH_WARMUP:
             self._graph_warmup += 1
@@ -514,20 +485,3 @@ class SoftOptionCritic(OptionAgent):
             cls = PrioritizedReplayBuffer if self.buffer.prioritized else ReplayBuffer
             device = None if isinstance(self.buffer, ReplayBuffer) else self.buffer.device
             self.buffer = cls.load(io.BytesIO(state["replay"]), device=device)
-
-
-class _ParamHolder(nn.Module):
-    """Lets a bare parameter (log alpha) save and load, in place, like the other modules."""
-
-    def __init__(self, param: nn.Parameter):
-        super().__init__()
-        self.param = param
-
-
-def _fused_adam(device: torch.device) -> dict[str, Any]:
-    """Adam's fused kernel (one pass over all parameters per step) where this torch has it."""
-    try:
-        torch.optim.Adam([nn.Parameter(torch.zeros(1, device=device))], fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return {}
-    return {"fused": True}

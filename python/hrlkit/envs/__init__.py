@@ -6,11 +6,15 @@ import gymnasium as gym
 from .four_rooms import FourRoomsEnv
 from .point_nav import PointNavEnv
 
-REGISTERED = ("hrlkit/FourRooms-v0", "hrlkit/PointNav-v0")
+REGISTERED = ("hrlkit/FourRooms-v0", "hrlkit/PointNav-v0", "hrlkit/PointNavGoal-v0")
 
 if "hrlkit/FourRooms-v0" not in gym.registry:
     gym.register(id="hrlkit/FourRooms-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=1000)
 if "hrlkit/PointNav-v0" not in gym.registry:
     gym.register(id="hrlkit/PointNav-v0", entry_point="hrlkit.envs.point_nav:PointNavEnv", max_episode_steps=100)
+if "hrlkit/PointNavGoal-v0" not in gym.registry:
+    # the sparse goal-reaching task for skills reused downstream: +1 and the end within 0.15 of (0.7, 0.7)
+    gym.register(id="hrlkit/PointNavGoal-v0", entry_point="hrlkit.envs.point_nav:PointNavEnv", max_episode_steps=100,
+                 kwargs={"goal": (0.7, 0.7), "goal_radius": 0.15})
 
 __all__ = ["FourRoomsEnv", "PointNavEnv", "REGISTERED"]

@@ -1,0 +1,117 @@
+"""Soft actor-critic pieces shared by the agents that use it (Soft Option-Critic's option actors,
+DIAYN's skill-conditioned policy): the tanh-squashed Gaussian and the SAC loss terms, once."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..nets import ACTIVATIONS
+from ..runtime.config import check, field
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+_LOG2 = math.log(2.0)
+
+
+@dataclasses.dataclass
+class SACConfig:
+    """The hyperparameters every SAC-based agent has (Soft Option-Critic, DIAYN)."""
+
+    num_envs: int = field(1, "parallel environments")
+    buffer_size: int = field(1_000_000, "replay capacity (transitions)")
+    batch_size: int = field(256, "transitions per gradient step")
+    learning_starts: int = field(1_000, "env steps of uniform random actions before learning")
+    utd_ratio: float = field(1.0, "gradient steps per env step (update-to-data ratio)")
+    gamma: float = field(0.99, "discount")
+    tau: float = field(0.005, "polyak coefficient of the target networks")
+    actor_lr: float = field(3e-4, "Adam learning rate of the actors")
+    critic_lr: float = field(3e-4, "Adam learning rate of the critics")
+    alpha_lr: float = field(3e-4, "Adam learning rate of log(alpha) (when autotune_alpha)")
+    hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the actors and critics")
+    activation: str = field("relu", f"activation: one of {sorted(ACTIVATIONS)}")
+    save_replay: bool = field(False, "checkpoints include the replay buffer (exact resume)")
+
+    def validate_sac(self, lrs: tuple[str, ...] = ()) -> None:
+        """Range checks of the shared fields (and of the extra learning rates named in lrs)."""
+        check(self.num_envs >= 1, "num_envs", "an int >= 1", self.num_envs)
+        check(self.buffer_size >= 1, "buffer_size", "an int >= 1", self.buffer_size)
+        check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
+        check(self.learning_starts >= 0, "learning_starts", "an int >= 0", self.learning_starts)
+        check(self.utd_ratio > 0, "utd_ratio", "a number > 0", self.utd_ratio)
+        check(0.0 <= self.gamma <= 1.0, "gamma", "a number in [0, 1]", self.gamma)
+        check(0.0 < self.tau <= 1.0, "tau", "a number in (0, 1]", self.tau)
+        for name in ("actor_lr", "critic_lr", "alpha_lr", *lrs):
+            check(getattr(self, name) > 0, name, "a number > 0", getattr(self, name))
+        check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes), "hidden_sizes",
+              "a non-empty list of positive ints", self.hidden_sizes)
+        check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
+
+
+def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """a = tanh(u), u = mean + std * noise; log pi(a) with the tanh correction, summed over the
+    last dim. log(1 - tanh(u)^2) is computed as 2 (log 2 - u - softplus(-2u)) (no 1e-6 fudge)."""
+    u = mean + log_std.exp() * noise
+    logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    logp = logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), logp
+
+
+def sac_losses(
+    *,
+    q: torch.Tensor,
+    target: torch.Tensor,
+    q_pi: torch.Tensor,
+    logp_pi: torch.Tensor,
+    log_alpha: torch.Tensor,
+    target_entropy: float,
+    weights: torch.Tensor | None = None,
+    probs: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """SAC's three loss terms over B transitions.
+
+    q [2, B]: both critics at the stored (s, a); target [B]: y (no gradient); log_alpha [B] (or
+    broadcastable): log alpha per row; weights [B]: importance weights (default 1).
+    Continuous actions: q_pi [B] = min_j Q_j(s, a~pi) (gradient to the actor only), logp_pi [B].
+    Discrete actions (``probs`` [B, A] = pi(.|s)): q_pi [B, A] = min_j Q_j(s, .) (no gradient),
+    logp_pi [B, A] = log pi(.|s); the actor and alpha terms take the expectation under pi.
+
+        critic = sum_j 1/2 mean(weights (Q_j(s, a) - y)^2)
+        actor  = mean(E_pi[alpha log pi - q_pi])
+        alpha  = -mean(log alpha (E_pi[log pi] + target_entropy))
+    """
+    td2 = (q - target.detach()).pow(2)
+    if weights is not None:
+        td2 = td2 * weights
+    alpha = log_alpha.detach().exp()
+    if probs is None:
+        actor = (alpha * logp_pi - q_pi).mean()
+        expected_logp = logp_pi.detach()
+    else:
+        actor = (probs * (alpha.unsqueeze(-1) * logp_pi - q_pi)).sum(-1).mean()
+        expected_logp = (probs * logp_pi).sum(-1).detach()
+    return {
+        "critic": 0.5 * td2.mean(dim=1).sum(),
+        "actor": actor,
+        "alpha": -(log_alpha * (expected_logp + target_entropy)).mean(),
+    }
+
+
+class ParamHolder(nn.Module):
+    """Lets a bare parameter (log alpha) save and load, in place, like the other modules."""
+
+    def __init__(self, param: nn.Parameter):
+        super().__init__()
+        self.param = param
+
+
+def fused_adam(device: torch.device) -> dict[str, Any]:
+    """Adam's fused kernel (one pass over all parameters per step) where this torch has it."""
+    try:
+        torch.optim.Adam([nn.Parameter(torch.zeros(1, device=device))], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {}
+    return {"fused": True}

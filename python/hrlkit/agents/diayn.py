@@ -1,0 +1,332 @@
+"""DIAYN, "Diversity is All You Need" (Eysenbach et al., 2018): skills without a reward.
+
+A skill z is drawn from a fixed uniform prior p(z) at every episode start of every env and held
+for the episode. The policy pi(a | s, z) is SAC with z one-hot appended to the observation
+(continuous actions: tanh-squashed Gaussian; discrete: a categorical over the actions, with the
+expectation over actions in the targets and the actor loss). A discriminator q_phi(z | s') reads
+the *next* state and is trained by cross-entropy to tell the skills apart; the policy's reward is
+
+    r_z(s') = log q_phi(z | s') - log p(z) = log_softmax(q_phi(s'))[z] + log Z
+
+computed for the whole sampled batch in one kernel call (``hrlkit.targets.skill_rewards``: C++
+on the CPU, CUDA on the GPU). ``extrinsic_coef`` adds the env's own reward (0: unsupervised).
+``discriminator_dims`` restricts what the discriminator sees (e.g. the x-y position, a common
+prior in the papers that followed); by default it reads the whole observation.
+
+Transitions live in the C++ replay with the skill as the row's tag (the ``option`` column), so
+``buffer.sample(B, option=z)`` can also draw one skill's rows. The SAC terms are the package's one
+SAC (``agents/_sac.py``), shared with Soft Option-Critic.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import _cuda_ops, targets
+from ..nets import EnsembleMLP, soft_update
+from ..replay import ReplayBuffer
+from ..runtime.config import ConfigError, check, field
+from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
+from .base import Algorithm
+
+__all__ = ["DIAYN", "DIAYNConfig"]
+
+
+@dataclasses.dataclass
+class DIAYNConfig(SACConfig):
+    """The shared SAC fields, then the skills' and the discriminator's."""
+
+    num_skills: int = field(10, "number of skills Z (prior p(z) uniform and fixed)")
+    discriminator_lr: float = field(3e-4, "Adam learning rate of the discriminator")
+    discriminator_hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the discriminator")
+    alpha: float = field(0.1, "entropy temperature (fixed, as in DIAYN, unless autotune_alpha)")
+    autotune_alpha: bool = field(False, "tune alpha towards target_entropy instead")
+    target_entropy: float | None = field(None, "target entropy (None: -action_dim, or 0.98 log |A| for discrete)")
+    discriminator_dims: list[int] | None = field(None, "observation dims the discriminator reads (None: all)")
+    extrinsic_coef: float = field(0.0, "weight of the env's reward added to the skill reward (0: unsupervised)")
+
+    def validate(self) -> None:
+        self.validate_sac(("discriminator_lr", "alpha"))
+        check(self.num_skills >= 2, "num_skills", "an int >= 2", self.num_skills)
+        sizes = self.discriminator_hidden_sizes
+        check(len(sizes) >= 1 and all(h >= 1 for h in sizes), "discriminator_hidden_sizes",
+              "a non-empty list of positive ints", sizes)
+        if self.discriminator_dims is not None:
+            check(len(self.discriminator_dims) >= 1 and len(set(self.discriminator_dims)) == len(self.discriminator_dims),
+                  "discriminator_dims", "a non-empty list of distinct observation indices", self.discriminator_dims)
+
+
+class DIAYN(Algorithm):
+    """Unsupervised skill discovery over a flat Box (or Discrete) observation space, with Box or
+    Discrete actions."""
+
+    name = "diayn"
+    Config = DIAYNConfig
+
+    def _check_spaces(self) -> None:
+        obs, act = self.observation_space, self.action_space
+        if not ((isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1) or isinstance(obs, gym.spaces.Discrete)):
+            raise ConfigError(f"env: diayn needs a flat Box or a Discrete observation space, got {obs}")
+        box = isinstance(act, gym.spaces.Box) and len(act.shape) == 1
+        if not (isinstance(act, gym.spaces.Discrete) or (box and np.all(np.isfinite(act.low))
+                                                          and np.all(np.isfinite(act.high)))):
+            raise ConfigError(f"env: diayn needs a Discrete or a bounded flat Box action space, got {act}")
+        dims = self.config.discriminator_dims
+        n = int(obs.n) if isinstance(obs, gym.spaces.Discrete) else int(obs.shape[0])
+        if dims is not None and not all(0 <= d < n for d in dims):
+            raise ConfigError(f"discriminator_dims: expected indices in [0, {n}) (the observation's), got {dims}")
+
+    # ---- construction -------------------------------------------------------------------------
+    def build(self) -> None:
+        cfg = self.config
+        Z = cfg.num_skills
+        space = self.observation_space
+        self.obs_dim = obs_dim = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        self.action_dim = A = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
+        x_dim = obs_dim + Z
+        self.actor = EnsembleMLP(1, x_dim, cfg.hidden_sizes, A if self.discrete else 2 * A, cfg.activation).to(self.device)
+        self.critic = EnsembleMLP(2, x_dim if self.discrete else x_dim + A, cfg.hidden_sizes, A if self.discrete else 1,
+                                  cfg.activation).to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        dims = list(range(obs_dim)) if cfg.discriminator_dims is None else list(cfg.discriminator_dims)
+        self.disc_dims = torch.as_tensor(dims, device=self.device)
+        self.discriminator = EnsembleMLP(1, len(dims), cfg.discriminator_hidden_sizes, Z, cfg.activation).to(self.device)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha), device=self.device),
+                                      requires_grad=cfg.autotune_alpha)
+        groups = [
+            {"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
+            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
+            {"params": list(self.discriminator.parameters()), "lr": cfg.discriminator_lr},
+        ]
+        if cfg.autotune_alpha:
+            groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
+        self.optimizer = torch.optim.Adam(groups, **fused_adam(self.device))
+        if cfg.target_entropy is not None:
+            self.target_entropy = float(cfg.target_entropy)
+        else:
+            self.target_entropy = 0.98 * math.log(A) if self.discrete else float(-A)
+        if not self.discrete:
+            low, high = self.action_space.low.astype(np.float32), self.action_space.high.astype(np.float32)
+            self.action_center, self.action_scale = (high + low) / 2.0, (high - low) / 2.0
+        self.buffer = self._make_buffer()
+        self.skills = np.zeros(cfg.num_envs, dtype=np.int64)  # each env's skill for its current episode
+        # skills for predict(state=None): a stream of its own, so evaluating never moves training's
+        self._predict_rng = np.random.default_rng([self.seed, 1])
+        self._actions: np.ndarray | None = None
+        self._update_credit = 0.0
+
+    def _make_buffer(self) -> ReplayBuffer:
+        cfg = self.config
+        obs_shape = (self.obs_dim,) if isinstance(self.observation_space, gym.spaces.Discrete) else \
+            tuple(self.observation_space.shape)
+        spec = {
+            "obs": (obs_shape, "float32"),
+            "action": ((), "int64") if self.discrete else ((self.action_dim,), "float32"),
+            "reward": ((), "float32"),
+            "next_obs": (obs_shape, "float32"),
+            "terminated": ((), "bool"),
+        }
+        device = self.device if self.device.type == "cuda" and _cuda_ops.available() else None
+        return ReplayBuffer(cfg.buffer_size, spec, num_options=cfg.num_skills, seed=int(self.rng.integers(2**63)),
+                            device=device)
+
+    def modules(self) -> dict[str, Any]:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+                "discriminator": self.discriminator, "log_alpha": ParamHolder(self.log_alpha),
+                "optimizer": self.optimizer}
+
+    # ---- networks ---------------------------------------------------------------------------------
+    def _x(self, obs: torch.Tensor, skills: torch.Tensor) -> torch.Tensor:
+        """The policy's input: the observation with the skill one-hot appended."""
+        return torch.cat([obs, F.one_hot(skills, self.config.num_skills).to(obs.dtype)], dim=-1)
+
+    def _obs(self, obs: Any) -> torch.Tensor:
+        if isinstance(obs, torch.Tensor) and isinstance(self.observation_space, gym.spaces.Box):
+            return obs.to(device=self.device, dtype=torch.float32)
+        return self.obs_tensor(obs)
+
+    def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continuous: a sampled action in [-1, 1] [N, A] and log pi [N]. Discrete: pi(.|x) and
+        log pi(.|x), each [N, A]."""
+        out = self.actor(x)[0]
+        if self.discrete:
+            logp = torch.log_softmax(out, dim=-1)
+            return logp.exp(), logp
+        mean, log_std = out.split(self.action_dim, dim=-1)
+        return squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))
+
+    def discriminator_logits(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """q_phi(. | s') as logits [N, Z], from the discriminator's dims of the next observations."""
+        return self.discriminator(next_obs.index_select(-1, self.disc_dims))[0]
+
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def _env_actions(self, actions: np.ndarray) -> np.ndarray:
+        return actions if self.discrete else self.action_center + self.action_scale * actions
+
+    # ---- acting ----------------------------------------------------------------------------------
+    def on_episode_start(self, mask: np.ndarray) -> None:
+        """A fresh skill z ~ p(z) (uniform) for every env that starts an episode."""
+        mask = np.asarray(mask, dtype=bool)
+        self.skills[mask] = self.rng.integers(self.config.num_skills, size=int(mask.sum()))
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        n = len(self.skills)
+        if self.global_step < self.config.learning_starts:
+            if self.discrete:
+                actions = self.rng.integers(self.action_dim, size=n)
+            else:
+                actions = self.rng.uniform(-1.0, 1.0, size=(n, self.action_dim)).astype(np.float32)
+        else:
+            x = self._x(self._obs(obs), torch.as_tensor(self.skills, device=self.device))
+            first, _ = self._policy(x)
+            actions = (torch.multinomial(first, 1)[:, 0] if self.discrete else first).cpu().numpy()
+        self._actions = actions
+        return self._env_actions(actions)
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        self.buffer.add(
+            obs=np.asarray(self._obs_rows(obs), dtype=np.float32),
+            action=self._actions,
+            reward=np.asarray(rewards, dtype=np.float32),
+            next_obs=np.asarray(self._obs_rows(next_obs), dtype=np.float32),
+            terminated=np.asarray(terminated, dtype=bool),
+            option=self.skills,  # the skill that acted (the trainer starts new ones after this)
+        )
+        if self.global_step + self.config.num_envs > self.config.learning_starts:
+            self._update_credit += self.config.utd_ratio * self.config.num_envs
+
+    def _obs_rows(self, obs: Any) -> np.ndarray:
+        if isinstance(self.observation_space, gym.spaces.Discrete):
+            return np.eye(self.obs_dim, dtype=np.float32)[np.asarray(obs, dtype=np.int64)]
+        return np.asarray(obs)
+
+    def ready(self) -> bool:
+        return self._update_credit >= 1.0
+
+    # ---- learning ---------------------------------------------------------------------------------
+    def update(self) -> dict[str, torch.Tensor]:
+        return self.run_owed_steps(self._gradient_step)
+
+    def _gradient_step(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.buffer.sample(cfg.batch_size).items()}
+        z = batch["option"]
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        not_terminal = 1.0 - batch["terminated"].to(torch.float32)
+        # the discriminator learns to name the skill from the state it led to, s'
+        logits = self.discriminator_logits(next_obs)
+        disc_loss = F.cross_entropy(logits, z)
+        skill = targets.skill_rewards(logits.detach(), z, validate=False)  # one kernel call for the batch
+        reward = skill.reward.to(torch.float32)
+        if cfg.extrinsic_coef != 0.0:
+            reward = reward + cfg.extrinsic_coef * batch["reward"]
+        alpha = self.alpha()
+        x, x_next = self._x(obs, z), self._x(next_obs, z)
+        with torch.no_grad():
+            if self.discrete:
+                probs_next, logp_next = self._policy(x_next)
+                q_next = self.critic_target(x_next).min(dim=0).values
+                v_next = (probs_next * (q_next - alpha * logp_next)).sum(-1)
+            else:
+                a_next, logp_next = self._policy(x_next)
+                q_next = self.critic_target(torch.cat([x_next, a_next], dim=-1))[..., 0].min(dim=0).values
+                v_next = q_next - alpha * logp_next
+            target = reward + cfg.gamma * not_terminal * v_next
+        if self.discrete:
+            q_all = self.critic(x)
+            q = q_all.gather(2, batch["action"].view(1, -1, 1).expand(2, -1, 1))[..., 0]
+            probs, logp_pi = self._policy(x)
+            q_pi = q_all.detach().min(dim=0).values
+        else:
+            q = self.critic(torch.cat([x, batch["action"]], dim=-1))[..., 0]
+            a_pi, logp_pi = self._policy(x)
+            probs = None
+            q_pi = self.critic(torch.cat([x, a_pi], dim=-1), detach_params=True)[..., 0].min(dim=0).values
+        terms = sac_losses(q=q, target=target, q_pi=q_pi, logp_pi=logp_pi, log_alpha=self.log_alpha,
+                           target_entropy=self.target_entropy, probs=probs)
+        loss = terms["critic"] + terms["actor"] + disc_loss
+        if cfg.autotune_alpha:
+            loss = loss + terms["alpha"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+        entropy = -(probs * logp_pi).sum(-1).mean() if self.discrete else -logp_pi.mean()
+        return {
+            "losses/critic": terms["critic"].detach(),
+            "losses/actor": terms["actor"].detach(),
+            "losses/discriminator": disc_loss.detach(),
+            "losses/entropy": entropy.detach(),
+            "charts/skill_reward": reward.mean(),
+            "charts/discriminator_accuracy": skill.correct.to(torch.float32).mean(),
+            "charts/alpha": alpha,
+        }
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations under skills: ``state`` is ``{"skill": ids}`` (one
+        per row), an int (every row), or None (a fresh skill per row from p(z), e.g. at an
+        episode start). Deterministic: the tanh of the Gaussian mean, or the most likely action."""
+        x_obs = self._obs(obs if isinstance(obs, torch.Tensor) else np.asarray(obs))
+        if x_obs.ndim == 1:
+            x_obs = x_obs[None]
+        n = x_obs.shape[0]
+        skills = self._skills_for(state, n)
+        out = self.actor(self._x(x_obs, torch.as_tensor(skills, device=self.device)))[0]
+        if self.discrete:
+            actions = out.argmax(-1) if deterministic else torch.distributions.Categorical(logits=out).sample()
+        else:
+            mean, log_std = out.split(self.action_dim, dim=-1)
+            actions = torch.tanh(mean) if deterministic else \
+                squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))[0]
+        return self._env_actions(actions.cpu().numpy()), {"skill": skills}
+
+    def _skills_for(self, state: Any, n: int) -> np.ndarray:
+        Z = self.config.num_skills
+        if state is None:
+            return self._predict_rng.integers(Z, size=n)
+        raw = state.get("skill") if isinstance(state, dict) else state
+        skills = np.broadcast_to(np.asarray(raw, dtype=np.int64), (n,)).copy() if np.ndim(raw) == 0 else \
+            np.asarray(raw, dtype=np.int64)
+        if skills.shape != (n,) or (skills.size and (skills.min() < 0 or skills.max() >= Z)):
+            raise ValueError(f"state: expected skill ids in [0, {Z}), one per row ({n}), got {raw!r}")
+        return skills
+
+    def active_option(self, state: Any) -> int | None:
+        if isinstance(state, dict) and "skill" in state:
+            return int(np.asarray(state["skill"]).reshape(-1)[0])
+        return None
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def state_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"skills": self.skills.copy(), "update_credit": self._update_credit,
+                                 "predict_rng": self._predict_rng.bit_generator.state}
+        if self.config.save_replay:
+            stream = io.BytesIO()
+            self.buffer.save(stream)
+            extra["replay"] = stream.getvalue()
+        return extra
+
+    def load_state_extra(self, state: dict[str, Any]) -> None:
+        if "skills" in state:
+            self.skills = np.asarray(state["skills"], dtype=np.int64).copy()
+        self._update_credit = float(state.get("update_credit", 0.0))
+        if "predict_rng" in state:
+            self._predict_rng.bit_generator.state = state["predict_rng"]
+        if state.get("replay") is not None:
+            device = None if isinstance(self.buffer, ReplayBuffer) else self.buffer.device
+            self.buffer = ReplayBuffer.load(io.BytesIO(state["replay"]), device=device)

@@ -1,0 +1,174 @@
+"""Looking at learned skills (DIAYN): roll every skill out, score how distinguishable and how
+spread out they are, and draw them (``hrlkit skills RUN_DIR``).
+
+2-D observation spaces (``hrlkit/PointNav-v0``) are drawn as paths in the plane, one colour per
+skill. MuJoCo envs are drawn as the body's x-position and x-velocity over time per skill.
+Other envs: the first two observation dimensions over time.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = ["rollout_skills", "discriminator_accuracy", "endpoint_spread", "random_endpoints", "plot_skills"]
+
+
+def _mujoco_x(env) -> tuple[float, float] | None:
+    data = getattr(env.unwrapped, "data", None)
+    if data is None or not hasattr(data, "qpos"):
+        return None
+    return float(data.qpos[0]), float(data.qvel[0])
+
+
+def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed: int = 0,
+                   video_dir: str | None = None) -> dict[int, list[dict[str, Any]]]:
+    """``episodes`` episodes of every skill on fresh envs (episode i of every skill is seeded
+    ``seed + i``, so skills start alike). Each episode: ``obs`` [T + 1, d] (the observations,
+    the last one included), ``return`` (the env's reward), and for MuJoCo ``x`` / ``xvel`` [T + 1]
+    (qpos[0] and qvel[0]). ``video_dir``: an MP4 of each skill's first episode."""
+    import gymnasium as gym
+
+    from .runtime.envs import make_env
+    from .runtime.evaluation import OptionOverlay
+
+    out: dict[int, list[dict[str, Any]]] = {}
+    for k in range(agent.config.num_skills):
+        env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_dir else None)
+        if video_dir:
+            os.makedirs(video_dir, exist_ok=True)
+            overlay = OptionOverlay(env)
+            overlay.option = k
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
+                env = gym.wrappers.RecordVideo(overlay, video_dir, episode_trigger=lambda i: i == 0,
+                                               name_prefix=f"skill{k}", disable_logger=True)
+        episodes_k = []
+        try:
+            for ep in range(episodes):
+                obs, _ = env.reset(seed=seed + ep)
+                obs_list, xs, done, total = [np.asarray(obs)], [], False, 0.0
+                x = _mujoco_x(env)
+                if x is not None:
+                    xs.append(x)
+                while not done:
+                    action, _ = agent.predict(np.asarray(obs)[None], {"skill": [k]}, deterministic=deterministic)
+                    obs, reward, terminated, truncated, _ = env.step(action[0])
+                    total += float(reward)
+                    done = terminated or truncated
+                    obs_list.append(np.asarray(obs))
+                    x = _mujoco_x(env)
+                    if x is not None:
+                        xs.append(x)
+                rec: dict[str, Any] = {"obs": np.stack(obs_list).astype(np.float32), "return": total}
+                if xs:
+                    rec["x"], rec["xvel"] = (np.array(c) for c in zip(*xs))
+                episodes_k.append(rec)
+        finally:
+            env.close()
+        out[k] = episodes_k
+    return out
+
+
+def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]]) -> float:
+    """Share of the visited next states s' (every step of every rollout) whose most likely skill
+    under the agent's discriminator q(z | s') is the skill that produced them."""
+    import torch
+
+    hits = total = 0
+    with torch.no_grad():
+        for k, episodes in rollouts.items():
+            for ep in episodes:
+                nxt = agent._obs(ep["obs"][1:])
+                pred = agent.discriminator_logits(nxt).argmax(dim=-1).cpu().numpy()
+                hits += int((pred == k).sum())
+                total += len(pred)
+    return hits / max(1, total)
+
+
+def _end_points(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None) -> np.ndarray:
+    ends = [ep["obs"][-1] for k in sorted(rollouts) for ep in rollouts[k][:1]]
+    ends = np.stack(ends)
+    return ends if dims is None else ends[:, dims]
+
+
+def endpoint_spread(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None = None) -> float:
+    """Mean pairwise Euclidean distance between the skills' end points (the last observation of
+    each skill's first episode, over ``dims``; all dims by default)."""
+    e = _end_points(rollouts, dims)
+    d = np.linalg.norm(e[:, None, :] - e[None, :, :], axis=-1)
+    n = len(e)
+    return float(d.sum() / max(1, n * (n - 1)))
+
+
+def random_endpoints(env_id: str, env_kwargs: dict | None, policies: int, *, seed: int = 0) -> dict[int, list[dict[str, Any]]]:
+    """The same record as :func:`rollout_skills` for ``policies`` uniform-random-action policies
+    (the baseline of :func:`endpoint_spread`)."""
+    from .runtime.envs import make_env
+
+    out = {}
+    for k in range(policies):
+        env = make_env(env_id, env_kwargs)
+        env.action_space.seed(seed + 1000 + k)
+        obs, _ = env.reset(seed=seed)
+        obs_list, done = [np.asarray(obs)], False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            obs_list.append(np.asarray(obs))
+            done = terminated or truncated
+        env.close()
+        out[k] = [{"obs": np.stack(obs_list).astype(np.float32), "return": 0.0}]
+    return out
+
+
+def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: str = "") -> str:
+    """Draw the rollouts (see the module doc) to ``out`` (PNG); returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skills = sorted(rollouts)
+    cmap = plt.get_cmap("tab10" if len(skills) <= 10 else "tab20")
+    colour = {k: cmap(i % cmap.N) for i, k in enumerate(skills)}
+    first = rollouts[skills[0]][0]
+    if "x" in first:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for k in skills:
+            for i, ep in enumerate(rollouts[k]):
+                t = np.arange(len(ep["x"]))
+                axes[0].plot(t, ep["x"], color=colour[k], lw=1, label=f"skill {k}" if i == 0 else None)
+                axes[1].plot(t, ep["xvel"], color=colour[k], lw=0.8)
+        axes[0].set(xlabel="step", ylabel="x-position")
+        axes[1].set(xlabel="step", ylabel="x-velocity")
+        axes[0].legend(fontsize=7, ncol=2)
+    elif first["obs"].shape[1] == 2:
+        fig, ax = plt.subplots(figsize=(5.5, 5.5))
+        for k in skills:
+            for i, ep in enumerate(rollouts[k]):
+                p = ep["obs"]
+                ax.plot(p[:, 0], p[:, 1], color=colour[k], lw=1.2, alpha=0.9, label=f"skill {k}" if i == 0 else None)
+                ax.scatter(p[-1, 0], p[-1, 1], color=colour[k], s=25, zorder=3)
+            ax.scatter(rollouts[k][0]["obs"][0, 0], rollouts[k][0]["obs"][0, 1], color="k", s=12, zorder=4)
+        ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", xlabel="x", ylabel="y")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for k in skills:
+            for i, ep in enumerate(rollouts[k]):
+                for d in range(min(2, ep["obs"].shape[1])):
+                    axes[d].plot(ep["obs"][:, d], color=colour[k], lw=1, label=f"skill {k}" if i == 0 and d == 0 else None)
+        for d, ax in enumerate(axes):
+            ax.set(xlabel="step", ylabel=f"obs[{d}]")
+        axes[0].legend(fontsize=7, ncol=2)
+    if title:
+        import textwrap
+
+        fig.suptitle("\n".join(textwrap.wrap(title, 70)), fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
