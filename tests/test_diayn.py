@@ -283,3 +283,34 @@ def test_cli_trains_a_manager(skills_run, tmp_path):
                 "200", "--quiet", "--run-dir", run, "--eval-every", "200", "--eval-episodes", "2",
                 "--no-tensorboard", "--log-every", "100"]) == 0
     assert os.path.exists(os.path.join(run, "checkpoints", "latest.pt"))
+
+
+# ---- pixels ---------------------------------------------------------------------------------------
+def test_pixels_carracing_trains_logs_checkpoints_and_resumes(tmp_path):
+    pytest.importorskip("Box2D")
+    pytest.importorskip("pygame")
+    torch.set_num_threads(1)
+    kw = dict(num_skills=3, buffer_size=500, batch_size=4, learning_starts=20, hidden_sizes=[16],
+              discriminator_hidden_sizes=[16], feature_dim=16)
+    agent = hrlkit.DIAYN("CarRacing-v3", seed=0, **kw)
+    assert agent.pixels and agent.buffer.spec["obs"] == ((96, 96, 3), "uint8")
+    run = tmp_path / "car"
+    agent.learn(60, run_dir=str(run), progress=False, eval_every=None, checkpoint_every=30, tensorboard=False,
+                log_every=30)
+    rows = (run / "progress.csv").read_text().splitlines()
+    assert "charts/discriminator_accuracy" in rows[0] and len(rows) >= 3
+    before = [p.clone() for p in agent.encoder.parameters()]
+    agent._update_credit = 1.0
+    agent.update()
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.encoder.parameters()))  # the critic trains it
+    resumed = hrlkit.DIAYN.load(str(run / "checkpoints" / "step_30.pt"))
+    assert resumed.global_step == 30 and resumed.pixels
+    resumed.learn(60, run_dir=str(tmp_path / "again"), progress=False, eval_every=None, checkpoint_every=None,
+                  tensorboard=False, log_every=30)
+    assert resumed.global_step == 60
+    actions, state = resumed.predict(resumed.obs[0], {"skill": [2]})
+    assert actions.shape == (1, 3) and resumed.action_space.contains(actions[0].astype(np.float32))
+    with pytest.raises(ConfigError, match="buffer_size"):
+        hrlkit.DIAYN("CarRacing-v3", seed=0, **{**kw, "buffer_size": 10**7})
+    with pytest.raises(ConfigError, match="discriminator_dims"):
+        hrlkit.DIAYN("CarRacing-v3", seed=0, **{**kw, "discriminator_dims": [0]})

@@ -38,6 +38,37 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
+def is_image_space(space) -> bool:
+    """A Box of uint8 pixels, height x width x channels (e.g. CarRacing's 96x96x3)."""
+    shape = getattr(space, "shape", None)
+    return shape is not None and len(shape) == 3 and str(getattr(space, "dtype", "")) == "uint8"
+
+
+class ConvEncoder(nn.Module):
+    """Pixels [N, H, W, C] (uint8 or float in 0..255) to features [N, out_dim]: inputs scaled to
+    [0, 1], three convolutions with strides 4, 2, 1 (8x8, 4x4, 3x3: a 96x96 frame becomes 8x8x64,
+    the Nature-DQN trunk; the seed's stride-1 8x8 first layer kept 89x89 maps and was a defect),
+    then a linear layer, LayerNorm and tanh (bounded features, as in SAC-AE and DrQ)."""
+
+    def __init__(self, shape: tuple[int, int, int], out_dim: int = 256):
+        super().__init__()
+        h, w, c = shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, c, h, w)).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, out_dim), nn.LayerNorm(out_dim), nn.Tanh())
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return self.head(self.convs(x))
+
+
 class EnsembleMLP(nn.Module):
     """E independent MLPs evaluated together: weights are stacked [E, in, out], so each layer is
     one batched matmul for all members (no Python loop over members).

@@ -131,7 +131,7 @@ class Algorithm:
     # ---- checkpoints -----------------------------------------------------------------------------
     def checkpoint_payload(self, *, include_envs: bool = True) -> dict[str, Any]:
         envs_blob = None
-        if include_envs and not self.async_envs:
+        if include_envs and not self.async_envs and _pickle_keeps_state(self.envs):
             try:
                 envs_blob = pickle.dumps(self.envs)
             except Exception:  # noqa: BLE001 - an env that cannot be pickled resumes from a reset
@@ -174,13 +174,17 @@ class Algorithm:
         agent.num_updates = int(data["num_updates"])
         agent.total_steps = int(data.get("total_steps", 0))
         agent.best_eval_return = float(data.get("best_eval_return", -np.inf))
-        if data.get("envs") is not None and env_id in (None, data["env_id"]):
+        same_env = env_id in (None, data["env_id"])
+        if data.get("envs") is not None and same_env:
             agent.envs.close()
             agent.envs = pickle.loads(data["envs"])
             agent.obs = data["obs"]
             agent.episode_return = np.array(data["episode_return"])
             agent.episode_length = np.array(data["episode_length"])
+        if same_env:  # replay, counters, running options (re-chosen below where the envs start afresh)
             agent.load_state_extra(data.get("extra", {}))
+            if data.get("envs") is None:
+                agent.on_episode_start(np.ones(agent.config.num_envs, dtype=bool))
         checkpoint.set_rng_state(data["rng"])
         agent.rng.bit_generator.state = data["rng"]["agent"]
         return agent
@@ -216,6 +220,17 @@ class Algorithm:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def _pickle_keeps_state(envs: gym.vector.VectorEnv) -> bool:
+    """Whether pickling these envs keeps their simulation state. Envs built on gymnasium's
+    EzPickle (MuJoCo, Box2D) pickle only their constructor arguments: they unpickle to a fresh,
+    un-reset simulation (CarRacing cannot even step), so a checkpoint leaves them out and a
+    resumed run starts new, seeded episodes instead."""
+    from gymnasium.utils import EzPickle
+
+    subs = getattr(envs, "envs", None)
+    return subs is not None and not any(isinstance(e.unwrapped, EzPickle) for e in subs)
 
 
 def seed_everything(seed: int) -> None:

@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import io
 import math
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -32,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _cuda_ops, targets
-from ..nets import EnsembleMLP, soft_update
+from ..nets import ConvEncoder, EnsembleMLP, is_image_space, soft_update
 from ..replay import ReplayBuffer
 from ..runtime.config import ConfigError, check, field
 from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
@@ -53,10 +54,12 @@ class DIAYNConfig(SACConfig):
     target_entropy: float | None = field(None, "target entropy (None: -action_dim, or 0.98 log |A| for discrete)")
     discriminator_dims: list[int] | None = field(None, "observation dims the discriminator reads (None: all)")
     extrinsic_coef: float = field(0.0, "weight of the env's reward added to the skill reward (0: unsupervised)")
+    feature_dim: int = field(256, "pixel observations: features of each conv encoder (critics', discriminator's)")
 
     def validate(self) -> None:
         self.validate_sac(("discriminator_lr", "alpha"))
         check(self.num_skills >= 2, "num_skills", "an int >= 2", self.num_skills)
+        check(self.feature_dim >= 1, "feature_dim", "an int >= 1", self.feature_dim)
         sizes = self.discriminator_hidden_sizes
         check(len(sizes) >= 1 and all(h >= 1 for h in sizes), "discriminator_hidden_sizes",
               "a non-empty list of positive ints", sizes)
@@ -73,24 +76,47 @@ class DIAYN(Algorithm):
     Config = DIAYNConfig
 
     def _check_spaces(self) -> None:
-        obs, act = self.observation_space, self.action_space
+        self._check_action_space()
+        obs = self.observation_space
+        if is_image_space(obs):
+            if self.config.discriminator_dims is not None:
+                raise ConfigError("discriminator_dims: only for vector observations (this env's are pixels)")
+            rows = 2 * self.config.buffer_size * int(np.prod(obs.shape))  # obs and next_obs, uint8
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+            if total and rows > total // 2:
+                fits = max(1, total // 4 // (2 * int(np.prod(obs.shape))))
+                raise ConfigError(f"buffer_size: {self.config.buffer_size:,} frames of {obs.shape} need {rows / 2**30:.1f} GiB "
+                                  f"(obs and next_obs), over half of this machine's {total / 2**30:.1f} GiB; "
+                                  f"use at most about {fits:,}")
+            return
         if not ((isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1) or isinstance(obs, gym.spaces.Discrete)):
-            raise ConfigError(f"env: diayn needs a flat Box or a Discrete observation space, got {obs}")
-        box = isinstance(act, gym.spaces.Box) and len(act.shape) == 1
-        if not (isinstance(act, gym.spaces.Discrete) or (box and np.all(np.isfinite(act.low))
-                                                          and np.all(np.isfinite(act.high)))):
-            raise ConfigError(f"env: diayn needs a Discrete or a bounded flat Box action space, got {act}")
+            raise ConfigError(f"env: diayn needs a flat Box, a Discrete or an image (H, W, C uint8) observation space, got {obs}")
         dims = self.config.discriminator_dims
         n = int(obs.n) if isinstance(obs, gym.spaces.Discrete) else int(obs.shape[0])
         if dims is not None and not all(0 <= d < n for d in dims):
             raise ConfigError(f"discriminator_dims: expected indices in [0, {n}) (the observation's), got {dims}")
+
+    def _check_action_space(self) -> None:
+        act = self.action_space
+        box = isinstance(act, gym.spaces.Box) and len(act.shape) == 1
+        if not (isinstance(act, gym.spaces.Discrete) or (box and np.all(np.isfinite(act.low))
+                                                          and np.all(np.isfinite(act.high)))):
+            raise ConfigError(f"env: diayn needs a Discrete or a bounded flat Box action space, got {act}")
 
     # ---- construction -------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.config
         Z = cfg.num_skills
         space = self.observation_space
-        self.obs_dim = obs_dim = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+        self.pixels = is_image_space(space)
+        self.encoder = self.encoder_target = self.disc_encoder = None
+        if self.pixels:  # the critics' encoder (and its polyak target); the actor reads its features detached
+            self.encoder = ConvEncoder(tuple(space.shape), cfg.feature_dim).to(self.device)
+            self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
+            self.disc_encoder = ConvEncoder(tuple(space.shape), cfg.feature_dim).to(self.device)
+            self.obs_dim = obs_dim = cfg.feature_dim
+        else:
+            self.obs_dim = obs_dim = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.action_dim = A = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         x_dim = obs_dim + Z
@@ -99,14 +125,16 @@ class DIAYN(Algorithm):
                                   cfg.activation).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         dims = list(range(obs_dim)) if cfg.discriminator_dims is None else list(cfg.discriminator_dims)
-        self.disc_dims = torch.as_tensor(dims, device=self.device)
-        self.discriminator = EnsembleMLP(1, len(dims), cfg.discriminator_hidden_sizes, Z, cfg.activation).to(self.device)
+        disc_in = cfg.feature_dim if self.pixels else len(dims)
+        self.disc_dims = torch.as_tensor(dims, device=self.device)  # unused for pixels
+        self.discriminator = EnsembleMLP(1, disc_in, cfg.discriminator_hidden_sizes, Z, cfg.activation).to(self.device)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha), device=self.device),
                                       requires_grad=cfg.autotune_alpha)
         groups = [
             {"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
-            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
-            {"params": list(self.discriminator.parameters()), "lr": cfg.discriminator_lr},
+            {"params": list(self.critic.parameters()) + self._params(self.encoder), "lr": cfg.critic_lr},
+            {"params": list(self.discriminator.parameters()) + self._params(self.disc_encoder),
+             "lr": cfg.discriminator_lr},
         ]
         if cfg.autotune_alpha:
             groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
@@ -125,15 +153,27 @@ class DIAYN(Algorithm):
         self._actions: np.ndarray | None = None
         self._update_credit = 0.0
 
+    @staticmethod
+    def _params(module: nn.Module | None) -> list[nn.Parameter]:
+        return [] if module is None else list(module.parameters())
+
+    def _obs_field(self) -> tuple[tuple[int, ...], str]:
+        """Shape and dtype of a stored observation: pixels stay uint8, Discrete ids one-hot."""
+        space = self.observation_space
+        if self.pixels:
+            return tuple(space.shape), "uint8"
+        if isinstance(space, gym.spaces.Discrete):
+            return (int(space.n),), "float32"
+        return tuple(space.shape), "float32"
+
     def _make_buffer(self) -> ReplayBuffer:
         cfg = self.config
-        obs_shape = (self.obs_dim,) if isinstance(self.observation_space, gym.spaces.Discrete) else \
-            tuple(self.observation_space.shape)
+        obs_shape, obs_dtype = self._obs_field()
         spec = {
-            "obs": (obs_shape, "float32"),
+            "obs": (obs_shape, obs_dtype),
             "action": ((), "int64") if self.discrete else ((self.action_dim,), "float32"),
             "reward": ((), "float32"),
-            "next_obs": (obs_shape, "float32"),
+            "next_obs": (obs_shape, obs_dtype),
             "terminated": ((), "bool"),
         }
         device = self.device if self.device.type == "cuda" and _cuda_ops.available() else None
@@ -141,16 +181,23 @@ class DIAYN(Algorithm):
                             device=device)
 
     def modules(self) -> dict[str, Any]:
-        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
+        mods = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
                 "discriminator": self.discriminator, "log_alpha": ParamHolder(self.log_alpha),
                 "optimizer": self.optimizer}
+        if self.pixels:
+            mods.update(encoder=self.encoder, encoder_target=self.encoder_target, disc_encoder=self.disc_encoder)
+        return mods
 
     # ---- networks ---------------------------------------------------------------------------------
-    def _x(self, obs: torch.Tensor, skills: torch.Tensor) -> torch.Tensor:
-        """The policy's input: the observation with the skill one-hot appended."""
-        return torch.cat([obs, F.one_hot(skills, self.config.num_skills).to(obs.dtype)], dim=-1)
+    def _x(self, obs: torch.Tensor, skills: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
+        """The networks' input: the observation's features (pixels through ``encoder``, the
+        critics' by default) with the skill one-hot appended."""
+        feats = obs if not self.pixels else (encoder or self.encoder)(obs)
+        return torch.cat([feats, F.one_hot(skills, self.config.num_skills).to(feats.dtype)], dim=-1)
 
     def _obs(self, obs: Any) -> torch.Tensor:
+        if self.pixels:
+            return torch.as_tensor(np.asarray(obs) if not isinstance(obs, torch.Tensor) else obs, device=self.device)
         if isinstance(obs, torch.Tensor) and isinstance(self.observation_space, gym.spaces.Box):
             return obs.to(device=self.device, dtype=torch.float32)
         return self.obs_tensor(obs)
@@ -166,7 +213,10 @@ class DIAYN(Algorithm):
         return squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))
 
     def discriminator_logits(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """q_phi(. | s') as logits [N, Z], from the discriminator's dims of the next observations."""
+        """q_phi(. | s') as logits [N, Z], from the discriminator's dims of the next observations
+        (pixels: through its own encoder)."""
+        if self.pixels:
+            return self.discriminator(self.disc_encoder(next_obs))[0]
         return self.discriminator(next_obs.index_select(-1, self.disc_dims))[0]
 
     def alpha(self) -> torch.Tensor:
@@ -190,18 +240,19 @@ class DIAYN(Algorithm):
             else:
                 actions = self.rng.uniform(-1.0, 1.0, size=(n, self.action_dim)).astype(np.float32)
         else:
-            x = self._x(self._obs(obs), torch.as_tensor(self.skills, device=self.device))
+            x = self._x(self._obs(obs), torch.as_tensor(self.skills, device=self.device))  # no_grad: detached
             first, _ = self._policy(x)
             actions = (torch.multinomial(first, 1)[:, 0] if self.discrete else first).cpu().numpy()
         self._actions = actions
         return self._env_actions(actions)
 
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated) -> None:
+        dtype = self._obs_field()[1]
         self.buffer.add(
-            obs=np.asarray(self._obs_rows(obs), dtype=np.float32),
+            obs=np.asarray(self._obs_rows(obs), dtype=dtype),
             action=self._actions,
             reward=np.asarray(rewards, dtype=np.float32),
-            next_obs=np.asarray(self._obs_rows(next_obs), dtype=np.float32),
+            next_obs=np.asarray(self._obs_rows(next_obs), dtype=dtype),
             terminated=np.asarray(terminated, dtype=bool),
             option=self.skills,  # the skill that acted (the trainer starts new ones after this)
         )
@@ -234,27 +285,30 @@ class DIAYN(Algorithm):
         if cfg.extrinsic_coef != 0.0:
             reward = reward + cfg.extrinsic_coef * batch["reward"]
         alpha = self.alpha()
-        x, x_next = self._x(obs, z), self._x(next_obs, z)
+        x = self._x(obs, z)  # pixels: the critics' encoder, trained by the critic loss
+        x_pi = x.detach() if self.pixels else x  # the actor never trains the encoder
         with torch.no_grad():
+            x_next = self._x(next_obs, z)
+            x_next_target = self._x(next_obs, z, self.encoder_target) if self.pixels else x_next
             if self.discrete:
                 probs_next, logp_next = self._policy(x_next)
-                q_next = self.critic_target(x_next).min(dim=0).values
+                q_next = self.critic_target(x_next_target).min(dim=0).values
                 v_next = (probs_next * (q_next - alpha * logp_next)).sum(-1)
             else:
                 a_next, logp_next = self._policy(x_next)
-                q_next = self.critic_target(torch.cat([x_next, a_next], dim=-1))[..., 0].min(dim=0).values
+                q_next = self.critic_target(torch.cat([x_next_target, a_next], dim=-1))[..., 0].min(dim=0).values
                 v_next = q_next - alpha * logp_next
             target = reward + cfg.gamma * not_terminal * v_next
         if self.discrete:
             q_all = self.critic(x)
             q = q_all.gather(2, batch["action"].view(1, -1, 1).expand(2, -1, 1))[..., 0]
-            probs, logp_pi = self._policy(x)
-            q_pi = q_all.detach().min(dim=0).values
+            probs, logp_pi = self._policy(x_pi)
+            q_pi = (self.critic(x_pi) if self.pixels else q_all).detach().min(dim=0).values
         else:
             q = self.critic(torch.cat([x, batch["action"]], dim=-1))[..., 0]
-            a_pi, logp_pi = self._policy(x)
+            a_pi, logp_pi = self._policy(x_pi)
             probs = None
-            q_pi = self.critic(torch.cat([x, a_pi], dim=-1), detach_params=True)[..., 0].min(dim=0).values
+            q_pi = self.critic(torch.cat([x_pi, a_pi], dim=-1), detach_params=True)[..., 0].min(dim=0).values
         terms = sac_losses(q=q, target=target, q_pi=q_pi, logp_pi=logp_pi, log_alpha=self.log_alpha,
                            target_entropy=self.target_entropy, probs=probs)
         loss = terms["critic"] + terms["actor"] + disc_loss
@@ -264,6 +318,8 @@ class DIAYN(Algorithm):
         loss.backward()
         self.optimizer.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
+        if self.pixels:
+            soft_update(self.encoder_target, self.encoder, cfg.tau)
         entropy = -(probs * logp_pi).sum(-1).mean() if self.discrete else -logp_pi.mean()
         return {
             "losses/critic": terms["critic"].detach(),
@@ -282,7 +338,7 @@ class DIAYN(Algorithm):
         per row), an int (every row), or None (a fresh skill per row from p(z), e.g. at an
         episode start). Deterministic: the tanh of the Gaussian mean, or the most likely action."""
         x_obs = self._obs(obs if isinstance(obs, torch.Tensor) else np.asarray(obs))
-        if x_obs.ndim == 1:
+        if x_obs.ndim == (3 if self.pixels else 1):
             x_obs = x_obs[None]
         n = x_obs.shape[0]
         skills = self._skills_for(state, n)

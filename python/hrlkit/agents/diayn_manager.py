@@ -98,6 +98,8 @@ class DIAYNManager(Algorithm):
     def build(self) -> None:
         cfg = self.config
         self.skill_agent = load_skills(cfg.skills, self.device)
+        if self.skill_agent.pixels:
+            raise ConfigError(f"skills: {cfg.skills!r} learned on pixels; diayn-manager reads vector observations only")
         if self.skill_agent.observation_space != self.observation_space or \
                 self.skill_agent.action_space != self.action_space:
             raise ConfigError(f"skills: the skills were learned on {self.skill_agent.env_id} "
