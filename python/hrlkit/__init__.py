@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import envs, targets
-from .agents import DIAYN, DIAYNManager, OptionCritic, SoftOptionCritic
+from .agents import DIAYN, DIAYNManager, FeudalNetwork, OptionCritic, SoftOptionCritic
 from .replay import SUPPORTED_DTYPES, PrioritizedReplayBuffer, ReplayBuffer
 from .targets import nstep_returns, option_bootstrap, option_values, soft_option_targets
 
@@ -13,6 +13,7 @@ __all__ = [
     "SoftOptionCritic",
     "DIAYN",
     "DIAYNManager",
+    "FeudalNetwork",
     "ReplayBuffer",
     "PrioritizedReplayBuffer",
     "SUPPORTED_DTYPES",

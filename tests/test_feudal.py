@@ -1,0 +1,180 @@
+"""FeUdal Networks: the transition gradient, the kernel's terms on the rollout, the recurrent
+recomputation matching what acted, the goal mattering, actions, pixels, checkpoints and the CLI.
+(The dilated LSTM's bookkeeping and the intrinsic-reward kernel against its reference are in
+tests/test_dilated_lstm.py and tests/test_targets.py.)"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hrlkit
+from hrlkit import targets
+from hrlkit.agents import feudal as feudal_mod
+from hrlkit.agents.feudal import transition_loss
+from hrlkit.cli import main as cli
+from hrlkit.runtime.config import ConfigError
+
+SMALL = dict(num_envs=2, rollout_steps=6, horizon=3, state_dim=8, goal_embedding=4, hidden_sizes=[16])
+QUIET = dict(progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=100)
+
+
+def _params(agent) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in agent.net.parameters()])
+
+
+# ---- the manager's transition policy gradient --------------------------------------------------------
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_transition_gradient_turns_the_goal_towards_good_directions(sign):
+    direction = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # the second has no direction: left out
+    g = torch.tensor([[0.0, 1.0], [1.0, 0.0]], requires_grad=True)
+    adv = torch.tensor([sign, 5.0])
+    loss = transition_loss(direction, g, adv, torch.tensor([True, True]))
+    loss.backward()
+    stepped = g.detach() - 0.1 * g.grad
+    cos = float(torch.nn.functional.cosine_similarity(stepped[:1], direction[:1]))
+    assert (cos > 0) == (sign > 0)  # positive advantage: the goal turns towards s_{t+c} - s_t
+    assert torch.equal(g.grad[1], torch.zeros(2))  # zero-norm direction: no gradient
+    # the direction is a constant, and masked steps contribute nothing
+    d = direction.clone().requires_grad_(True)
+    transition_loss(d, g.detach().requires_grad_(True), adv, torch.tensor([True, True])).backward()
+    assert d.grad is None or torch.equal(d.grad, torch.zeros_like(d))
+    masked = transition_loss(direction, g, adv, torch.tensor([False, False]))
+    assert masked.item() == 0.0
+
+
+# ---- the rollout ------------------------------------------------------------------------------------
+def test_update_recomputes_exactly_what_acted_and_feeds_the_kernel():
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL)
+    seen_dists, kernel_calls = [], []
+    orig_dist, orig_terms = agent._dist, targets.feudal_terms
+
+    def spy_dist(out):
+        seen_dists.append(out.detach().clone())
+        return orig_dist(out)
+
+    def spy_terms(states, goals, starts, *, c, **kw):
+        kernel_calls.append((states.clone(), goals.clone(), starts.clone(), c))
+        return orig_terms(states, goals, starts, c=c, **kw)
+
+    agent._dist = spy_dist
+    feudal_mod.targets.feudal_terms = spy_terms
+    try:
+        obs = agent.obs
+        ends_seen = False
+        for _ in range(SMALL["rollout_steps"] * 4):  # several rollouts, with episode ends inside
+            a = agent.act(obs)
+            nxt, r, te, tr, _ = agent.envs.step(a)
+            done = te | tr
+            agent.observe(obs, a, r, nxt, te, tr)
+            agent.obs = obs = nxt
+            if done.any():
+                ends_seen = True
+                agent.on_episode_start(done)
+            if agent.ready():
+                acted = seen_dists[-SMALL["rollout_steps"]:]
+                starts = torch.stack([st["starts"] for st in agent.rollout])
+                seen_dists.clear()
+                agent.update()
+                recomputed = seen_dists[0].view(SMALL["rollout_steps"], SMALL["num_envs"], -1)
+                torch.testing.assert_close(recomputed, torch.stack(acted), rtol=1e-5, atol=1e-6)
+                states, goals, kstarts, c = kernel_calls[-1]
+                assert c == SMALL["horizon"] and states.shape == (c + SMALL["rollout_steps"], 2, 8)
+                assert torch.equal(kstarts[c:], starts)  # this rollout's episode starts reach the kernel
+                seen_dists.clear()
+        assert ends_seen
+    finally:
+        feudal_mod.targets.feudal_terms = orig_terms
+
+
+def test_zero_goals_change_the_workers_policy():
+    """The worker's policy is softmax(U w) with w = phi(sum of goals): without the manager's goals
+    it has no preference at all, so a worker cannot quietly ignore its manager. (The effect on the
+    return is for the maze experiment's ablation, once FuN learns there.)"""
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL)
+    agent.learn(300, run_dir=None, **QUIET)
+    obs = np.stack([agent.envs.single_observation_space.sample() * 0.1 for _ in range(32)]).astype(np.float32)
+
+    def probs() -> torch.Tensor:
+        seen = []
+        orig = agent._dist
+        agent._dist = lambda out: seen.append(out) or orig(out)
+        try:
+            agent.predict(obs, None, deterministic=False)
+        finally:
+            agent._dist = orig
+        return torch.softmax(seen[0], dim=-1)
+
+    with_goals = probs()
+    agent.zero_goals = True
+    without = probs()
+    torch.testing.assert_close(without, torch.full_like(without, 0.5))
+    assert (with_goals - 0.5).abs().max() > 1e-3
+
+
+def test_continuous_actions_stay_in_bounds_and_learn_steps():
+    agent = hrlkit.FeudalNetwork("Pendulum-v1", seed=0, **SMALL)
+    agent.learn(60, run_dir=None, **QUIET)
+    a, state = agent.predict(np.zeros((3, 3), np.float32), None, deterministic=False)
+    assert a.shape == (3, 1) and np.all(np.abs(a) <= 2.0)
+    a2, _ = agent.predict(np.zeros((3, 3), np.float32), state)
+    assert a2.shape == (3, 1)
+    assert agent.log_stats() == {}
+
+
+@pytest.mark.parametrize("bad,match", [({"horizon": 0}, "horizon"), ({"gamma_manager": 1.5}, "gamma_manager"),
+                                       ({"goal_epsilon": -0.1}, "goal_epsilon"), ({"alpha": -1}, "alpha")])
+def test_bad_config_names_the_key(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        hrlkit.FeudalNetwork("CartPole-v1", seed=0, **{**SMALL, **bad})
+
+
+def test_random_goals_are_unit_and_left_out_of_the_manager_loss():
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, goal_epsilon=1.0)
+    obs = agent.obs
+    for _ in range(SMALL["rollout_steps"]):
+        a = agent.act(obs)
+        nxt, r, te, tr, _ = agent.envs.step(a)
+        agent.observe(obs, a, r, nxt, te, tr)
+        agent.obs = obs = nxt
+    assert all(bool(st["random_goal"].all()) for st in agent.rollout)
+    torch.testing.assert_close(agent.rollout[-1]["goal"].norm(dim=-1), torch.ones(2))
+    assert agent.ready()
+    assert agent.update()["losses/manager_policy"].item() == 0.0
+
+
+# ---- checkpoints, pixels, CLI ----------------------------------------------------------------------
+def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
+    kw = dict(seed=2, **SMALL)
+    straight = hrlkit.FeudalNetwork("CartPole-v1", **kw)
+    straight.learn(96, run_dir=str(tmp_path / "a"), progress=False, log_every=48, eval_every=None,
+                   checkpoint_every=48, tensorboard=False)  # an update every 12 env steps; checkpoints after updates
+    resumed = hrlkit.FeudalNetwork.load(str(tmp_path / "a" / "checkpoints" / "step_48.pt"))
+    resumed.learn(96, run_dir=str(tmp_path / "b"), progress=False, log_every=48, eval_every=None,
+                  checkpoint_every=48, tensorboard=False)
+    assert torch.equal(_params(straight), _params(resumed))
+
+
+def test_pixels_carracing_runs_checkpoints_and_resumes(tmp_path):
+    pytest.importorskip("Box2D")
+    pytest.importorskip("pygame")
+    torch.set_num_threads(1)
+    agent = hrlkit.FeudalNetwork("CarRacing-v3", seed=0, num_envs=2, rollout_steps=5, horizon=3, state_dim=16,
+                                 goal_embedding=4)
+    run = tmp_path / "car"
+    agent.learn(30, run_dir=str(run), progress=False, eval_every=None, checkpoint_every=20, tensorboard=False,
+                log_every=10)
+    assert "losses/manager_policy" in (run / "progress.csv").read_text().splitlines()[0]
+    resumed = hrlkit.FeudalNetwork.load(str(run / "checkpoints" / "step_20.pt"))
+    resumed.learn(40, run_dir=str(tmp_path / "again"), **QUIET)
+    assert resumed.global_step == 40
+    a, _ = resumed.predict(resumed.obs[0])
+    assert a.shape == (1, 3) and resumed.action_space.contains(a[0].astype(np.float32))
+
+
+def test_cli_trains_feudal(tmp_path):
+    run = str(tmp_path / "run")
+    assert cli(["train", "feudal", "--env", "hrlkit/FourRooms-v0", "--total-steps", "120", "--quiet", "--run-dir", run,
+                "--set", "num_envs=2", "rollout_steps=10", "state_dim=16", "--eval-every", "120", "--eval-episodes",
+                "1", "--no-tensorboard", "--log-every", "60"]) == 0
+    assert cli(["eval", run, "--episodes", "1"]) == 0
