@@ -97,6 +97,7 @@ class DIAYNManager(Algorithm):
 
     def build(self) -> None:
         cfg = self.config
+        cfg.skills = os.path.abspath(cfg.skills)  # checkpoints then load from any working directory
         self.skill_agent = load_skills(cfg.skills, self.device)
         if self.skill_agent.pixels:
             raise ConfigError(f"skills: {cfg.skills!r} learned on pixels; diayn-manager reads vector observations only")
