@@ -155,3 +155,16 @@ def test_gpu_benchmarks_refuse_without_cuda(capsys):
 
     assert gpu_benchmarks.main(["per"]) == 2
     assert "need the GPU machine" in capsys.readouterr().err
+
+
+def test_feudal_maze_script_runs(tmp_path):
+    import json
+
+    import feudal_maze
+
+    out = tmp_path / "maze"
+    assert feudal_maze.main(["--steps", "640", "--eval-every", "320", "--seeds", "0", "--jobs", "1", "--ablate",
+                             "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res) == {"feudal_seed0", "flat_seed0"} and "zero_goals_100" in res["feudal_seed0"]
+    assert (out / "success.png").exists() and "| FuN | 0 |" in (out / "table.md").read_text()

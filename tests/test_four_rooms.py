@@ -80,3 +80,17 @@ def test_renders_rgb_and_ansi():
     text = FourRoomsEnv(render_mode="ansi")
     text.reset(seed=0)
     assert "A" in text.render() and "G" in text.render()
+
+
+def test_fixed_start_and_the_maze_registration():
+    import gymnasium as gym
+
+    env = gym.make("hrlkit/FourRoomsMaze-v0")
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        assert obs == 0
+    assert env.unwrapped.goal == 103 and env.spec.max_episode_steps == 100
+    with pytest.raises(ValueError, match="start"):
+        FourRoomsEnv(goal=5, start=5)
+    with pytest.raises(ValueError, match="start"):
+        FourRoomsEnv(start=104)

@@ -6,10 +6,15 @@ import gymnasium as gym
 from .four_rooms import FourRoomsEnv
 from .point_nav import PointNavEnv
 
-REGISTERED = ("hrlkit/FourRooms-v0", "hrlkit/PointNav-v0", "hrlkit/PointNavGoal-v0")
+REGISTERED = ("hrlkit/FourRooms-v0", "hrlkit/FourRoomsMaze-v0", "hrlkit/PointNav-v0", "hrlkit/PointNavGoal-v0")
 
 if "hrlkit/FourRooms-v0" not in gym.registry:
     gym.register(id="hrlkit/FourRooms-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=1000)
+if "hrlkit/FourRoomsMaze-v0" not in gym.registry:
+    # sparse and long: from the upper-left room's far corner (cell 0) to the lower-right room's
+    # far corner (cell 103), three rooms away, slippery moves, 100 steps (random actions: 0.8% success)
+    gym.register(id="hrlkit/FourRoomsMaze-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=100,
+                 kwargs={"start": 0, "goal": 103})
 if "hrlkit/PointNav-v0" not in gym.registry:
     gym.register(id="hrlkit/PointNav-v0", entry_point="hrlkit.envs.point_nav:PointNavEnv", max_episode_steps=100)
 if "hrlkit/PointNavGoal-v0" not in gym.registry:

@@ -33,12 +33,14 @@ class FourRoomsEnv(gym.Env):
 
     ``goal`` is a cell index (default 62, the east doorway, as in the Option-Critic paper);
     ``set_goal`` moves it (the transfer experiment). The start cell is uniform over the other
-    cells. ``slip`` is the probability that a move goes in one of the 3 other directions.
+    cells, or ``start`` when given. ``slip`` is the probability that a move goes in one of the 3
+    other directions.
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 8}
 
-    def __init__(self, goal: int = 62, slip: float = 1.0 / 3.0, render_mode: str | None = None):
+    def __init__(self, goal: int = 62, slip: float = 1.0 / 3.0, render_mode: str | None = None,
+                 start: int | None = None):
         grid = np.array([[c == "w" for c in line] for line in LAYOUT.splitlines()])
         self.walls = grid
         self.cells = np.argwhere(~grid)  # (104, 2), row-major
@@ -54,6 +56,9 @@ class FourRoomsEnv(gym.Env):
         self.observation_space = spaces.Discrete(self.num_cells)
         self.action_space = spaces.Discrete(4)
         self.goal = self._check_cell("goal", goal)
+        self.start = None if start is None else self._check_cell("start", start)
+        if self.start is not None and self.start == self.goal:
+            raise ValueError(f"start: expected a cell other than the goal ({self.goal}), got {start}")
         self.state = 0
 
     # ---- transfer --------------------------------------------------------------------------
@@ -88,6 +93,8 @@ class FourRoomsEnv(gym.Env):
             self.set_goal(options["goal"])
         start = self.np_random.integers(self.num_cells - 1)
         self.state = int(start + (start >= self.goal))  # uniform over the cells except the goal
+        if self.start is not None and self.start != self.goal:
+            self.state = self.start
         return self.state, {}
 
     def step(self, action):
