@@ -314,3 +314,35 @@ def test_pixels_carracing_trains_logs_checkpoints_and_resumes(tmp_path):
         hrlkit.DIAYN("CarRacing-v3", seed=0, **{**kw, "buffer_size": 10**7})
     with pytest.raises(ConfigError, match="discriminator_dims"):
         hrlkit.DIAYN("CarRacing-v3", seed=0, **{**kw, "discriminator_dims": [0]})
+
+
+class _UnboundedActions(__import__("gymnasium").Env):
+    """A flat Box observation and an action Box without bounds (no squashing possible)."""
+
+    def __init__(self):
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+@pytest.mark.parametrize("algo", ["diayn", "feudal", "soft-option-critic"])
+def test_unsupported_spaces_are_refused_naming_the_space(algo):
+    import gymnasium as gym
+
+    from hrlkit.agents import ALGORITHMS
+
+    if "test/UnboundedActions-v0" not in gym.registry:
+        gym.register("test/UnboundedActions-v0", entry_point=_UnboundedActions, max_episode_steps=10)
+    cls = ALGORITHMS[algo]
+    with pytest.raises(ConfigError, match="action space"):
+        cls("test/UnboundedActions-v0", seed=0)
+    with pytest.raises(ConfigError, match="observation space"):
+        cls("Blackjack-v1", seed=0)  # a Tuple observation

@@ -222,6 +222,21 @@ class Algorithm:
         self.envs.close()
 
 
+def is_flat_box(space: gym.Space) -> bool:
+    """A Box of one dimension (a vector observation or action)."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+
+
+def is_bounded_box(space: gym.Space) -> bool:
+    """A flat Box with finite bounds on every dimension (actions that can be squashed into it)."""
+    return is_flat_box(space) and bool(np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)))
+
+
+def obs_width(space: gym.Space) -> int:
+    """Width of a flat observation as :meth:`Algorithm.obs_tensor` gives it (Discrete: one-hot)."""
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+
+
 def _pickle_keeps_state(envs: gym.vector.VectorEnv) -> bool:
     """Whether pickling these envs keeps their simulation state. Envs built on gymnasium's
     EzPickle (MuJoCo, Box2D) pickle only their constructor arguments: they unpickle to a fresh,

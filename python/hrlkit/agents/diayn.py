@@ -37,7 +37,7 @@ from ..nets import ConvEncoder, EnsembleMLP, is_image_space, soft_update
 from ..replay import ReplayBuffer
 from ..runtime.config import ConfigError, check, field
 from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
-from .base import Algorithm
+from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
 __all__ = ["DIAYN", "DIAYNConfig"]
 
@@ -89,18 +89,16 @@ class DIAYN(Algorithm):
                                   f"(obs and next_obs), over half of this machine's {total / 2**30:.1f} GiB; "
                                   f"use at most about {fits:,}")
             return
-        if not ((isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1) or isinstance(obs, gym.spaces.Discrete)):
+        if not (is_flat_box(obs) or isinstance(obs, gym.spaces.Discrete)):
             raise ConfigError(f"env: diayn needs a flat Box, a Discrete or an image (H, W, C uint8) observation space, got {obs}")
         dims = self.config.discriminator_dims
-        n = int(obs.n) if isinstance(obs, gym.spaces.Discrete) else int(obs.shape[0])
+        n = obs_width(obs)
         if dims is not None and not all(0 <= d < n for d in dims):
             raise ConfigError(f"discriminator_dims: expected indices in [0, {n}) (the observation's), got {dims}")
 
     def _check_action_space(self) -> None:
         act = self.action_space
-        box = isinstance(act, gym.spaces.Box) and len(act.shape) == 1
-        if not (isinstance(act, gym.spaces.Discrete) or (box and np.all(np.isfinite(act.low))
-                                                          and np.all(np.isfinite(act.high)))):
+        if not (isinstance(act, gym.spaces.Discrete) or is_bounded_box(act)):
             raise ConfigError(f"env: diayn needs a Discrete or a bounded flat Box action space, got {act}")
 
     # ---- construction -------------------------------------------------------------------------
@@ -116,7 +114,7 @@ class DIAYN(Algorithm):
             self.disc_encoder = ConvEncoder(tuple(space.shape), cfg.feature_dim).to(self.device)
             self.obs_dim = obs_dim = cfg.feature_dim
         else:
-            self.obs_dim = obs_dim = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+            self.obs_dim = obs_dim = obs_width(space)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         self.action_dim = A = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         x_dim = obs_dim + Z

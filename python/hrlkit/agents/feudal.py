@@ -42,7 +42,7 @@ from .. import targets
 from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, mlp
 from ..runtime.config import ConfigError, check, field
 from ._sac import ParamHolder
-from .base import Algorithm
+from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
 __all__ = ["FeudalConfig", "FeudalNetwork", "transition_loss"]
 
@@ -100,7 +100,7 @@ class FeudalNet(nn.Module):
         if is_image_space(space):
             self.perception = ConvEncoder(tuple(space.shape), d)
         else:
-            n = int(space.n) if isinstance(space, gym.spaces.Discrete) else int(space.shape[0])
+            n = obs_width(space)
             body = mlp(n, cfg.hidden_sizes, "relu")
             last = cfg.hidden_sizes[-1] if cfg.hidden_sizes else n
             self.perception = nn.Sequential(body, init_linear(nn.Linear(last, d), math.sqrt(2)), nn.ReLU())
@@ -122,12 +122,9 @@ class FeudalNetwork(Algorithm):
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space
-        if not (is_image_space(obs) or isinstance(obs, gym.spaces.Discrete)
-                or (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1)):
+        if not (is_image_space(obs) or isinstance(obs, gym.spaces.Discrete) or is_flat_box(obs)):
             raise ConfigError(f"env: feudal needs a flat Box, a Discrete or an image (H, W, C uint8) observation space, got {obs}")
-        box = isinstance(act, gym.spaces.Box) and len(act.shape) == 1 and np.all(np.isfinite(act.low)) \
-            and np.all(np.isfinite(act.high))
-        if not (isinstance(act, gym.spaces.Discrete) or box):
+        if not (isinstance(act, gym.spaces.Discrete) or is_bounded_box(act)):
             raise ConfigError(f"env: feudal needs a Discrete or a bounded flat Box action space, got {act}")
 
     # ---- construction -------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .. import targets
 from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
 from ..runtime.config import ConfigError, check, field
 from ._options import OptionAgent, OptionTracker, check_option_agent_config
+from .base import is_flat_box, obs_width
 
 
 @dataclasses.dataclass
@@ -150,17 +151,15 @@ class OptionCritic(OptionAgent):
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space
-        if not (isinstance(obs, gym.spaces.Discrete) or (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1)):
+        if not (isinstance(obs, gym.spaces.Discrete) or is_flat_box(obs)):
             raise ConfigError(f"env: option-critic needs a Discrete or flat Box observation space, got {obs}")
-        if not (isinstance(act, gym.spaces.Discrete) or (isinstance(act, gym.spaces.Box) and len(act.shape) == 1)):
+        if not (isinstance(act, gym.spaces.Discrete) or is_flat_box(act)):
             raise ConfigError(f"env: option-critic needs a Discrete or flat Box action space, got {act}")
 
     # ---- construction ---------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.config
-        obs_dim = int(self.observation_space.n) if isinstance(self.observation_space, gym.spaces.Discrete) else int(
-            self.observation_space.shape[0]
-        )
+        obs_dim = obs_width(self.observation_space)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         action_dim = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg).to(self.device)

@@ -33,7 +33,6 @@ import math
 import warnings
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -43,6 +42,7 @@ from ..nets import EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer
 from ..runtime.config import ConfigError, check, field
 from ._options import OptionAgent, OptionTracker, check_option_agent_config
+from .base import is_bounded_box, is_flat_box
 from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
 
 __all__ = ["SoftOptionCritic", "SoftOptionCriticConfig", "soft_option_critic_losses", "squashed_gaussian"]
@@ -129,10 +129,9 @@ class SoftOptionCritic(OptionAgent):
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space
-        if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+        if not is_flat_box(obs):
             raise ConfigError(f"env: soft-option-critic needs a flat Box observation space, got {obs}")
-        if not (isinstance(act, gym.spaces.Box) and len(act.shape) == 1 and np.all(np.isfinite(act.low))
-                and np.all(np.isfinite(act.high))):
+        if not is_bounded_box(act):
             raise ConfigError(f"env: soft-option-critic needs a bounded flat Box action space, got {act}")
 
     # ---- construction ---------------------------------------------------------------------------
