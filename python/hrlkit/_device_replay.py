@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Mapping
 import numpy as np
 
 from . import _cuda_ops
-from ._validate import check_float, check_int, describe
+from ._validate import check_float, check_int, describe, dtype_kind
 
 _FAN = 16
 _STAGE_ROWS = 1024  # adds of up to this many host rows go through pinned staging (async copies)
@@ -35,16 +35,6 @@ def _torch_dtype(name: str):
 
     return {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
             "uint8": torch.uint8, "bool": torch.bool}[name]
-
-
-def _kind(x: Any) -> str:
-    import torch
-
-    if isinstance(x, torch.Tensor):
-        if x.dtype == torch.bool:
-            return "b"
-        return "f" if x.dtype.is_floating_point else ("u" if x.dtype == torch.uint8 else "i")
-    return np.asarray(x).dtype.kind
 
 
 class BetaProperty:
@@ -218,7 +208,7 @@ class DeviceReplayBuffer:
             x = fields[name]
             if not isinstance(x, torch.Tensor):
                 x = np.asarray(x)
-            kind = _kind(x)
+            kind = dtype_kind(x)
             target = np.dtype(dt).kind
             if kind not in _KIND_ORDER or _KIND_ORDER[kind] > _KIND_ORDER[target]:
                 raise TypeError(f"{name}: expected values castable to {dt} (numpy 'same_kind'), got {describe(x)}")
@@ -368,7 +358,7 @@ class DeviceReplayBuffer:
 
         if not isinstance(indices, torch.Tensor):
             indices = np.asarray(indices)
-        if _kind(indices) not in "iu":
+        if dtype_kind(indices) not in "iu":
             raise TypeError(f"indices: expected integers, got {describe(indices)}")
         if len(indices.shape) != 1:
             raise ValueError(f"indices: expected a 1-D array, got shape {tuple(indices.shape)}")
@@ -491,7 +481,7 @@ class DevicePrioritizedReplayBuffer(BetaProperty, DeviceReplayBuffer):
         idx = self._indices(indices, validate)
         if not isinstance(td_errors, torch.Tensor):
             td_errors = np.asarray(td_errors)
-        if _kind(td_errors) not in "fiu":
+        if dtype_kind(td_errors) not in "fiu":
             raise TypeError(f"td_errors: expected real numbers, got {describe(td_errors)}")
         td = torch.as_tensor(td_errors)
         if td.ndim == 2 and td.shape[1] == 1:

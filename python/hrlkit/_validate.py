@@ -48,6 +48,18 @@ def check_float(
     return value
 
 
+def dtype_kind(x: Any) -> str:
+    """numpy's dtype kind ('b', 'u', 'i', 'f', 'c', ...) of an array-like or a torch tensor."""
+    if hasattr(x, "detach") and hasattr(x, "dtype") and not isinstance(x, np.ndarray):  # torch, unimported
+        if x.dtype.is_floating_point:
+            return "f"
+        if x.dtype.is_complex:
+            return "c"
+        name = str(x.dtype)
+        return "b" if name == "torch.bool" else ("u" if name == "torch.uint8" else "i")
+    return np.asarray(x).dtype.kind
+
+
 def to_numpy(name: str, value: Any) -> np.ndarray:
     """numpy view of an array-like; CPU torch tensors are shared, not copied."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, without importing torch

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _core, _cuda_ops
-from ._validate import check_float, check_int, describe, to_numpy
+from ._validate import check_float, check_int, describe, dtype_kind, to_numpy
 
 __all__ = [
     "NStepReturns",
@@ -67,8 +67,9 @@ def _route(backend: str, *xs: Any) -> str:
     return "cpp"
 
 
-def _check_ids(name: str, ids: Any, count: int, validate: bool) -> None:
-    """Range check of CUDA id tensors (one host sync), before any kernel runs."""
+def _check_ids(name: str, ids: Any, count: int, validate: bool = True) -> None:
+    """Range check of option or skill ids before anything is computed (for CUDA tensors, one host
+    sync, which ``validate=False`` skips)."""
     if not validate:
         return
     import torch
@@ -82,19 +83,8 @@ def _shape(x: Any) -> tuple:
     return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
 
 
-def _kind(x: Any) -> str:
-    """numpy dtype kind ('b', 'i', 'u', 'f', ...) of an array-like or a torch tensor."""
-    if _is_torch(x):
-        import torch
-
-        if x.dtype == torch.bool:
-            return "b"
-        return "f" if x.dtype.is_floating_point else ("c" if x.dtype.is_complex else "i")
-    return np.asarray(x).dtype.kind
-
-
 def _check(name: str, x: Any, *, kinds: str, what: str, shape: tuple | None = None, ndim: int | None = None) -> None:
-    if _kind(x) not in kinds:
+    if dtype_kind(x) not in kinds:
         raise TypeError(f"{name}: expected {what}, got {describe(x)}")
     got = _shape(x)
     if shape is not None and got != shape:
@@ -312,8 +302,7 @@ def option_bootstrap_reference(q_next: Any, beta_next: Any, options: Any, epsilo
         q = q.float()
     b = torch.as_tensor(beta_next, device=q.device).detach().to(q.dtype)
     o = torch.as_tensor(options, device=q.device).long()
-    if bool(((o < 0) | (o >= q.shape[1])).any()):
-        raise IndexError(f"options: expected ids in [0, {q.shape[1]}), got {o.min().item()}..{o.max().item()}")
+    _check_ids("options", o, q.shape[1])
     if b.ndim == 2:
         b = b.gather(1, o[:, None]).squeeze(1)
     q_w = q.gather(1, o[:, None]).squeeze(1)
@@ -416,7 +405,8 @@ def soft_option_targets_reference(
     deliberation_cost: float = 0.0,
     mode: str = "expected",
 ) -> SoftOptionTargets:
-    """Torch reference of :func:`soft_option_targets` (also the path for CUDA tensors)."""
+    """Torch reference of :func:`soft_option_targets` (also the path for CUDA tensors where hrlkit._cuda
+    is not built)."""
     import torch
 
     tau, xi = _soft_args(option_temperature, deliberation_cost, mode)
@@ -432,8 +422,7 @@ def soft_option_targets_reference(
     qo_all = f(q_omega_next)
     K = qo_all.shape[1]
     o = torch.as_tensor(options, device=dev).long()
-    if o.numel() and bool(((o < 0) | (o >= K)).any()):
-        raise IndexError(f"options: expected ids in [0, {K}), got {o.min().item()}..{o.max().item()}")
+    _check_ids("options", o, K)
     beta = f(beta_next)
     q_option = torch.minimum(q[0], q[1]) - f(alpha)[o] * f(logp_next)
     top = qo_all.max(dim=1).values
@@ -487,7 +476,8 @@ def skill_rewards(logits: Any, skills: Any, *, backend: str = "auto", validate: 
 
 
 def skill_rewards_reference(logits: Any, skills: Any) -> SkillRewards:
-    """Torch reference of :func:`skill_rewards` (also the path for CUDA tensors)."""
+    """Torch reference of :func:`skill_rewards` (also the path for CUDA tensors where hrlkit._cuda
+    is not built)."""
     import math
 
     import torch
@@ -498,8 +488,7 @@ def skill_rewards_reference(logits: Any, skills: Any) -> SkillRewards:
         x = x.float()
     z = torch.as_tensor(skills, device=x.device).long()
     Z = x.shape[1]
-    if z.numel() and bool(((z < 0) | (z >= Z)).any()):
-        raise IndexError(f"skills: expected ids in [0, {Z}), got {z.min().item()}..{z.max().item()}")
+    _check_ids("skills", z, Z)
     own = x.gather(1, z[:, None]).squeeze(1)
     reward = torch.log_softmax(x, dim=1).gather(1, z[:, None]).squeeze(1) + math.log(Z)
     correct = own >= x.max(dim=1).values
