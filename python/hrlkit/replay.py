@@ -25,7 +25,7 @@ from . import _core, _device_replay
 from ._io import atomic_write
 from ._validate import check_float, check_int, describe, to_numpy
 
-__all__ = ["ReplayBuffer", "PrioritizedReplayBuffer", "SUPPORTED_DTYPES"]
+__all__ = ["ReplayBuffer", "PrioritizedReplayBuffer", "SUPPORTED_DTYPES", "to_bytes", "from_bytes_like"]
 
 SUPPORTED_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 _RESERVED = ("indices", "weights")
@@ -356,6 +356,20 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
             return {"alpha": float(header["alpha"]), "beta": float(header["beta"]), "eps": float(header["eps"])}
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"corrupt replay file header: missing prioritization parameters ({exc})") from exc
+
+
+def to_bytes(buffer) -> bytes:
+    """A buffer (host or device) in the replay file format, in memory (e.g. inside a checkpoint)."""
+    stream = io.BytesIO()
+    buffer.save(stream)
+    return stream.getvalue()
+
+
+def from_bytes_like(buffer, blob: bytes):
+    """The buffer saved in ``blob``, of ``buffer``'s kind (prioritized or not) and on its device."""
+    cls = PrioritizedReplayBuffer if buffer.prioritized else ReplayBuffer
+    device = None if isinstance(buffer, ReplayBuffer) else buffer.device
+    return cls.load(io.BytesIO(blob), device=device)
 
 
 def _bytes(a: np.ndarray) -> np.ndarray:

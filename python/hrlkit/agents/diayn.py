@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
 import os
 from typing import Any
@@ -34,7 +33,7 @@ from torch.nn import functional as F
 
 from .. import _cuda_ops, targets
 from ..nets import ConvEncoder, EnsembleMLP, is_image_space, soft_update
-from ..replay import ReplayBuffer
+from ..replay import ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
 from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
@@ -370,9 +369,7 @@ class DIAYN(Algorithm):
         extra: dict[str, Any] = {"skills": self.skills.copy(), "update_credit": self._update_credit,
                                  "predict_rng": self._predict_rng.bit_generator.state}
         if self.config.save_replay:
-            stream = io.BytesIO()
-            self.buffer.save(stream)
-            extra["replay"] = stream.getvalue()
+            extra["replay"] = to_bytes(self.buffer)
         return extra
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
@@ -382,5 +379,4 @@ class DIAYN(Algorithm):
         if "predict_rng" in state:
             self._predict_rng.bit_generator.state = state["predict_rng"]
         if state.get("replay") is not None:
-            device = None if isinstance(self.buffer, ReplayBuffer) else self.buffer.device
-            self.buffer = ReplayBuffer.load(io.BytesIO(state["replay"]), device=device)
+            self.buffer = from_bytes_like(self.buffer, state["replay"])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
 import warnings
 from typing import Any
@@ -39,7 +38,7 @@ from torch import nn
 
 from .. import _cuda_ops, targets
 from ..nets import EnsembleMLP, soft_update
-from ..replay import PrioritizedReplayBuffer, ReplayBuffer
+from ..replay import PrioritizedReplayBuffer, ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
 from ._options import OptionAgent, OptionTracker, check_option_agent_config
 from .base import is_bounded_box, is_flat_box
@@ -471,9 +470,7 @@ class SoftOptionCritic(OptionAgent):
     def state_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {**super().state_extra(), "update_credit": self._update_credit}
         if self.config.save_replay:
-            stream = io.BytesIO()
-            self.buffer.save(stream)
-            extra["replay"] = stream.getvalue()
+            extra["replay"] = to_bytes(self.buffer)
         return extra
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
@@ -481,6 +478,4 @@ class SoftOptionCritic(OptionAgent):
         self._graph, self._graph_warmup, self._act_graph = None, 0, None  # new tensors: capture again
         self._update_credit = float(state.get("update_credit", 0.0))
         if state.get("replay") is not None:
-            cls = PrioritizedReplayBuffer if self.buffer.prioritized else ReplayBuffer
-            device = None if isinstance(self.buffer, ReplayBuffer) else self.buffer.device
-            self.buffer = cls.load(io.BytesIO(state["replay"]), device=device)
+            self.buffer = from_bytes_like(self.buffer, state["replay"])
