@@ -421,6 +421,7 @@ py::tuple feudal_terms_impl(const py::array_t<F, py::array::c_style>& states, co
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "hrlkit native core: replay storage, prioritized sampling, SMDP returns, option targets";
+    m.attr("TREE_FAN") = hrlkit::kTreeFan;  // the priority tree's fan-out (the device tree's layout follows it)
 
     using Spec = std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>;
     py::class_<PyReplay>(m, "Replay")

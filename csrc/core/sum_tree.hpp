@@ -30,7 +30,7 @@ namespace hrlkit {
 
 class PriorityTree {
 public:
-    static constexpr int64_t kFan = 16;
+    static constexpr int64_t kFan = kTreeFan;  // tree_math.hpp: the fan-out the CUDA tree shares
 
     PriorityTree(int64_t capacity, int64_t num_options)
         : capacity_(capacity), num_options_(num_options), slots_(num_options > 0 ? num_options + 1 : 1),

@@ -112,3 +112,5 @@ def feudal_terms_f32(
 def feudal_terms_f64(
     states: npt.NDArray[np.float64], goals: npt.NDArray[np.float64], starts: npt.NDArray[np.uint8], c: int, eps: float
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
+
+TREE_FAN: int

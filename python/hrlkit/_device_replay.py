@@ -18,10 +18,10 @@ from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 
-from . import _cuda_ops
+from . import _core, _cuda_ops
 from ._validate import check_float, check_int, describe, dtype_kind
 
-_FAN = 16
+_FAN = _core.TREE_FAN  # the CPU tree's fan-out: both trees share one layout
 _STAGE_ROWS = 1024  # adds of up to this many host rows go through pinned staging (async copies)
 _KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2}
 
