@@ -1275,3 +1275,26 @@ def test_sampling_frequencies_stay_exact_after_many_extreme_updates():
     expected = target / target.sum() * counts.sum()
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 120.0, chi2  # 63 degrees of freedom: the 0.9999 quantile is about 117
+
+
+# ---- device= on the host-only build / machine ---------------------------------------------------------
+def test_device_argument_errors_name_the_argument_and_write_nothing(tmp_path):
+    from hrlkit import _cuda_ops
+
+    spec = {"x": ((2,), "float32")}
+    for bad in ("tpu", "cuda:x", 3.5):
+        with pytest.raises(ValueError, match="device"):
+            ReplayBuffer(10, spec, device=bad)
+    cpu = PrioritizedReplayBuffer(10, spec, num_options=2)
+    cpu.add(x=np.ones((3, 2), np.float32), option=[0, 1, 1])
+    path = tmp_path / "r.bin"
+    cpu.save(path)
+    with pytest.raises(ValueError, match="device"):
+        PrioritizedReplayBuffer.load(path, device="tpu")
+    assert ReplayBuffer(10, spec, device="cpu").to("cpu").capacity == 10
+    if not _cuda_ops.available():  # this machine cannot hold a device buffer: said, not faked
+        with pytest.raises(ValueError, match="needs a GPU and hrlkit._cuda"):
+            ReplayBuffer(10, spec, device="cuda")
+        with pytest.raises(ValueError, match="needs a GPU"):
+            cpu.to("cuda")
+        assert len(cpu) == 3  # the host buffer is untouched

@@ -273,6 +273,7 @@ def test_bad_input_names_the_argument(call, exc, name, backend):
     lambda: nstep_returns(r3, t3, gamma=0.9, n=1, backend="gpu"),
     lambda: option_values(q3, backend="numpy"),
     lambda: option_bootstrap(q3, b3, o3, backend=""),
+    lambda: option_values(q3, backend="cuda"),  # CPU inputs: the CUDA kernels cannot take them
 ])
 def test_bad_backend_string(call):
     with pytest.raises(ValueError, match="backend"):
