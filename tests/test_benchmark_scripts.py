@@ -122,7 +122,7 @@ def test_soc_profile_script_runs(capsys):
     assert (torch.tensor([1e-40]) * 1.0).item() != 0.0  # flush-to-zero switched back off
 
 
-def test_diayn_scripts_run(tmp_path):
+def test_diayn_scripts_run(tmp_path, capsys):
     import json
 
     import diayn_downstream
@@ -146,6 +146,12 @@ def test_diayn_scripts_run(tmp_path):
     assert set(curves) == {"manager_seed0", "sac_seed0"} and curves["manager_seed0"][-1][0] == 1000
     assert (down / "success.png").exists()
 
+    import diayn_manager_skills
+
+    assert diayn_manager_skills.main([str(down), "--goal", "0.7", "0.7", "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("closest approach") == 3 and "manager_seed0: skills [" in out
+
 
 def test_gpu_benchmarks_refuse_without_cuda(capsys):
     if torch.cuda.is_available():
@@ -168,3 +174,10 @@ def test_feudal_maze_script_runs(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert set(res) == {"feudal_seed0", "flat_seed0"} and "zero_goals_100" in res["feudal_seed0"]
     assert (out / "success.png").exists() and "| FuN | 0 |" in (out / "table.md").read_text()
+
+
+def test_feudal_maze_random_baseline(capsys):
+    import feudal_maze
+
+    assert feudal_maze.main(["--random-only", "20"]) == 0
+    assert "uniform random actions succeed in" in capsys.readouterr().out

@@ -12,7 +12,8 @@ if "hrlkit/FourRooms-v0" not in gym.registry:
     gym.register(id="hrlkit/FourRooms-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=1000)
 if "hrlkit/FourRoomsMaze-v0" not in gym.registry:
     # sparse and long: from the upper-left room's far corner (cell 0) to the lower-right room's
-    # far corner (cell 103), three rooms away, slippery moves, 100 steps (random actions: 0.8% success)
+    # far corner (cell 103), three rooms away, slippery moves, 100 steps (uniform random actions
+    # succeed 0.7% of the time: python benchmarks/feudal_maze.py --random-only 2000)
     gym.register(id="hrlkit/FourRoomsMaze-v0", entry_point="hrlkit.envs.four_rooms:FourRoomsEnv", max_episode_steps=100,
                  kwargs={"start": 0, "goal": 103})
 if "hrlkit/PointNav-v0" not in gym.registry:
