@@ -334,7 +334,7 @@ def test_property_option_kernels_match_reference(B, K, eps, per_option, seed):
 
 
 def test_core_stub_lists_the_module():
-    """_core.pyi names every public function and Replay method the extension has."""
+    """_core.pyi names every public function, constant and Replay method the extension has."""
     import ast
     import os
 
@@ -344,6 +344,7 @@ def test_core_stub_lists_the_module():
     stub = os.path.join(os.path.dirname(hrlkit.__file__), "_core.pyi")
     tree = ast.parse(open(stub).read())
     funcs = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    funcs |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}  # constants (TREE_FAN)
     replay = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Replay")
     methods = {n.name for n in replay.body if isinstance(n, ast.FunctionDef)}
     assert funcs == {n for n in dir(_core) if not n.startswith("_") and n != "Replay"}
