@@ -94,3 +94,56 @@ def test_fixed_start_and_the_maze_registration():
         FourRoomsEnv(goal=5, start=5)
     with pytest.raises(ValueError, match="start"):
         FourRoomsEnv(start=104)
+
+
+def _shortest_path(env, start: int, goal: int) -> int:
+    from collections import deque
+
+    from hrlkit.envs.four_rooms import MOVES
+
+    dist, queue = {start: 0}, deque([start])
+    while queue:
+        s = queue.popleft()
+        for m in MOVES:
+            r, c = env.cells[s] + m
+            if not env.walls[r, c] and int(env.cell_index[r, c]) not in dist:
+                dist[int(env.cell_index[r, c])] = dist[s] + 1
+                queue.append(int(env.cell_index[r, c]))
+    return dist[goal]
+
+
+def test_nine_rooms_maze_registration_coords_and_path_length():
+    from hrlkit.envs import NineRoomsEnv
+
+    env = gym.make("hrlkit/NineRoomsMaze-v0")
+    assert env.spec.max_episode_steps == 200
+    assert env.observation_space == gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs, [1 / 18, 1 / 18], rtol=1e-6)  # cell (1, 1) of the 19 x 19 grid
+    maze = env.unwrapped
+    assert maze.num_cells == 236 and maze.goal == 235 and tuple(maze.cells[maze.goal]) == (17, 17)
+    assert _shortest_path(maze, 0, 235) == 32
+    # coords and index observations walk the same cells under the same seed
+    idx = NineRoomsEnv(observation="index")
+    idx.reset(seed=3)
+    env.reset(seed=3)
+    for a in [3, 3, 1, 1, 0, 2] * 5:
+        i = idx.step(a)[0]
+        xy = env.step(a)[0]
+        np.testing.assert_allclose(xy, idx.cells[i] / 18.0, rtol=1e-6)
+    assert isinstance(i, int) and xy.dtype == np.float32
+
+
+def test_grid_world_rejects_bad_layouts_and_observations():
+    from hrlkit.envs import GridWorldEnv
+    from hrlkit.envs.four_rooms import LAYOUT
+
+    with pytest.raises(ValueError, match="layout: expected equal-length lines"):
+        GridWorldEnv("www\nw w\nww", goal=0)
+    with pytest.raises(ValueError, match="layout: expected equal-length lines"):
+        GridWorldEnv("www\nwxw\nwww", goal=0)
+    with pytest.raises(ValueError, match="closed by walls"):
+        GridWorldEnv("www\n  w\nwww", goal=0)
+    with pytest.raises(ValueError, match="observation: expected one of .*'pixels'"):
+        GridWorldEnv(LAYOUT, goal=0, observation="pixels")
+    assert GridWorldEnv("wwww\nw  w\nwwww", goal=1).num_cells == 2
