@@ -332,3 +332,28 @@ def test_tabular_heads_and_per_head_learning_rates():
     assert 0 < int(changed.sum()) < 104  # only the visited states' entries move
     with pytest.raises(ConfigError, match="optimizer"):
         hrlkit.OptionCritic("CartPole-v1", optimizer="rmsprop")
+    assert agent.net.q.bias is None and agent.net.pi.bias is None  # bias-free: a table per head
+
+
+def test_action_critic_head_learning_rate_logs_and_refusals():
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4, hidden_sizes=[16],
+                                action_critic=True, critic_learning_rate=0.01)
+    assert agent.net.qu.out_features == 4 * 2 and agent.net.q.bias is not None
+    lrs = {id(p): g["lr"] for g in agent.optimizer.param_groups for p in g["params"]}
+    assert lrs[id(agent.net.qu.weight)] == 0.01 and lrs[id(agent.net.pi.weight)] == agent.config.learning_rate
+    before = agent.net.qu.weight.detach().clone()
+    agent.learn(200, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+    assert not torch.equal(agent.net.qu.weight.detach(), before)
+    agent.rollout.clear()
+    for _ in range(4):
+        agent.observe(*_fake_step(agent))
+    out = agent.update()
+    assert "losses/action_critic" in out and out["losses/action_critic"] >= 0
+    with pytest.raises(ConfigError, match="action_critic: Q_U\\(s, w, a\\) needs a Discrete action space"):
+        hrlkit.OptionCritic("Pendulum-v1", action_critic=True)
+
+
+def _fake_step(agent):
+    obs = np.zeros((2, 4), dtype=np.float32)
+    actions = agent.act(obs)
+    return obs, actions, np.ones(2, dtype=np.float32), obs, np.zeros(2, bool), np.zeros(2, bool)

@@ -23,7 +23,8 @@ def mlp(in_dim: int, hidden_sizes: list[int], activation: str = "tanh") -> nn.Se
 
 def init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
     return layer
 
 

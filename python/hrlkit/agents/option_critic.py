@@ -6,6 +6,8 @@ Per update, a rollout of T steps from N envs gives, for each step t with running
     G_t        = sum_{i<k} gamma^i r_{t+i} + gamma^k U(s_{t+k}, w_{t+k-1})       (C++ kernel)
     critic     = 1/2 (G_t - Q(s_t, w))^2
     policy     = -log pi_w(a_t | s_t) (G_t - Q(s_t, w)) - c_H H(pi_w(. | s_t))
+                 (with action_critic: Q_U(s_t, w, a_t) - Q(s_t, w) in place of G_t - Q(s_t, w),
+                 and Q_U, the paper's intra-option action critic, regressed on G_t too)
     terminate  = beta_w(s_{t+1}) (Q(s_{t+1}, w) - V(s_{t+1}) + xi)   (not after a terminal step)
 
 with V the value of the epsilon-greedy option policy, (1 - eps) max + eps mean, so the critic
@@ -14,6 +16,9 @@ that was running; xi (the deliberation cost) keeps options from collapsing to on
 window k stops at episode ends (bootstrapping from the final observation after a time-limit
 truncation). Discrete actions use per-option softmax policies, continuous ones per-option
 Gaussians (clipped to the action bounds in the env; log-probabilities of the raw sample).
+With ``hidden_sizes=[]`` on a Discrete observation space (one-hot states) the heads have no bias:
+they are tables, and with ``optimizer="sgd"``, ``action_critic=True`` and one-step rollouts the
+updates are those of the paper's tabular algorithm (``hrlkit.TabularOptionCritic``).
 """
 from __future__ import annotations
 
@@ -60,6 +65,7 @@ class OptionCriticConfig:
     num_minibatches: int = field(1, "minibatches per pass over the rollout")
     clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)")
     normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
+    action_critic: bool = field(False, "learn Q_U(s, w, a) (discrete actions) and use Q_U - Q_Omega as the policy's advantage")
 
     def validate(self) -> None:
         check_option_agent_config(self, allow_empty=True)
@@ -124,14 +130,17 @@ def option_critic_losses(
 class OptionCriticNet(nn.Module):
     """Shared body; heads for Q_Omega (K), terminations (K) and K intra-option policies."""
 
-    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig):
+    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig,
+                 head_bias: bool = True):
         super().__init__()
         self.num_options, self.action_dim, self.discrete = num_options, action_dim, discrete
         self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
         h = cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim
-        self.q = init_linear(nn.Linear(h, num_options), 1.0)
-        self.beta = init_linear(nn.Linear(h, num_options), 1.0)
-        self.pi = init_linear(nn.Linear(h, num_options * action_dim), 0.01)
+        self.q = init_linear(nn.Linear(h, num_options, bias=head_bias), 1.0)
+        self.beta = init_linear(nn.Linear(h, num_options, bias=head_bias), 1.0)
+        self.pi = init_linear(nn.Linear(h, num_options * action_dim, bias=head_bias), 0.01)
+        if cfg.action_critic:
+            self.qu = init_linear(nn.Linear(h, num_options * action_dim, bias=head_bias), 1.0)
         if not discrete:
             self.log_std = nn.Parameter(torch.full((num_options, action_dim), float(cfg.log_std_init)))
 
@@ -155,6 +164,8 @@ class OptionCritic(OptionAgent):
             raise ConfigError(f"env: option-critic needs a Discrete or flat Box observation space, got {obs}")
         if not (isinstance(act, gym.spaces.Discrete) or is_flat_box(act)):
             raise ConfigError(f"env: option-critic needs a Discrete or flat Box action space, got {act}")
+        if self.config.action_critic and not isinstance(act, gym.spaces.Discrete):
+            raise ConfigError(f"action_critic: Q_U(s, w, a) needs a Discrete action space, got {act}")
 
     # ---- construction ---------------------------------------------------------------------------
     def build(self) -> None:
@@ -162,7 +173,8 @@ class OptionCritic(OptionAgent):
         obs_dim = obs_width(self.observation_space)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         action_dim = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
-        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg).to(self.device)
+        tabular = not cfg.hidden_sizes and isinstance(self.observation_space, gym.spaces.Discrete)
+        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg, head_bias=not tabular).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = self._make_optimizer()
         if not self.discrete:
@@ -176,6 +188,8 @@ class OptionCritic(OptionAgent):
         """One optimizer; the Q_Omega and termination heads get their own learning rates."""
         cfg, net = self.config, self.net
         heads = {"q": cfg.critic_learning_rate, "beta": cfg.termination_learning_rate}
+        if cfg.action_critic:
+            heads["qu"] = cfg.critic_learning_rate
         groups = [{"params": [p for n, p in net.named_parameters() if n.split(".")[0] not in heads],
                    "lr": cfg.learning_rate, "base_lr": cfg.learning_rate}]
         for head, lr in heads.items():
@@ -255,7 +269,8 @@ class OptionCritic(OptionAgent):
             not_terminal = torch.as_tensor(~term.reshape(-1), dtype=torch.float32, device=self.device)
             if multi:  # the rollout policy and its advantages, fixed across the passes
                 feats0 = self.net.body(x)
-                advantage = ret - self.net.q(feats0).gather(1, w[:, None]).squeeze(1)
+                q0 = self.net.q(feats0).gather(1, w[:, None]).squeeze(1)
+                advantage = (self._q_u(feats0, w, a) if cfg.action_critic else ret) - q0
                 old_logp = self._log_prob_entropy(feats0, w, a)[0]
 
         if cfg.lr_schedule == "linear":
@@ -270,12 +285,16 @@ class OptionCritic(OptionAgent):
                 beta_next = torch.sigmoid(self.net.beta(self.net.body(x_next[mb]) if multi else feats_next_grad))
                 logp, entropy = self._log_prob_entropy(feats, w[mb], a[mb])
                 adv = None
+                q_w = self.net.q(feats).gather(1, w[mb, None]).squeeze(1)
+                if cfg.action_critic:
+                    q_u = self._q_u(feats, w[mb], a[mb])
+                    adv = (q_u - q_w).detach()
                 if multi:
                     adv = advantage[mb]
                     if cfg.normalize_advantage and len(mb) > 1:
                         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 terms = option_critic_losses(
-                    q_w=self.net.q(feats).gather(1, w[mb, None]).squeeze(1),
+                    q_w=q_w,
                     returns=ret[mb],
                     logp=logp,
                     entropy=entropy,
@@ -287,7 +306,10 @@ class OptionCritic(OptionAgent):
                     old_logp=old_logp[mb] if multi else None,
                     clip_range=cfg.clip_range if multi else 0.0,
                 )
-                loss = terms["policy"] + cfg.critic_coef * terms["critic"] + cfg.termination_coef * terms["termination"]
+                if cfg.action_critic:
+                    terms["action_critic"] = 0.5 * (ret[mb] - q_u).pow(2).mean()
+                critic = terms["critic"] + terms.get("action_critic", 0.0)
+                loss = terms["policy"] + cfg.critic_coef * critic + cfg.termination_coef * terms["termination"]
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm > 0:
@@ -302,6 +324,11 @@ class OptionCritic(OptionAgent):
         if (self.num_updates + 1) % cfg.target_update_every == 0:
             hard_update(self.target, self.net)
         return {k: float(np.mean(v)) for k, v in history.items()}
+
+    def _q_u(self, feats: torch.Tensor, options: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_U(s, w, a) for each row's option and action."""
+        q = self.net.qu(feats).view(-1, self.config.num_options, self.net.action_dim)
+        return q[torch.arange(q.shape[0], device=q.device), options, actions.long()]
 
     def _log_prob_entropy(self, feats: torch.Tensor, options: torch.Tensor, actions: torch.Tensor):
         dist = self.net.policy(feats, options)
