@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import envs, targets
-from .agents import DIAYN, DIAYNManager, FeudalNetwork, OptionCritic, SoftOptionCritic
+from .agents import DIAYN, DIAYNManager, FeudalNetwork, OptionCritic, SoftOptionCritic, TabularOptionCritic
 from .replay import SUPPORTED_DTYPES, PrioritizedReplayBuffer, ReplayBuffer
 from .targets import nstep_returns, option_bootstrap, option_values, soft_option_targets
 
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 __all__ = [
     "OptionCritic",
     "SoftOptionCritic",
+    "TabularOptionCritic",
     "DIAYN",
     "DIAYNManager",
     "FeudalNetwork",

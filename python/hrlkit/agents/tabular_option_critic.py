@@ -1,0 +1,226 @@
+"""Tabular Option-Critic (Bacon, Harb & Precup 2017, Algorithm 1) for many independent runs at once.
+
+The paper's Four Rooms experiment is tabular: per state s, option w and action a, the tables
+
+    logits[s, w, a]   intra-option policy pi_w(a | s) = softmax(logits[s, w])
+    term[s, w]        termination beta_w(s) = sigmoid(term[s, w])
+    q_omega[s, w]     option values Q_Omega(s, w)
+    q_u[s, w, a]      the intra-option action critic Q_U(s, w, a)
+
+and one-step updates from each transition (s, w, a, r, s'), all from the values before the step:
+
+    G        = r + gamma (1 - done) U(s', w),  U = (1 - beta_w(s')) Q_Omega(s', w) + beta_w(s') V(s')
+    q_u      += critic_lr (G - Q_U(s, w, a));   q_omega += critic_lr (G - Q_Omega(s, w))
+    logits   += policy_lr (Q_U(s, w, a) - b(s, w)) grad log pi_w(a | s),  b = Q_Omega(s, w) or 0
+    term     -= termination_lr grad beta_w(s') (Q_Omega(s', w) - V(s') + xi)      (s' not terminal)
+
+with V the value of the epsilon-greedy choice over options ((1 - eps) max + eps mean), U from
+the C++ kernel (``hrlkit.targets.option_bootstrap``). These are the updates that
+``hrlkit.OptionCritic`` makes with ``hidden_sizes=[]`` on one-hot states, ``optimizer="sgd"``,
+``action_critic=True``, ``rollout_steps=1`` and a target network refreshed every update (the
+tests check the two agree update for update); here the R runs' tables are stacked ([R, S, ...])
+and every run is updated by one vectorized step, so 20+ runs of thousands of episodes take
+minutes, not hours. With one option this is an actor-critic (the paper's AC-PG baseline).
+
+The logits are the policy's parameters: a Boltzmann policy exp(theta / tau) stepped with
+alpha (Q_U - b)(e_a - pi), as in the common tabular implementations of the paper, is the logit
+step policy_lr = alpha / tau (the paper's 0.25 and 0.01 give 25).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .. import targets
+from ..runtime.config import ConfigError, build_config, check, field
+
+__all__ = ["TabularOptionCritic", "TabularOptionCriticConfig"]
+
+
+@dataclasses.dataclass
+class TabularOptionCriticConfig:
+    num_options: int = field(4, "number of options K (1: a flat actor-critic)")
+    gamma: float = field(0.99, "discount")
+    critic_lr: float = field(0.5, "step size of Q_U and Q_Omega")
+    policy_lr: float = field(25.0, "step size of the intra-option policies' logits")
+    termination_lr: float = field(0.25, "step size of the termination logits")
+    epsilon: float = field(0.01, "epsilon of the epsilon-greedy choice over options")
+    baseline: bool = field(True, "subtract Q_Omega(s, w) from Q_U(s, w, a) in the policy step")
+    deliberation_cost: float = field(0.0, "xi, margin added to the termination advantage")
+
+    def validate(self) -> None:
+        check(self.num_options >= 1, "num_options", "an int >= 1", self.num_options)
+        for name in ("gamma", "epsilon"):
+            check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
+        for name in ("critic_lr", "policy_lr", "termination_lr"):
+            check(getattr(self, name) >= 0, name, "a number >= 0", getattr(self, name))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+class TabularOptionCritic:
+    """``num_runs`` independent tabular Option-Critic learners over ``num_states`` states and
+    ``num_actions`` actions, stepped together (each run has its own tables and its own state).
+
+    Per step: :meth:`act` (the runs' running options and sampled actions at their states), the
+    envs' transitions, :meth:`update` (the one-step updates), then :meth:`after_step` (episode
+    ends and terminations pick new options).
+    """
+
+    def __init__(self, num_states: int, num_actions: int, num_runs: int = 1, seed: int = 0, **hparams: Any):
+        for name, value in (("num_states", num_states), ("num_actions", num_actions), ("num_runs", num_runs)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name}: expected an int >= 1, got {value!r}")
+        self.config = build_config(TabularOptionCriticConfig, hparams)
+        R, S, K, A = int(num_runs), int(num_states), self.config.num_options, int(num_actions)
+        self.shape = (R, S, K, A)
+        self.logits = np.zeros((R, S, K, A))
+        self.term = np.zeros((R, S, K))
+        self.q_omega = np.zeros((R, S, K))
+        self.q_u = np.zeros((R, S, K, A))
+        self.rng = np.random.default_rng(seed)
+        self.runs = np.arange(R)
+        self.options = np.zeros(R, dtype=np.int64)
+
+    # ---- acting ---------------------------------------------------------------------------------
+    def _check_states(self, name: str, s: Any) -> np.ndarray:
+        s = np.asarray(s)
+        R, S = self.shape[:2]
+        if s.shape != (R,) or s.dtype.kind not in "iu" or (s < 0).any() or (s >= S).any():
+            raise ValueError(f"{name}: expected {R} state indices in [0, {S}), got {s!r:.120}")
+        return s.astype(np.int64)
+
+    def choose_options(self, states: Any, mask: Any | None = None) -> np.ndarray:
+        """Epsilon-greedy options at ``states`` (ties broken at random) for the runs in ``mask``
+        (all by default); they become the running options. Returns the running options."""
+        s = self._check_states("states", states)
+        mask = np.ones(len(s), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        q = self.q_omega[self.runs, s]
+        K = self.shape[2]
+        greedy = np.argmax(q + 1e-9 * self.rng.random(q.shape), axis=1)
+        explore = self.rng.random(len(s)) < self.config.epsilon
+        new = np.where(explore, self.rng.integers(K, size=len(s)), greedy)
+        self.options = np.where(mask, new, self.options)
+        return self.options
+
+    def policy(self, states: Any, options: Any | None = None) -> np.ndarray:
+        """pi_w(. | s) for each run, [R, A] (w: the running options unless given)."""
+        s = self._check_states("states", states)
+        w = self.options if options is None else np.asarray(options, dtype=np.int64)
+        return _softmax(self.logits[self.runs, s, w])
+
+    def beta(self, states: Any, options: Any | None = None) -> np.ndarray:
+        """beta_w(s) for each run, [R] (w: the running options unless given)."""
+        s = self._check_states("states", states)
+        w = self.options if options is None else np.asarray(options, dtype=np.int64)
+        return _sigmoid(self.term[self.runs, s, w])
+
+    def act(self, states: Any) -> np.ndarray:
+        """An action per run from its running option's policy at its state."""
+        p = self.policy(states)
+        u = self.rng.random((len(p), 1))
+        return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), p.shape[1] - 1)
+
+    def after_step(self, next_states: Any, episode_start: Any) -> np.ndarray:
+        """New options where an episode starts (``next_states`` are then the reset states) or the
+        running option terminates at its next state (with probability beta_w(s'))."""
+        s = self._check_states("next_states", next_states)
+        start = np.asarray(episode_start, dtype=bool)
+        stop = start | (self.rng.random(len(s)) < self.beta(s))
+        return self.choose_options(s, stop)
+
+    # ---- learning -------------------------------------------------------------------------------
+    def update(self, states: Any, actions: Any, rewards: Any, next_states: Any, terminated: Any,
+               active: Any | None = None) -> dict[str, np.ndarray]:
+        """The one-step updates of each run in ``active`` (all by default) from its transition
+        (s, running w, a, r, s'); ``terminated`` marks s' terminal (no bootstrap, no termination
+        step). Returns the TD errors of Q_Omega and the termination advantages ([R])."""
+        cfg = self.config
+        R, S, K, A = self.shape
+        s, s2 = self._check_states("states", states), self._check_states("next_states", next_states)
+        a = np.asarray(actions)
+        if a.shape != (R,) or a.dtype.kind not in "iu" or (a < 0).any() or (a >= A).any():
+            raise ValueError(f"actions: expected {R} action indices in [0, {A}), got {a!r:.120}")
+        r = np.asarray(rewards, dtype=np.float64)
+        if r.shape != (R,):
+            raise ValueError(f"rewards: expected shape ({R},), got {r.shape}")
+        not_done = 1.0 - np.asarray(terminated, dtype=np.float64)
+        act = np.ones(R, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        i, w = self.runs[act], self.options[act]
+        s, a, r, s2, not_done = s[act], a[act], r[act], s2[act], not_done[act]
+
+        q_next = self.q_omega[i, s2]                                   # [n, K]
+        beta_all = _sigmoid(self.term[i, s2])                          # [n, K]
+        u = targets.option_bootstrap(q_next, beta_all, w, cfg.epsilon)
+        g = r + cfg.gamma * not_done * u
+        q_sw, q_swa = self.q_omega[i, s, w], self.q_u[i, s, w, a]
+        p = _softmax(self.logits[i, s, w])
+        feedback = q_swa - (q_sw if cfg.baseline else 0.0)
+        beta_next = beta_all[np.arange(len(i)), w]
+        adv = q_next[np.arange(len(i)), w] - targets.option_values(q_next, cfg.epsilon) + cfg.deliberation_cost
+
+        self.q_u[i, s, w, a] += cfg.critic_lr * (g - q_swa)
+        self.q_omega[i, s, w] += cfg.critic_lr * (g - q_sw)
+        grad = -p
+        grad[np.arange(len(i)), a] += 1.0
+        self.logits[i, s, w] += cfg.policy_lr * feedback[:, None] * grad
+        self.term[i, s2, w] -= cfg.termination_lr * beta_next * (1.0 - beta_next) * adv * not_done
+        td, out_adv = np.zeros(R), np.zeros(R)
+        td[act], out_adv[act] = g - q_sw, adv
+        return {"td_error": td, "termination_advantage": out_adv}
+
+    # ---- driving the runs -----------------------------------------------------------------------
+    def run_episodes(self, envs: list, episodes: int, on_episode_end: Any = None, seed: int | None = None) -> np.ndarray:
+        """Learn on ``envs`` (one gymnasium env per run, Discrete observations and actions of
+        this learner's sizes) until every run has finished ``episodes`` episodes; a run that has
+        stops learning and acting. Time-limit truncations bootstrap, terminations do not.
+        ``on_episode_end(run, episode, length)`` is called after each episode (before the next
+        reset; e.g. to move a goal). ``seed`` seeds each env's first reset (run i: seed + i).
+        Returns the episode lengths, [R, episodes]."""
+        R, S, _, A = self.shape
+        if len(envs) != R:
+            raise ValueError(f"envs: expected {R} envs (one per run), got {len(envs)}")
+        for e in envs:
+            obs_n, act_n = getattr(e.observation_space, "n", None), getattr(e.action_space, "n", None)
+            if obs_n != S or act_n != A:
+                raise ValueError(f"envs: expected Discrete({S}) observations and Discrete({A}) actions, "
+                                 f"got {e.observation_space} and {e.action_space}")
+        if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+            raise ValueError(f"episodes: expected an int >= 1, got {episodes!r}")
+        lengths = np.zeros((R, episodes), dtype=np.int64)
+        done_eps = np.zeros(R, dtype=np.int64)
+        ep_len = np.zeros(R, dtype=np.int64)
+        s = np.array([e.reset(seed=None if seed is None else seed + i)[0] for i, e in enumerate(envs)], dtype=np.int64)
+        self.choose_options(s)
+        active = np.ones(R, dtype=bool)
+        while active.any():
+            a = self.act(s)
+            s2 = s.copy()
+            r, term, start = np.zeros(R), np.zeros(R, dtype=bool), np.zeros(R, dtype=bool)
+            for i in np.flatnonzero(active):
+                s2[i], r[i], term[i], trunc, _ = envs[i].step(int(a[i]))
+                ep_len[i] += 1
+                start[i] = term[i] or trunc
+            self.update(s, a, r, s2, term, active)
+            for i in np.flatnonzero(start):
+                lengths[i, done_eps[i]] = ep_len[i]
+                done_eps[i] += 1
+                if on_episode_end is not None:
+                    on_episode_end(int(i), int(done_eps[i] - 1), int(ep_len[i]))
+                ep_len[i] = 0
+                if done_eps[i] == episodes:
+                    active[i] = False
+                else:
+                    s2[i] = envs[i].reset()[0]
+            self.after_step(s2, start)
+            s = s2
+        return lengths
