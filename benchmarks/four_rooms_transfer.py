@@ -1,15 +1,24 @@
 """The Option-Critic paper's transfer experiment in Four Rooms (Bacon et al., 2017, Fig. 3).
 
-    python benchmarks/four_rooms_transfer.py                   # 20 runs each, about 20 min on 2 cores
+    python benchmarks/four_rooms_transfer.py                   # tabular, 20 runs each, ~5 min on 2 cores
+    python benchmarks/four_rooms_transfer.py --agent neural    # hrlkit.OptionCritic with a [64] body, ~20 min
     python benchmarks/four_rooms_transfer.py --runs 4 --episodes 400 --switch 200   # a quick look
 
 The goal starts in the east doorway; after --switch episodes it moves to a random cell of the
 lower-right room (the same cell for both agents in a given run). Option-Critic with 4 options
 is compared with a flat actor-critic, which is the same code with one option (its termination
-is then irrelevant: U = Q), so both have the same networks, optimizer and step budget. Writes,
-under --out: steps_per_episode.png (mean over runs, smoothed), terminations.png (each option's
-termination probability over the grid just before the goal moves, averaged over the runs),
-results.json and table.md (mean steps per episode over the episodes right after the move).
+is then irrelevant: U = Q), so both have the same tables or networks, step sizes and budget.
+
+--agent tabular (default): the paper's setting, hrlkit.TabularOptionCritic (Algorithm 1: tables,
+an action critic Q_U, one-step updates; step sizes 0.5 critic, 0.25 terminations, logits 25 =
+0.25 / temperature 0.01; epsilon 0.01; no deliberation cost), all runs of one agent stepped
+together. --agent neural: hrlkit.OptionCritic on one-hot states with a [64] tanh body, Adam,
+8-step rollouts.
+
+Writes, under --out: steps_per_episode.png (mean over runs, smoothed), terminations.png (each
+option's termination probability over the grid just before the goal moves, run 0) and
+terminations_mean.png (averaged over the runs), results.json and table.md (mean steps per episode
+over the episodes right after the move).
 """
 from __future__ import annotations
 
@@ -21,8 +30,39 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from _report import write_table
 
-HPARAMS = dict(num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
-               epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1)
+HPARAMS = {
+    "neural": dict(num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
+                   epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1),
+    "tabular": dict(gamma=0.99, critic_lr=0.5, policy_lr=25.0, termination_lr=0.25, epsilon=0.01, baseline=True,
+                    deliberation_cost=0.0),
+}
+
+
+def new_goal(env, run: int) -> int:
+    """Where the goal moves in run ``run`` (the same cell for both agents)."""
+    return int(np.random.default_rng(1000 + run).choice(env.room_cells("lower-right")))
+
+
+def tabular_runs(runs: int, num_options: int, episodes: int, switch: int, overrides: dict) -> list[dict]:
+    """All runs of one agent, stepped together by one TabularOptionCritic."""
+    import gymnasium as gym
+
+    import hrlkit
+
+    envs = [gym.make("hrlkit/FourRooms-v0") for _ in range(runs)]
+    goals = [new_goal(e.unwrapped, r) for r, e in enumerate(envs)]
+    tab = hrlkit.TabularOptionCritic(104, 4, runs, seed=num_options, **{**HPARAMS["tabular"], **overrides},
+                                     num_options=num_options)
+    betas: dict[int, list] = {}
+
+    def on_episode_end(run, episode, length):
+        if episode + 1 == switch:
+            betas[run] = (1.0 / (1.0 + np.exp(-tab.term[run]))).tolist()
+            envs[run].unwrapped.set_goal(goals[run])
+
+    lengths = tab.run_episodes(envs, episodes, on_episode_end, seed=0)
+    return [{"run": r, "num_options": num_options, "lengths": lengths[r].tolist(), "beta": betas.get(r),
+             "new_goal": goals[r], "steps": int(lengths[r].sum())} for r in range(runs)]
 
 
 def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: dict) -> dict:
@@ -31,9 +71,10 @@ def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: d
     torch.set_num_threads(1)
     import hrlkit
 
-    agent = hrlkit.OptionCritic("hrlkit/FourRooms-v0", seed=run, config={**HPARAMS, **overrides}, num_options=num_options)
+    agent = hrlkit.OptionCritic("hrlkit/FourRooms-v0", seed=run, config={**HPARAMS["neural"], **overrides},
+                                num_options=num_options)
     env = agent.envs.envs[0].unwrapped
-    new_goal = int(np.random.default_rng(1000 + run).choice(env.room_cells("lower-right")))
+    goal = new_goal(env, run)
     lengths: list[int] = []
     snapshot = {}
 
@@ -43,13 +84,13 @@ def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: d
             with torch.no_grad():
                 feats = agent.net.body(agent.obs_tensor(np.arange(env.num_cells)))
                 snapshot["beta"] = torch.sigmoid(agent.net.beta(feats)).numpy().tolist()
-            env.set_goal(new_goal)
+            env.set_goal(goal)
         return len(lengths) < episodes
 
     agent.learn(10**9, run_dir=os.path.join(OUT, "runs", f"k{num_options}_run{run}"), progress=False,
                 log_every=50_000, eval_every=None, checkpoint_every=None, tensorboard=False, on_episode_end=on_episode_end)
     return {"run": run, "num_options": num_options, "lengths": lengths, "beta": snapshot.get("beta"),
-            "new_goal": new_goal, "steps": agent.global_step}
+            "new_goal": goal, "steps": agent.global_step}
 
 
 OUT = "benchmarks/results/four_rooms"
@@ -62,23 +103,28 @@ def smooth(x: np.ndarray, k: int) -> np.ndarray:
 def main(argv=None) -> int:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agent", choices=["tabular", "neural"], default="tabular")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--episodes", type=int, default=2000)
     ap.add_argument("--switch", type=int, default=1000)
     ap.add_argument("--window", type=int, default=100, help="episodes after the move that are averaged")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--out", default=OUT)
+    ap.add_argument("--out", help="results folder (default: benchmarks/results/four_rooms, or four_rooms_neural)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides (both agents)")
     args = ap.parse_args(argv)
     from hrlkit.runtime.config import parse_overrides
 
     overrides = parse_overrides(args.set)
-    OUT = args.out
+    OUT = args.out or ("benchmarks/results/four_rooms" if args.agent == "tabular" else "benchmarks/results/four_rooms_neural")
     os.makedirs(OUT, exist_ok=True)
-    jobs = [(r, k) for r in range(args.runs) for k in (4, 1)]
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_out, initargs=(OUT,)) as pool:
-        results = list(pool.map(one_run, [r for r, _ in jobs], [k for _, k in jobs], [args.episodes] * len(jobs),
-                                [args.switch] * len(jobs), [overrides] * len(jobs)))
+        if args.agent == "tabular":
+            results = [r for rs in pool.map(tabular_runs, [args.runs] * 2, (4, 1), [args.episodes] * 2,
+                                            [args.switch] * 2, [overrides] * 2) for r in rs]
+        else:
+            jobs = [(r, k) for r in range(args.runs) for k in (4, 1)]
+            results = list(pool.map(one_run, [r for r, _ in jobs], [k for _, k in jobs], [args.episodes] * len(jobs),
+                                    [args.switch] * len(jobs), [overrides] * len(jobs)))
     by_k = {k: np.array([r["lengths"][: args.episodes] for r in results if r["num_options"] == k]) for k in (4, 1)}
     lo, hi = args.switch, args.switch + args.window
     summary = {
@@ -90,18 +136,22 @@ def main(argv=None) -> int:
         }
         for k, v in by_k.items()
     }
+    after = {k: v[:, lo:hi].mean(axis=1) for k, v in by_k.items()}
+    paired = {"runs": int(len(after[4])), "option_critic_better": int((after[4] < after[1]).sum())}
     _plot(by_k, args, results)
     with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "hparams": {**HPARAMS, **overrides}, "summary": summary,
+        json.dump({"args": vars(args), "hparams": {**HPARAMS[args.agent], **overrides}, "summary": summary, "paired": paired,
                    "lengths": {k: v.tolist() for k, v in by_k.items()},
                    "beta_before_move": {r["run"]: r["beta"] for r in results if r["num_options"] == 4},
                    "total_steps": {k: int(sum(r['steps'] for r in results if r['num_options'] == k)) for k in (4, 1)}},
                   f, indent=2)
-    lines = [f"Four Rooms transfer, {args.runs} runs per agent, goal moved after episode {args.switch}.", "",
+    lines = [f"Four Rooms transfer ({args.agent}), {args.runs} runs per agent, goal moved after episode {args.switch}.", "",
              f"| agent | steps/episode, episodes {lo}-{hi} (after the move) | std over runs | episodes {lo - args.window}-{lo} (before) | episodes 0-{args.window} |",
              "|---|---|---|---|---|"]
     for name, s in summary.items():
         lines.append(f"| {name} | {s['mean_steps_after_move']:.1f} | {s['std_over_runs']:.1f} | {s['mean_steps_before_move']:.1f} | {s['mean_steps_first_window']:.1f} |")
+    lines += ["", f"Option-Critic needs fewer steps per episode than the flat agent over episodes {lo}-{hi} in "
+              f"{paired['option_critic_better']} of {paired['runs']} runs (same goal cell per run)."]
     write_table(OUT, lines)
     return 0
 
