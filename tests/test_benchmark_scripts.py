@@ -50,14 +50,18 @@ def test_four_rooms_transfer_runs(tmp_path):
 
     import four_rooms_transfer
 
-    out = tmp_path / "fr"
-    assert four_rooms_transfer.main(["--runs", "1", "--episodes", "8", "--switch", "4", "--window", "2", "--jobs", "1",
-                                     "--out", str(out)]) == 0
-    summary = json.loads((out / "results.json").read_text())["summary"]
-    assert set(summary) == {"option-critic (4 options)", "flat actor-critic"}
-    assert (out / "steps_per_episode.png").stat().st_size > 1000
-    assert (out / "terminations.png").stat().st_size > 1000
-    assert (out / "terminations_mean.png").stat().st_size > 1000
+    for agent in ("tabular", "neural"):
+        out = tmp_path / agent
+        assert four_rooms_transfer.main(["--agent", agent, "--runs", "2", "--episodes", "8", "--switch", "4",
+                                         "--window", "2", "--jobs", "1", "--out", str(out)]) == 0
+        res = json.loads((out / "results.json").read_text())
+        assert set(res["summary"]) == {"option-critic (4 options)", "flat actor-critic"}
+        assert len(res["lengths"]["4"]) == 2 and len(res["lengths"]["4"][0]) == 8
+        assert len(res["beta_before_move"]["0"]) == 104  # a termination map per run, taken at the move
+        assert (out / "steps_per_episode.png").stat().st_size > 1000
+        assert (out / "terminations.png").stat().st_size > 1000
+        assert (out / "terminations_mean.png").stat().st_size > 1000
+        assert agent in (out / "table.md").read_text()
 
 
 def test_option_critic_acceptance_runs(tmp_path):
@@ -170,14 +174,25 @@ def test_feudal_maze_script_runs(tmp_path):
 
     out = tmp_path / "maze"
     assert feudal_maze.main(["--steps", "640", "--eval-every", "320", "--seeds", "0", "--jobs", "1", "--ablate",
-                             "--out", str(out)]) == 0
+                             "--out", str(out), "--flat-set", "entropy_coef=0.05"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res) == {"feudal_seed0", "flat_seed0"} and "zero_goals_100" in res["feudal_seed0"]
+    runs = res["runs"]
+    assert set(runs) == {"feudal_seed0", "flat_seed0"} and "zero_goals_100" in runs["feudal_seed0"]
+    assert res["args"]["env"] == "hrlkit/NineRoomsMaze-v0" and res["args"]["flat_set"] == ["entropy_coef=0.05"]
+    assert 0.0 <= runs["flat_seed0"]["final_100"] <= 1.0
     assert (out / "success.png").exists() and "| FuN | 0 |" in (out / "table.md").read_text()
+    # re-evaluating the saved runs gives the same greedy figures (seeded evaluation episodes)
+    assert feudal_maze.main(["--steps", "640", "--seeds", "0", "--jobs", "1", "--ablate", "--out", str(out),
+                             "--eval-only"]) == 0
+    again = json.loads((out / "results.json").read_text())["runs"]
+    for name in ("feudal_seed0", "flat_seed0"):
+        assert again[name]["final_100"] == runs[name]["final_100"]
+    assert again["feudal_seed0"]["zero_goals_100"] == runs["feudal_seed0"]["zero_goals_100"]
 
 
 def test_feudal_maze_random_baseline(capsys):
     import feudal_maze
 
-    assert feudal_maze.main(["--random-only", "20"]) == 0
-    assert "uniform random actions succeed in" in capsys.readouterr().out
+    for env in ("hrlkit/NineRoomsMaze-v0", "hrlkit/FourRoomsMaze-v0"):
+        assert feudal_maze.main(["--random-only", "20", "--env", env]) == 0
+        assert f"{env}: uniform random actions succeed in" in capsys.readouterr().out
