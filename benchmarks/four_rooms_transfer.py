@@ -54,14 +54,17 @@ def tabular_runs(runs: int, num_options: int, episodes: int, switch: int, overri
     tab = hrlkit.TabularOptionCritic(104, 4, runs, seed=num_options, **{**HPARAMS["tabular"], **overrides},
                                      num_options=num_options)
     betas: dict[int, list] = {}
+    greedy: dict[int, list] = {}
 
     def on_episode_end(run, episode, length):
         if episode + 1 == switch:
             betas[run] = (1.0 / (1.0 + np.exp(-tab.term[run]))).tolist()
+            greedy[run] = tab.q_omega[run].argmax(axis=1).tolist()
             envs[run].unwrapped.set_goal(goals[run])
 
     lengths = tab.run_episodes(envs, episodes, on_episode_end, seed=0)
     return [{"run": r, "num_options": num_options, "lengths": lengths[r].tolist(), "beta": betas.get(r),
+             "greedy_option": greedy.get(r),
              "new_goal": goals[r], "steps": int(lengths[r].sum())} for r in range(runs)]
 
 
@@ -84,12 +87,14 @@ def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: d
             with torch.no_grad():
                 feats = agent.net.body(agent.obs_tensor(np.arange(env.num_cells)))
                 snapshot["beta"] = torch.sigmoid(agent.net.beta(feats)).numpy().tolist()
+                snapshot["greedy_option"] = agent.net.q(feats).argmax(dim=1).tolist()
             env.set_goal(goal)
         return len(lengths) < episodes
 
     agent.learn(10**9, run_dir=os.path.join(OUT, "runs", f"k{num_options}_run{run}"), progress=False,
                 log_every=50_000, eval_every=None, checkpoint_every=None, tensorboard=False, on_episode_end=on_episode_end)
     return {"run": run, "num_options": num_options, "lengths": lengths, "beta": snapshot.get("beta"),
+            "greedy_option": snapshot.get("greedy_option"),
             "new_goal": goal, "steps": agent.global_step}
 
 
@@ -138,11 +143,13 @@ def main(argv=None) -> int:
     }
     after = {k: v[:, lo:hi].mean(axis=1) for k, v in by_k.items()}
     paired = {"runs": int(len(after[4])), "option_critic_better": int((after[4] < after[1]).sum())}
+    rooms = room_ownership([r["greedy_option"] for r in results if r["num_options"] == 4 and r["greedy_option"]])
     _plot(by_k, args, results)
     with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "hparams": {**HPARAMS[args.agent], **overrides}, "summary": summary, "paired": paired,
+        json.dump({"args": vars(args), "hparams": {**HPARAMS[args.agent], **overrides}, "summary": summary, "paired": paired, "room_ownership": rooms,
                    "lengths": {k: v.tolist() for k, v in by_k.items()},
                    "beta_before_move": {r["run"]: r["beta"] for r in results if r["num_options"] == 4},
+                   "greedy_option_before_move": {r["run"]: r["greedy_option"] for r in results if r["num_options"] == 4},
                    "total_steps": {k: int(sum(r['steps'] for r in results if r['num_options'] == k)) for k in (4, 1)}},
                   f, indent=2)
     lines = [f"Four Rooms transfer ({args.agent}), {args.runs} runs per agent, goal moved after episode {args.switch}.", "",
@@ -151,9 +158,25 @@ def main(argv=None) -> int:
     for name, s in summary.items():
         lines.append(f"| {name} | {s['mean_steps_after_move']:.1f} | {s['std_over_runs']:.1f} | {s['mean_steps_before_move']:.1f} | {s['mean_steps_first_window']:.1f} |")
     lines += ["", f"Option-Critic needs fewer steps per episode than the flat agent over episodes {lo}-{hi} in "
-              f"{paired['option_critic_better']} of {paired['runs']} runs (same goal cell per run)."]
+              f"{paired['option_critic_better']} of {paired['runs']} runs (same goal cell per run).", "",
+              "Options by room at the move: share of each room's cells where Q_Omega picks the room's most "
+              "common option (mean over runs; at least 0.25 with 4 options, 1 when one option owns the room): "
+              + ", ".join(f"{room} {v:.2f}" for room, v in rooms.items())]
     write_table(OUT, lines)
     return 0
+
+
+def room_ownership(greedy: list) -> dict[str, float]:
+    """Per room, the share of its cells whose greedy option is the room's most common one,
+    averaged over runs (``greedy``: per run, the greedy option of each of the 104 cells)."""
+    from hrlkit.envs import FourRoomsEnv
+
+    env = FourRoomsEnv()
+    out = {}
+    for room in ("upper-left", "upper-right", "lower-left", "lower-right"):
+        cells = env.room_cells(room)
+        out[room] = float(np.mean([np.bincount(np.asarray(g)[cells]).max() / len(cells) for g in greedy])) if greedy else float("nan")
+    return out
 
 
 def _set_out(out: str) -> None:
@@ -190,21 +213,33 @@ def _plot(by_k, args, results) -> None:
     betas = np.array([r["beta"] for r in oc])  # [runs, cells, K]
     # Option ids are arbitrary in each run, so the average over runs blurs the structure: draw
     # the first run's maps, and the average beside them for reference.
-    _beta_maps(env, betas[0], os.path.join(OUT, "terminations.png"), f"run {oc[0]['run']}")
+    _beta_maps(env, betas[0], os.path.join(OUT, "terminations.png"), f"run {oc[0]['run']}", oc[0]["greedy_option"])
     _beta_maps(env, betas.mean(axis=0), os.path.join(OUT, "terminations_mean.png"), f"mean over {len(oc)} runs")
 
 
-def _beta_maps(env, beta, path: str, label: str) -> None:
+def _beta_maps(env, beta, path: str, label: str, greedy=None) -> None:
+    """One map of beta per option; with ``greedy`` (the option Q_Omega picks in each cell), a
+    last panel with the cells each option is chosen in."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, beta.shape[1], figsize=(3.2 * beta.shape[1], 3.4))
-    for w, ax in enumerate(np.atleast_1d(axes)):
+    k = beta.shape[1]
+    fig, axes = plt.subplots(1, k + (greedy is not None), figsize=(3.2 * (k + (greedy is not None)), 3.4))
+    axes = np.atleast_1d(axes)
+    for w in range(k):
         grid = np.full(env.walls.shape, np.nan)
         grid[env.cells[:, 0], env.cells[:, 1]] = beta[:, w]
-        im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"option {w}: β ({label})", fontsize=9)
+        im = axes[w].imshow(grid, cmap="viridis", vmin=0, vmax=1)
+        axes[w].set_title(f"option {w}: β ({label})", fontsize=9)
+    fig.colorbar(im, ax=list(axes[:k]), shrink=0.8)
+    if greedy is not None:
+        grid = np.full(env.walls.shape, np.nan)
+        grid[env.cells[:, 0], env.cells[:, 1]] = greedy
+        axes[k].imshow(grid, cmap="tab10", vmin=0, vmax=9)
+        for (r, c), w in zip(env.cells, greedy):
+            axes[k].text(c, r, str(w), ha="center", va="center", fontsize=6)
+        axes[k].set_title(f"greedy option per cell ({label})", fontsize=9)
+    for ax in axes:
         ax.set_xticks([]), ax.set_yticks([])
-    fig.colorbar(im, ax=list(np.atleast_1d(axes)), shrink=0.8)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

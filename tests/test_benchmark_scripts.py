@@ -58,6 +58,10 @@ def test_four_rooms_transfer_runs(tmp_path):
         assert set(res["summary"]) == {"option-critic (4 options)", "flat actor-critic"}
         assert len(res["lengths"]["4"]) == 2 and len(res["lengths"]["4"][0]) == 8
         assert len(res["beta_before_move"]["0"]) == 104  # a termination map per run, taken at the move
+        assert len(res["greedy_option_before_move"]["0"]) == 104
+        assert set(res["greedy_option_before_move"]["0"]) <= {0, 1, 2, 3}
+        assert set(res["room_ownership"]) == {"upper-left", "upper-right", "lower-left", "lower-right"}
+        assert all(0.25 <= v <= 1.0 for v in res["room_ownership"].values())
         assert (out / "steps_per_episode.png").stat().st_size > 1000
         assert (out / "terminations.png").stat().st_size > 1000
         assert (out / "terminations_mean.png").stat().st_size > 1000
