@@ -53,7 +53,10 @@ def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, a
     run_dir = os.path.join(out, "runs", f"{kind}_seed{seed}")
     cls = hrlkit.FeudalNetwork if kind == "feudal" else hrlkit.OptionCritic
     if eval_only:
-        agent = cls.load(os.path.join(run_dir, "checkpoints", "latest.pt"))
+        path = os.path.join(run_dir, "checkpoints", "latest.pt")
+        if not os.path.exists(path):
+            raise SystemExit(f"--eval-only: no saved run at {path} (train it first, without --eval-only)")
+        agent = cls.load(path)
     else:
         if kind == "feudal":
             agent = cls(env, seed=seed, env_kwargs=env_kwargs)
@@ -63,7 +66,7 @@ def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, a
         agent.learn(steps, run_dir=run_dir, progress=False, log_every=eval_every, eval_every=eval_every,
                     eval_episodes=10, checkpoint_every=None)
     rows = list(csv.DictReader(open(os.path.join(run_dir, "progress.csv"))))
-    res = {"run_dir": run_dir,
+    res = {"run_dir": run_dir, "steps": agent.global_step,
            "curve": [(int(float(r["global_step"])), float(r["eval/mean_return"])) for r in rows if r.get("eval/mean_return")],
            "train_success": [(int(float(r["global_step"])), float(r["charts/episodic_return"])) for r in rows
                              if r.get("charts/episodic_return")]}
@@ -107,7 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--observation", choices=["index", "coords"],
                     help="what the agents see (default: the registered env's; nine rooms: coords, four rooms: index)")
     ap.add_argument("--eval-only", action="store_true",
-                    help="re-evaluate the runs saved under --out (checkpoints/latest.pt) instead of training")
+                    help="re-evaluate the runs saved under --out (checkpoints/latest.pt) instead of training; "
+                         "the saved runs' own settings apply (--steps, --observation and --flat-set are not used)")
     ap.add_argument("--random-only", type=int, metavar="EPISODES",
                     help="only print the success rate of uniform random actions over EPISODES episodes")
     args = ap.parse_args(argv)
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
               title=f"{env}: success rate (10 greedy episodes)")
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"args": vars(args), "runs": {f"{k}_seed{s}": r for (k, s), r in zip(jobs, results)}}, f, indent=2)
-    lines = [f"{env}, {args.steps:,} env steps per run: success rate of 100 greedy episodes at the end (final), "
+    steps = ", ".join(f"{s:,}" for s in sorted({r["steps"] for r in results}))
+    lines = [f"{env}, {steps} env steps per run: success rate of 100 greedy episodes at the end (final), "
              "of the 10 greedy episodes of each evaluation (best), of the training episodes of the last log "
              "interval (train) and averaged over the run's log intervals (train, whole run)",
              "| agent | seed | final (100 episodes) | best (10 episodes) | train | train, whole run | zero goals (100 episodes) |",

@@ -120,6 +120,12 @@ def main(argv=None) -> int:
     from hrlkit.runtime.config import parse_overrides
 
     overrides = parse_overrides(args.set)
+    if "num_options" in overrides:
+        ap.error("--set num_options: the script compares 4 options with 1; it cannot be set")
+    if not 0 < args.switch < args.episodes or args.window < 1 or args.switch + args.window > args.episodes \
+            or args.window > args.switch:
+        ap.error(f"--switch/--window: expected 0 < switch < episodes and window <= switch, switch + window <= episodes, "
+                 f"got switch {args.switch}, window {args.window}, episodes {args.episodes}")
     OUT = args.out or ("benchmarks/results/four_rooms" if args.agent == "tabular" else "benchmarks/results/four_rooms_neural")
     os.makedirs(OUT, exist_ok=True)
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_out, initargs=(OUT,)) as pool:

@@ -66,6 +66,11 @@ def test_four_rooms_transfer_runs(tmp_path):
         assert (out / "terminations.png").stat().st_size > 1000
         assert (out / "terminations_mean.png").stat().st_size > 1000
         assert agent in (out / "table.md").read_text()
+    for bad in (["--set", "num_options=2"], ["--switch", "8"], ["--window", "5"]):
+        with pytest.raises(SystemExit):
+            four_rooms_transfer.main(["--runs", "1", "--episodes", "8", "--switch", "4", "--window", "2", *bad,
+                                      "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()
 
 
 def test_option_critic_acceptance_runs(tmp_path):
@@ -192,6 +197,9 @@ def test_feudal_maze_script_runs(tmp_path):
     for name in ("feudal_seed0", "flat_seed0"):
         assert again[name]["final_100"] == runs[name]["final_100"]
     assert again["feudal_seed0"]["zero_goals_100"] == runs["feudal_seed0"]["zero_goals_100"]
+    assert again["flat_seed0"]["steps"] == 640 and "640 env steps per run" in (out / "table.md").read_text()
+    with pytest.raises(SystemExit, match="no saved run at"):
+        feudal_maze.main(["--seeds", "1", "--jobs", "1", "--out", str(out), "--eval-only"])
 
 
 def test_feudal_maze_random_baseline(capsys):

@@ -123,6 +123,9 @@ def test_nine_rooms_maze_registration_coords_and_path_length():
     maze = env.unwrapped
     assert maze.num_cells == 236 and maze.goal == 235 and tuple(maze.cells[maze.goal]) == (17, 17)
     assert _shortest_path(maze, 0, 235) == 32
+    wall_lines = [(r, c) for r in range(19) for c in range(19) if (r % 6 == 0 or c % 6 == 0) and not maze.walls[r, c]]
+    assert len(wall_lines) == 11  # the doorways (bottom-middle and bottom-right rooms not joined directly)
+    assert all(_shortest_path(maze, 0, cell) < 200 for cell in range(maze.num_cells))  # every cell reachable
     # coords and index observations walk the same cells under the same seed
     idx = NineRoomsEnv(observation="index")
     idx.reset(seed=3)
@@ -146,4 +149,8 @@ def test_grid_world_rejects_bad_layouts_and_observations():
         GridWorldEnv("www\n  w\nwww", goal=0)
     with pytest.raises(ValueError, match="observation: expected one of .*'pixels'"):
         GridWorldEnv(LAYOUT, goal=0, observation="pixels")
+    with pytest.raises(ValueError, match="layout: expected at least 2 free cells"):
+        GridWorldEnv("www\nw w\nwww", goal=0)
+    with pytest.raises(ValueError, match="layout: expected at least 2 free cells"):
+        GridWorldEnv("www\nwww", goal=0)
     assert GridWorldEnv("wwww\nw  w\nwwww", goal=1).num_cells == 2

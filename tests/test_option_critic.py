@@ -318,7 +318,7 @@ def test_tabular_heads_and_per_head_learning_rates():
     """hidden_sizes=[] gives linear heads on the one-hot state (the paper's tabular setting);
     the Q_Omega and termination heads get their own learning rates, and 'sgd' takes plain steps."""
     agent = hrlkit.OptionCritic("hrlkit/FourRooms-v0", seed=0, num_envs=1, rollout_steps=1, hidden_sizes=[],
-                                optimizer="sgd", learning_rate=0.25, critic_learning_rate=0.5,
+                                head_bias=False, optimizer="sgd", learning_rate=0.25, critic_learning_rate=0.5,
                                 termination_learning_rate=0.1)
     assert isinstance(agent.net.body, torch.nn.Identity) and agent.net.q.in_features == 104
     assert isinstance(agent.optimizer, torch.optim.SGD)
@@ -333,6 +333,8 @@ def test_tabular_heads_and_per_head_learning_rates():
     with pytest.raises(ConfigError, match="optimizer"):
         hrlkit.OptionCritic("CartPole-v1", optimizer="rmsprop")
     assert agent.net.q.bias is None and agent.net.pi.bias is None  # bias-free: a table per head
+    # the default keeps the biases (checkpoints saved before head_bias existed load unchanged)
+    assert hrlkit.OptionCritic("hrlkit/FourRooms-v0", num_envs=1, hidden_sizes=[]).net.q.bias is not None
 
 
 def test_action_critic_head_learning_rate_logs_and_refusals():

@@ -13,7 +13,8 @@ S, A = 104, 4
 
 def _oc_agent(K: int, eps: float, xi: float, gamma: float = 0.9):
     return hrlkit.OptionCritic(
-        "hrlkit/FourRooms-v0", seed=0, num_options=K, num_envs=1, rollout_steps=1, hidden_sizes=[], optimizer="sgd",
+        "hrlkit/FourRooms-v0", seed=0, num_options=K, num_envs=1, rollout_steps=1, hidden_sizes=[], head_bias=False,
+        optimizer="sgd",
         learning_rate=3.0, critic_learning_rate=0.5, termination_learning_rate=0.25, action_critic=True,
         target_update_every=1, critic_coef=1.0, termination_coef=1.0, entropy_coef=0.0, max_grad_norm=0.0,
         deliberation_cost=xi, epsilon_start=eps, epsilon_end=eps, gamma=gamma,
@@ -114,7 +115,29 @@ def test_bad_input_names_the_argument():
         tab.update([0, 1], [0, 2], [0.0, 1.0], [0, 1], [False, False])
     np.testing.assert_array_equal(tab.q_omega, before)
     with pytest.raises(ValueError, match="envs: expected Discrete\\(4\\) observations"):
-        tab.run_episodes([gym.make("hrlkit/FourRooms-v0")] * 2, 1)
+        tab.run_episodes([gym.make("hrlkit/FourRooms-v0") for _ in range(2)], 1)
+    with pytest.raises(ValueError, match="terminated: expected 2 bools"):
+        tab.update([0, 1], [0, 1], [0.0, 1.0], [0, 1], [False])
+    with pytest.raises(ValueError, match="active: expected 2 bools"):
+        tab.update([0, 1], [0, 1], [0.0, 1.0], [0, 1], [False, False], active=[0, 1])
+    with pytest.raises(ValueError, match="rewards: expected 2 finite numbers"):
+        tab.update([0, 1], [0, 1], [0.0, np.nan], [0, 1], [False, False])
+    with pytest.raises(ValueError, match="options: expected 2 option ids in \\[0, 4\\)"):
+        tab.policy([0, 1], options=[0, -1])
+    np.testing.assert_array_equal(tab.q_omega, before)
+    rng_state = tab.rng.bit_generator.state
+    with pytest.raises(ValueError, match="episode_start: expected 2 bools"):
+        tab.after_step([0, 1], [True])
+    with pytest.raises(ValueError, match="mask: expected 2 bools"):
+        tab.choose_options([0, 1], [True, False, True])
+    assert tab.rng.bit_generator.state == rng_state  # nothing drawn before the refusal
+    one = gym.make("hrlkit/FourRooms-v0")
+    with pytest.raises(ValueError, match="envs: expected 2 distinct envs .* \\(1 distinct\\)"):
+        hrlkit.TabularOptionCritic(104, 4, 2).run_episodes([one, one], 1)
+    got = tab.choose_options([0, 1])
+    running = tab.options.copy()
+    got[:] = 99  # a copy, not the running options
+    np.testing.assert_array_equal(tab.options, running)
 
 
 def test_learns_four_rooms_and_the_hook_sees_every_episode():

@@ -16,9 +16,11 @@ that was running; xi (the deliberation cost) keeps options from collapsing to on
 window k stops at episode ends (bootstrapping from the final observation after a time-limit
 truncation). Discrete actions use per-option softmax policies, continuous ones per-option
 Gaussians (clipped to the action bounds in the env; log-probabilities of the raw sample).
-With ``hidden_sizes=[]`` on a Discrete observation space (one-hot states) the heads have no bias:
-they are tables, and with ``optimizer="sgd"``, ``action_critic=True`` and one-step rollouts the
-updates are those of the paper's tabular algorithm (``hrlkit.TabularOptionCritic``).
+With ``hidden_sizes=[]`` and ``head_bias=False`` on a Discrete observation space (one-hot states)
+every head is a table; with, in addition, ``optimizer="sgd"``, ``action_critic=True``,
+``num_envs=1``, ``rollout_steps=1``, ``target_update_every=1``, ``critic_coef=1``,
+``termination_coef=1``, ``entropy_coef=0`` and ``max_grad_norm=0`` the updates are those of the
+paper's tabular algorithm (``hrlkit.TabularOptionCritic``; a test compares them).
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class OptionCriticConfig:
     clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)")
     normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
     action_critic: bool = field(False, "learn Q_U(s, w, a) (discrete actions) and use Q_U - Q_Omega as the policy's advantage")
+    head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head a table)")
 
     def validate(self) -> None:
         check_option_agent_config(self, allow_empty=True)
@@ -130,9 +133,9 @@ def option_critic_losses(
 class OptionCriticNet(nn.Module):
     """Shared body; heads for Q_Omega (K), terminations (K) and K intra-option policies."""
 
-    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig,
-                 head_bias: bool = True):
+    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig):
         super().__init__()
+        head_bias = cfg.head_bias
         self.num_options, self.action_dim, self.discrete = num_options, action_dim, discrete
         self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
         h = cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim
@@ -173,8 +176,7 @@ class OptionCritic(OptionAgent):
         obs_dim = obs_width(self.observation_space)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         action_dim = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
-        tabular = not cfg.hidden_sizes and isinstance(self.observation_space, gym.spaces.Discrete)
-        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg, head_bias=not tabular).to(self.device)
+        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = self._make_optimizer()
         if not self.discrete:

@@ -16,9 +16,10 @@ and one-step updates from each transition (s, w, a, r, s'), all from the values 
 
 with V the value of the epsilon-greedy choice over options ((1 - eps) max + eps mean), U from
 the C++ kernel (``hrlkit.targets.option_bootstrap``). These are the updates that
-``hrlkit.OptionCritic`` makes with ``hidden_sizes=[]`` on one-hot states, ``optimizer="sgd"``,
-``action_critic=True``, ``rollout_steps=1`` and a target network refreshed every update (the
-tests check the two agree update for update); here the R runs' tables are stacked ([R, S, ...])
+``hrlkit.OptionCritic`` makes on one-hot states with ``hidden_sizes=[]``, ``head_bias=False``,
+``optimizer="sgd"``, ``action_critic=True``, ``num_envs=1``, ``rollout_steps=1``,
+``target_update_every=1``, ``critic_coef=1``, ``termination_coef=1``, ``entropy_coef=0`` and
+``max_grad_norm=0`` (the tests check the two agree update for update); here the R runs' tables are stacked ([R, S, ...])
 and every run is updated by one vectorized step, so 20+ runs of thousands of episodes take
 minutes, not hours. With one option this is an actor-critic (the paper's AC-PG baseline).
 
@@ -99,30 +100,47 @@ class TabularOptionCritic:
             raise ValueError(f"{name}: expected {R} state indices in [0, {S}), got {s!r:.120}")
         return s.astype(np.int64)
 
+    def _check_mask(self, name: str, mask: Any, default: bool = True) -> np.ndarray:
+        R = self.shape[0]
+        if mask is None:
+            return np.full(R, default)
+        m = np.asarray(mask)
+        if m.shape != (R,) or m.dtype != bool:
+            raise ValueError(f"{name}: expected {R} bools (one per run), got {m!r:.120}")
+        return m
+
+    def _check_options(self, options: Any) -> np.ndarray:
+        if options is None:
+            return self.options
+        w = np.asarray(options)
+        R, K = self.shape[0], self.shape[2]
+        if w.shape != (R,) or w.dtype.kind not in "iu" or (w < 0).any() or (w >= K).any():
+            raise ValueError(f"options: expected {R} option ids in [0, {K}), got {w!r:.120}")
+        return w.astype(np.int64)
+
     def choose_options(self, states: Any, mask: Any | None = None) -> np.ndarray:
         """Epsilon-greedy options at ``states`` (ties broken at random) for the runs in ``mask``
-        (all by default); they become the running options. Returns the running options."""
+        (bools, all runs by default); they become the running options. Returns a copy of the
+        running options."""
         s = self._check_states("states", states)
-        mask = np.ones(len(s), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        mask = self._check_mask("mask", mask)
         q = self.q_omega[self.runs, s]
         K = self.shape[2]
         greedy = np.argmax(q + 1e-9 * self.rng.random(q.shape), axis=1)
         explore = self.rng.random(len(s)) < self.config.epsilon
         new = np.where(explore, self.rng.integers(K, size=len(s)), greedy)
         self.options = np.where(mask, new, self.options)
-        return self.options
+        return self.options.copy()
 
     def policy(self, states: Any, options: Any | None = None) -> np.ndarray:
         """pi_w(. | s) for each run, [R, A] (w: the running options unless given)."""
         s = self._check_states("states", states)
-        w = self.options if options is None else np.asarray(options, dtype=np.int64)
-        return _softmax(self.logits[self.runs, s, w])
+        return _softmax(self.logits[self.runs, s, self._check_options(options)])
 
     def beta(self, states: Any, options: Any | None = None) -> np.ndarray:
         """beta_w(s) for each run, [R] (w: the running options unless given)."""
         s = self._check_states("states", states)
-        w = self.options if options is None else np.asarray(options, dtype=np.int64)
-        return _sigmoid(self.term[self.runs, s, w])
+        return _sigmoid(self.term[self.runs, s, self._check_options(options)])
 
     def act(self, states: Any) -> np.ndarray:
         """An action per run from its running option's policy at its state."""
@@ -134,7 +152,7 @@ class TabularOptionCritic:
         """New options where an episode starts (``next_states`` are then the reset states) or the
         running option terminates at its next state (with probability beta_w(s'))."""
         s = self._check_states("next_states", next_states)
-        start = np.asarray(episode_start, dtype=bool)
+        start = self._check_mask("episode_start", episode_start)
         stop = start | (self.rng.random(len(s)) < self.beta(s))
         return self.choose_options(s, stop)
 
@@ -151,10 +169,10 @@ class TabularOptionCritic:
         if a.shape != (R,) or a.dtype.kind not in "iu" or (a < 0).any() or (a >= A).any():
             raise ValueError(f"actions: expected {R} action indices in [0, {A}), got {a!r:.120}")
         r = np.asarray(rewards, dtype=np.float64)
-        if r.shape != (R,):
-            raise ValueError(f"rewards: expected shape ({R},), got {r.shape}")
-        not_done = 1.0 - np.asarray(terminated, dtype=np.float64)
-        act = np.ones(R, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        if r.shape != (R,) or not np.isfinite(r).all():
+            raise ValueError(f"rewards: expected {R} finite numbers, got {r!r:.120}")
+        not_done = 1.0 - self._check_mask("terminated", terminated, False)
+        act = self._check_mask("active", active)
         i, w = self.runs[act], self.options[act]
         s, a, r, s2, not_done = s[act], a[act], r[act], s2[act], not_done[act]
 
@@ -187,8 +205,9 @@ class TabularOptionCritic:
         reset; e.g. to move a goal). ``seed`` seeds each env's first reset (run i: seed + i).
         Returns the episode lengths, [R, episodes]."""
         R, S, _, A = self.shape
-        if len(envs) != R:
-            raise ValueError(f"envs: expected {R} envs (one per run), got {len(envs)}")
+        if len(envs) != R or len({id(e.unwrapped) for e in envs}) != R:
+            raise ValueError(f"envs: expected {R} distinct envs (one per run), got {len(envs)} "
+                             f"({len({id(e.unwrapped) for e in envs})} distinct)")
         for e in envs:
             obs_n, act_n = getattr(e.observation_space, "n", None), getattr(e.action_space, "n", None)
             if obs_n != S or act_n != A:

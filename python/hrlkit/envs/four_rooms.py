@@ -25,7 +25,8 @@ w           w
 w     w     w
 wwwwwwwwwwwww"""
 
-# 3 x 3 rooms of 5 x 5 cells, 12 doorways at staggered positions: 236 free cells; from the
+# 3 x 3 rooms of 5 x 5 cells, 11 doorways at staggered positions (the bottom-middle and bottom-right
+# rooms are not joined directly): 236 free cells; from the
 # upper-left corner (cell 0) to the lower-right one (cell 235) the shortest path is 32 moves
 NINE_ROOMS = """\
 wwwwwwwwwwwwwwwwwww
@@ -77,6 +78,8 @@ class GridWorldEnv(gym.Env):
         grid = np.array([[c == "w" for c in line] for line in lines])
         if not (grid[0].all() and grid[-1].all() and grid[:, 0].all() and grid[:, -1].all()):
             raise ValueError("layout: expected a grid closed by walls on all four sides")
+        if (~grid).sum() < 2:
+            raise ValueError(f"layout: expected at least 2 free cells (a start and a goal), got {(~grid).sum()}")
         self.walls = grid
         self.cells = np.argwhere(~grid)  # (cells, 2), row-major
         self.cell_index = -np.ones(grid.shape, dtype=np.int64)
