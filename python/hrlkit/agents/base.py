@@ -190,6 +190,12 @@ class Algorithm:
         return agent
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def linear_schedule(self, start: float, end: float, span: float) -> float:
+        """``start`` moved linearly to ``end`` over the first ``span`` env steps (at least 1), then
+        held: exploration rates, prioritized replay's beta."""
+        frac = min(1.0, self.global_step / max(1, span))
+        return start + frac * (end - start)
+
     def run_owed_steps(self, step) -> dict[str, Any]:
         """Run ``step()`` once per whole gradient step owed (``self._update_credit``, which
         ``observe`` raises by the update-to-data ratio) and return the last step's stats."""

@@ -133,8 +133,7 @@ class DIAYNManager(Algorithm):
     def epsilon(self) -> float:
         cfg = self.config
         span = max(1.0, cfg.exploration_fraction * max(1, self.total_steps))
-        frac = min(1.0, self.global_step / span)
-        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+        return self.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, span)
 
     def _q(self, obs: Any, net: nn.Module | None = None) -> torch.Tensor:
         return (net or self.q)(self.skill_agent._obs(obs))[0]

@@ -205,8 +205,7 @@ class OptionCritic(OptionAgent):
     # ---- acting ----------------------------------------------------------------------------------
     def epsilon(self) -> float:
         cfg = self.config
-        frac = min(1.0, self.global_step / cfg.epsilon_decay_steps)
-        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+        return self.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_decay_steps)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:

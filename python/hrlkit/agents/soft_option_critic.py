@@ -307,8 +307,7 @@ class SoftOptionCritic(OptionAgent):
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
         if self.buffer.prioritized:
-            frac = min(1.0, self.global_step / max(1, self.total_steps))
-            self.buffer.beta = self.config.per_beta + frac * (1.0 - self.config.per_beta)
+            self.buffer.beta = self.linear_schedule(self.config.per_beta, 1.0, self.total_steps)
         # 0-dim tensors, read by the logger once per interval (no host sync here)
         return self.run_owed_steps(self._graph_step if self._graph_wanted() else self._gradient_step)
 
