@@ -105,8 +105,10 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ConfigError, match="policy_lr"):
         hrlkit.TabularOptionCritic(4, 2, policy_lr="fast")
     assert hrlkit.TabularOptionCritic(4, 2, policy_lr="2.5", baseline="false").config.policy_lr == 2.5  # CLI strings
-    with pytest.raises(ConfigError, match="num_runs: expected an int >= 1"):
+    with pytest.raises(ValueError, match="num_runs: expected an integer >= 1, got 0"):
         hrlkit.TabularOptionCritic(4, 2, 0)
+    with pytest.raises(TypeError, match="num_states: expected an integer, got 4.0"):
+        hrlkit.TabularOptionCritic(4.0, 2)
     tab = hrlkit.TabularOptionCritic(4, 2, 2)
     before = tab.q_omega.copy()
     with pytest.raises(ValueError, match="next_states: expected 2 state indices in \\[0, 4\\)"):
@@ -131,6 +133,8 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="mask: expected 2 bools"):
         tab.choose_options([0, 1], [True, False, True])
     assert tab.rng.bit_generator.state == rng_state  # nothing drawn before the refusal
+    with pytest.raises(ValueError, match="episodes: expected an integer >= 1, got 0"):
+        hrlkit.TabularOptionCritic(104, 4, 1).run_episodes([gym.make("hrlkit/FourRooms-v0")], 0)
     one = gym.make("hrlkit/FourRooms-v0")
     with pytest.raises(ValueError, match="envs: expected 2 distinct envs .* \\(1 distinct\\)"):
         hrlkit.TabularOptionCritic(104, 4, 2).run_episodes([one, one], 1)

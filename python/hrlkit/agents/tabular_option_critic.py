@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from .. import targets
-from ..runtime.config import ConfigError, build_config, check, field
+from .._validate import check_int
+from ..runtime.config import build_config, check, field
 
 __all__ = ["TabularOptionCritic", "TabularOptionCriticConfig"]
 
@@ -78,11 +79,10 @@ class TabularOptionCritic:
     """
 
     def __init__(self, num_states: int, num_actions: int, num_runs: int = 1, seed: int = 0, **hparams: Any):
-        for name, value in (("num_states", num_states), ("num_actions", num_actions), ("num_runs", num_runs)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name}: expected an int >= 1, got {value!r}")
+        S, A, R = (check_int(name, value, minimum=1) for name, value in
+                   (("num_states", num_states), ("num_actions", num_actions), ("num_runs", num_runs)))
         self.config = build_config(TabularOptionCriticConfig, hparams)
-        R, S, K, A = int(num_runs), int(num_states), self.config.num_options, int(num_actions)
+        K = self.config.num_options
         self.shape = (R, S, K, A)
         self.logits = np.zeros((R, S, K, A))
         self.term = np.zeros((R, S, K))
@@ -93,12 +93,16 @@ class TabularOptionCritic:
         self.options = np.zeros(R, dtype=np.int64)
 
     # ---- acting ---------------------------------------------------------------------------------
+    def _check_ids(self, name: str, x: Any, count: int, what: str) -> np.ndarray:
+        """One int id in [0, count) per run."""
+        x = np.asarray(x)
+        R = self.shape[0]
+        if x.shape != (R,) or x.dtype.kind not in "iu" or (x < 0).any() or (x >= count).any():
+            raise ValueError(f"{name}: expected {R} {what} in [0, {count}), got {x!r:.120}")
+        return x.astype(np.int64)
+
     def _check_states(self, name: str, s: Any) -> np.ndarray:
-        s = np.asarray(s)
-        R, S = self.shape[:2]
-        if s.shape != (R,) or s.dtype.kind not in "iu" or (s < 0).any() or (s >= S).any():
-            raise ValueError(f"{name}: expected {R} state indices in [0, {S}), got {s!r:.120}")
-        return s.astype(np.int64)
+        return self._check_ids(name, s, self.shape[1], "state indices")
 
     def _check_mask(self, name: str, mask: Any, default: bool = True) -> np.ndarray:
         R = self.shape[0]
@@ -110,13 +114,7 @@ class TabularOptionCritic:
         return m
 
     def _check_options(self, options: Any) -> np.ndarray:
-        if options is None:
-            return self.options
-        w = np.asarray(options)
-        R, K = self.shape[0], self.shape[2]
-        if w.shape != (R,) or w.dtype.kind not in "iu" or (w < 0).any() or (w >= K).any():
-            raise ValueError(f"options: expected {R} option ids in [0, {K}), got {w!r:.120}")
-        return w.astype(np.int64)
+        return self.options if options is None else self._check_ids("options", options, self.shape[2], "option ids")
 
     def choose_options(self, states: Any, mask: Any | None = None) -> np.ndarray:
         """Epsilon-greedy options at ``states`` (ties broken at random) for the runs in ``mask``
@@ -163,11 +161,9 @@ class TabularOptionCritic:
         (s, running w, a, r, s'); ``terminated`` marks s' terminal (no bootstrap, no termination
         step). Returns the TD errors of Q_Omega and the termination advantages ([R])."""
         cfg = self.config
-        R, S, K, A = self.shape
+        R, A = self.shape[0], self.shape[3]
         s, s2 = self._check_states("states", states), self._check_states("next_states", next_states)
-        a = np.asarray(actions)
-        if a.shape != (R,) or a.dtype.kind not in "iu" or (a < 0).any() or (a >= A).any():
-            raise ValueError(f"actions: expected {R} action indices in [0, {A}), got {a!r:.120}")
+        a = self._check_ids("actions", actions, A, "action indices")
         r = np.asarray(rewards, dtype=np.float64)
         if r.shape != (R,) or not np.isfinite(r).all():
             raise ValueError(f"rewards: expected {R} finite numbers, got {r!r:.120}")
@@ -183,13 +179,14 @@ class TabularOptionCritic:
         q_sw, q_swa = self.q_omega[i, s, w], self.q_u[i, s, w, a]
         p = _softmax(self.logits[i, s, w])
         feedback = q_swa - (q_sw if cfg.baseline else 0.0)
-        beta_next = beta_all[np.arange(len(i)), w]
-        adv = q_next[np.arange(len(i)), w] - targets.option_values(q_next, cfg.epsilon) + cfg.deliberation_cost
+        rows = np.arange(len(i))
+        beta_next = beta_all[rows, w]
+        adv = q_next[rows, w] - targets.option_values(q_next, cfg.epsilon) + cfg.deliberation_cost
 
         self.q_u[i, s, w, a] += cfg.critic_lr * (g - q_swa)
         self.q_omega[i, s, w] += cfg.critic_lr * (g - q_sw)
         grad = -p
-        grad[np.arange(len(i)), a] += 1.0
+        grad[rows, a] += 1.0
         self.logits[i, s, w] += cfg.policy_lr * feedback[:, None] * grad
         self.term[i, s2, w] -= cfg.termination_lr * beta_next * (1.0 - beta_next) * adv * not_done
         td, out_adv = np.zeros(R), np.zeros(R)
@@ -213,8 +210,7 @@ class TabularOptionCritic:
             if obs_n != S or act_n != A:
                 raise ValueError(f"envs: expected Discrete({S}) observations and Discrete({A}) actions, "
                                  f"got {e.observation_space} and {e.action_space}")
-        if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-            raise ValueError(f"episodes: expected an int >= 1, got {episodes!r}")
+        episodes = check_int("episodes", episodes, minimum=1)
         lengths = np.zeros((R, episodes), dtype=np.int64)
         done_eps = np.zeros(R, dtype=np.int64)
         ep_len = np.zeros(R, dtype=np.int64)
