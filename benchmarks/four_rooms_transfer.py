@@ -144,6 +144,8 @@ def main(argv=None) -> int:
             "std_over_runs": float(v[:, lo:hi].mean(axis=1).std()),
             "mean_steps_before_move": float(v[:, lo - args.window:lo].mean()),
             "mean_steps_first_window": float(v[:, : args.window].mean()),
+            "mean_steps_next_window": float(v[:, hi:hi + args.window].mean()) if hi + args.window <= args.episodes else None,
+            "mean_steps_last_window": float(v[:, -args.window:].mean()),
         }
         for k, v in by_k.items()
     }
@@ -159,10 +161,13 @@ def main(argv=None) -> int:
                    "total_steps": {k: int(sum(r['steps'] for r in results if r['num_options'] == k)) for k in (4, 1)}},
                   f, indent=2)
     lines = [f"Four Rooms transfer ({args.agent}), {args.runs} runs per agent, goal moved after episode {args.switch}.", "",
-             f"| agent | steps/episode, episodes {lo}-{hi} (after the move) | std over runs | episodes {lo - args.window}-{lo} (before) | episodes 0-{args.window} |",
-             "|---|---|---|---|---|"]
+             f"| agent | steps/episode, episodes {lo}-{hi} (after the move) | std over runs | episodes {lo - args.window}-{lo} (before) | episodes 0-{args.window} "
+             f"| episodes {hi}-{hi + args.window} | last {args.window} episodes |",
+             "|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
-        lines.append(f"| {name} | {s['mean_steps_after_move']:.1f} | {s['std_over_runs']:.1f} | {s['mean_steps_before_move']:.1f} | {s['mean_steps_first_window']:.1f} |")
+        nxt = "-" if s["mean_steps_next_window"] is None else f"{s['mean_steps_next_window']:.1f}"
+        lines.append(f"| {name} | {s['mean_steps_after_move']:.1f} | {s['std_over_runs']:.1f} | {s['mean_steps_before_move']:.1f} "
+                     f"| {s['mean_steps_first_window']:.1f} | {nxt} | {s['mean_steps_last_window']:.1f} |")
     lines += ["", f"Option-Critic needs fewer steps per episode than the flat agent over episodes {lo}-{hi} in "
               f"{paired['option_critic_better']} of {paired['runs']} runs (same goal cell per run).", "",
               "Options by room at the move: share of each room's cells where Q_Omega picks the room's most "
