@@ -21,9 +21,12 @@ from _report import compare_sps, sps_table
 
 
 def hrlkit_sps(steps: int, seed: int) -> float:
+    import torch
+
     import hrlkit
 
-    agent = hrlkit.OptionCritic("CartPole-v1", seed=seed, num_envs=8, rollout_steps=8)
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=seed, num_envs=8, rollout_steps=8,
+                                threads=torch.get_num_threads())  # the --threads SB3 gets too
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
         agent.learn(steps, run_dir=f"{d}/run", progress=False, eval_every=None, checkpoint_every=None,

@@ -24,10 +24,12 @@ WARMUP = 1000
 
 
 def hrlkit_sps(steps: int, seed: int) -> float:
+    import torch
+
     import hrlkit
 
     agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=seed, num_options=4, batch_size=256, utd_ratio=1.0,
-                                    learning_starts=WARMUP)
+                                    learning_starts=WARMUP, threads=torch.get_num_threads())  # as SB3 gets
     with tempfile.TemporaryDirectory() as d:
         kw = dict(run_dir=f"{d}/run", progress=False, eval_every=None, checkpoint_every=None, tensorboard=False,
                   log_every=1000)

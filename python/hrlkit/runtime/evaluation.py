@@ -9,6 +9,7 @@ import numpy as np
 
 from .config import ConfigError
 from .envs import make_env
+from .threads import torch_threads
 
 # distinct colours for option ids (cycled past 10)
 OPTION_COLOURS = np.array(
@@ -94,17 +95,18 @@ def evaluate(agent, episodes: int = 10, *, seed: int | None = None, video_dir: s
                 disable_logger=True,
             )
     returns = np.zeros(episodes)
-    try:
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=base_seed + ep)
-            state, done = None, False
-            while not done:
-                action, state = agent.predict(np.asarray(obs)[None], state, deterministic=True)
-                if overlay is not None:
-                    overlay.option = agent.active_option(state)
-                obs, reward, terminated, truncated, _ = env.step(action[0])
-                returns[ep] += float(reward)
-                done = terminated or truncated
-    finally:
-        env.close()
+    with torch_threads(agent.threads):
+        try:
+            for ep in range(episodes):
+                obs, _ = env.reset(seed=base_seed + ep)
+                state, done = None, False
+                while not done:
+                    action, state = agent.predict(np.asarray(obs)[None], state, deterministic=True)
+                    if overlay is not None:
+                        overlay.option = agent.active_option(state)
+                    obs, reward, terminated, truncated, _ = env.step(action[0])
+                    returns[ep] += float(reward)
+                    done = terminated or truncated
+        finally:
+            env.close()
     return returns
