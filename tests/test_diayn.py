@@ -164,7 +164,7 @@ def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
     straight = hrlkit.DIAYN(POINT, **kw)
     straight.learn(300, run_dir=str(tmp_path / "a"), progress=False, log_every=100, eval_every=150, eval_episodes=1,
                    checkpoint_every=150, tensorboard=False)
-    resumed = hrlkit.DIAYN.load(str(tmp_path / "a" / "checkpoints" / "step_150.pt"))
+    resumed = hrlkit.DIAYN.load(str(tmp_path / "a" / "checkpoints" / "step_150.pt"), trust_pickle=True)
     assert resumed.global_step == 150 and len(resumed.buffer) == 150
     resumed.learn(300, run_dir=str(tmp_path / "b"), progress=False, log_every=100, eval_every=150, eval_episodes=1,
                   checkpoint_every=150, tensorboard=False)

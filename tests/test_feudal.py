@@ -149,7 +149,7 @@ def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
     straight = hrlkit.FeudalNetwork("CartPole-v1", **kw)
     straight.learn(96, run_dir=str(tmp_path / "a"), progress=False, log_every=48, eval_every=None,
                    checkpoint_every=48, tensorboard=False)  # an update every 12 env steps; checkpoints after updates
-    resumed = hrlkit.FeudalNetwork.load(str(tmp_path / "a" / "checkpoints" / "step_48.pt"))
+    resumed = hrlkit.FeudalNetwork.load(str(tmp_path / "a" / "checkpoints" / "step_48.pt"), trust_pickle=True)
     resumed.learn(96, run_dir=str(tmp_path / "b"), progress=False, log_every=48, eval_every=None,
                   checkpoint_every=48, tensorboard=False)
     assert torch.equal(_params(straight), _params(resumed))

@@ -98,7 +98,7 @@ def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
                    eval_episodes=2, checkpoint_every=512, tensorboard=False)
     ckpt = tmp_path / "a" / "checkpoints" / "step_512.pt"
     assert ckpt.exists()
-    resumed = hrlkit.OptionCritic.load(str(ckpt))
+    resumed = hrlkit.OptionCritic.load(str(ckpt), trust_pickle=True)
     assert resumed.global_step == 512
     resumed.learn(1024, run_dir=str(tmp_path / "b"), progress=False, log_every=256, eval_every=512,
                   eval_episodes=2, checkpoint_every=512, tensorboard=False)
@@ -166,7 +166,7 @@ def test_checkpoint_of_another_algorithm_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="expected 'soft-option-critic'"):
         checkpoint.load(path, expect_algo="soft-option-critic")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable hrlkit checkpoint"):
+    with pytest.raises(ValueError, match="is not an hrlkit checkpoint"):
         hrlkit.OptionCritic.load(str(tmp_path / "junk.pt"))
 
 
@@ -304,7 +304,7 @@ def test_ppo_style_updates_run_and_learn_a_little():
     [
         (["plot", "no/such/run"], "is not an hrlkit run directory"),
         (["eval", "no/such/run"], "no checkpoint at"),
-        (["train", "option-critic", "--resume", "no/such/run"], "no checkpoint at"),
+        (["train", "option-critic", "--resume", "no/such/run"], "not an hrlkit run directory"),
         (["train", "option-critic", "--env", "CartPole-v1", "--threads", "0"], "--threads"),
         (["train", "option-critic", "--env", "CartPole-v1", "--config", "missing.yaml"], "does not exist"),
     ],

@@ -190,7 +190,7 @@ def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
     straight = hrlkit.SoftOptionCritic("Pendulum-v1", **kw)
     straight.learn(400, run_dir=str(tmp_path / "a"), progress=False, log_every=100, eval_every=200,
                    eval_episodes=1, checkpoint_every=200, tensorboard=False)
-    resumed = hrlkit.SoftOptionCritic.load(str(tmp_path / "a" / "checkpoints" / "step_200.pt"))
+    resumed = hrlkit.SoftOptionCritic.load(str(tmp_path / "a" / "checkpoints" / "step_200.pt"), trust_pickle=True)
     assert resumed.global_step == 200 and len(resumed.buffer) == 200
     resumed.learn(400, run_dir=str(tmp_path / "b"), progress=False, log_every=100, eval_every=200,
                   eval_episodes=1, checkpoint_every=200, tensorboard=False)

@@ -43,10 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides")
     t.add_argument("--skills", metavar="RUN_DIR", help="diayn-manager: the DIAYN run whose skills it picks")
     t.add_argument("--async-envs", action="store_true", help="one process per environment")
-    t.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: the networks are small, and more threads only contend)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default 1, or the resumed run's: the networks are small and more threads "
+                        "only contend; pixel encoders on large batches may gain from more when a core is free)")
     t.add_argument("--run-dir", help="where to write the run (default runs/{env}__{algo}__{seed}__{time})")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    t.add_argument("--trust-checkpoint", action="store_true",
+                   help="--resume: also unpickle the saved environments, for an exact resume (only for runs you "
+                        "trust: unpickling can run code); without it the run continues with new, seeded episodes")
+    t.add_argument("--resume-fallback", action="store_true",
+                   help="--resume: if latest.pt is corrupted, continue from the newest intact step_N.pt")
     t.add_argument("--log-every", type=int, default=10_000, help="env steps between log rows")
     t.add_argument("--eval-every", type=int, default=25_000, help="env steps between greedy evaluations (0: none)")
     t.add_argument("--eval-episodes", type=int, default=10)
@@ -58,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a trained run greedily")
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
+    e.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt); never unpickled")
     e.add_argument("--seed", type=int, default=None, help="first evaluation seed")
     e.add_argument("--video", action="store_true", help="write an MP4 of the first episode to RUN_DIR/videos")
 
@@ -76,19 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--video", action="store_true", help="an MP4 per skill in RUN_DIR/skills")
     sk.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
 
+    cv = sub.add_parser("convert-checkpoint",
+                        help="rewrite a checkpoint of an older hrlkit (format 1) in the safe format; format 1 loads "
+                             "by unpickling, which can run code: convert only files you trust")
+    cv.add_argument("old_path")
+    cv.add_argument("new_path")
+
     sub.add_parser("list", help="algorithms and registered environments")
     return p
 
 
 def cmd_train(args) -> int:
-    import torch
+    from .agents.base import load_agent
+    from .runtime.threads import DEFAULT_THREADS
 
-    from .runtime import checkpoint
-
-    if args.threads < 1:
+    if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: expected an int >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-
     algos = _algorithms()
     if args.algo not in algos:
         raise ConfigError(f"algo: unknown algorithm {args.algo!r}; valid choices: {', '.join(algos)}")
@@ -104,20 +113,18 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--skills: only for diayn-manager, not {args.algo}")
         overrides["skills"] = args.skills
     if args.resume:
-        latest = os.path.join(args.resume, "checkpoints", "latest.pt")
-        data = checkpoint.load(latest)
-        if data["algo"] != cls.name:
-            raise ConfigError(f"--resume: {args.resume!r} is a {data['algo']!r} run, not {cls.name!r}")
         if overrides:
             raise ConfigError("--resume: hyperparameters come from the checkpoint; drop --set/--config/--num-envs")
-        agent = cls.from_payload(data, device=args.device)
+        path = _resume_checkpoint(args.resume, args.resume_fallback)
+        agent = load_agent(path, cls, device=args.device, threads=args.threads, trust_pickle=args.trust_checkpoint)
         with open(os.path.join(args.resume, "config.json")) as f:
             total = args.total_steps or json.load(f)["total_steps"]
         run_dir = args.resume
     else:
         if not args.env:
             raise ConfigError("--env: required (e.g. --env CartPole-v1); `hrlkit list` names the registered ids")
-        agent = cls(args.env, seed=args.seed, device=args.device, async_envs=args.async_envs, config=overrides)
+        agent = cls(args.env, seed=args.seed, device=args.device, async_envs=args.async_envs, config=overrides,
+                    threads=DEFAULT_THREADS if args.threads is None else args.threads)
         total = args.total_steps or 100_000
         run_dir = args.run_dir
     agent.learn(
@@ -135,18 +142,59 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _resume_checkpoint(run_dir: str, fallback: bool) -> str:
+    """The checkpoint ``--resume RUN_DIR`` continues from: latest.pt, or with ``fallback`` the
+    newest intact one when latest.pt is corrupted."""
+    import re
+
+    from .runtime import checkpoint
+
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    latest = os.path.join(ckpt_dir, "latest.pt")
+    if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise ConfigError(f"--resume: {run_dir!r} is not an hrlkit run directory (no config.json)")
+    steps = sorted((int(m.group(1)), name) for name in (os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else [])
+                   if (m := re.fullmatch(r"step_(\d+)\.pt", name)))
+    if not os.path.isfile(latest) and not steps:
+        raise ConfigError(f"--resume: {run_dir!r} was stopped before its first checkpoint; start it again with "
+                          f"--run-dir {run_dir}")
+    candidates = [latest] + [os.path.join(ckpt_dir, name) for _, name in reversed(steps)]
+    for i, path in enumerate(candidates):
+        if not os.path.isfile(path):
+            continue
+        try:
+            checkpoint.load(path)
+        except checkpoint.CheckpointError as exc:
+            if not fallback:
+                raise checkpoint.CheckpointError(
+                    f"{exc}; --resume-fallback continues from the newest intact checkpoint instead") from exc
+            print(f"hrlkit train: skipping {path}: {exc}", file=sys.stderr)
+            continue
+        if i > 0:
+            print(f"hrlkit train: resuming from {path}", file=sys.stderr)
+        return path
+    raise checkpoint.CheckpointError(f"--resume: no intact checkpoint in {ckpt_dir!r}")
+
+
+def cmd_convert(args) -> int:
+    from .runtime import checkpoint
+
+    payload = checkpoint.convert(args.old_path, args.new_path)
+    print(f"{args.new_path}: {payload['algo']} checkpoint at step {payload['global_step']} in format "
+          f"{checkpoint.VERSION}")
+    return 0
+
+
 def cmd_eval(args) -> int:
     import numpy as np
 
-    from .runtime import checkpoint
+    from .agents.base import load_agent
     from .runtime.evaluation import evaluate
 
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
     path = args.checkpoint or os.path.join(args.run_dir, "checkpoints", "latest.pt")
-    data = checkpoint.load(path)
-    algos = _algorithms()
-    if data["algo"] not in algos:
-        raise ConfigError(f"checkpoint: unknown algorithm {data['algo']!r}")
-    agent = algos[data["algo"]].from_payload(data)
+    agent = load_agent(path)
     returns = evaluate(agent, args.episodes, seed=args.seed, video_dir=os.path.join(args.run_dir, "videos") if args.video else None)
     print(json.dumps({"episodes": args.episodes, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
                       "returns": [float(r) for r in returns]}))
@@ -154,18 +202,19 @@ def cmd_eval(args) -> int:
 
 
 def cmd_skills(args) -> int:
-    from .runtime import checkpoint
+    from .agents.base import load_agent
+    from .runtime.threads import torch_threads
     from .skills import discriminator_accuracy, endpoint_spread, plot_skills, rollout_skills
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
     path = args.checkpoint or os.path.join(args.run_dir, "checkpoints", "latest.pt")
-    data = checkpoint.load(path)
-    if data["algo"] != "diayn":
-        raise ConfigError(f"run_dir: {args.run_dir!r} holds a {data['algo']!r} run; skills are drawn for diayn runs")
-    agent = _algorithms()["diayn"].from_payload(data)
-    rollouts = rollout_skills(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
-                              video_dir=os.path.join(args.run_dir, "skills") if args.video else None)
+    agent = load_agent(path)
+    if agent.name != "diayn":
+        raise ConfigError(f"run_dir: {args.run_dir!r} holds a {agent.name!r} run; skills are drawn for diayn runs")
+    with torch_threads(agent.threads):
+        rollouts = rollout_skills(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
+                                  video_dir=os.path.join(args.run_dir, "skills") if args.video else None)
     acc = discriminator_accuracy(agent, rollouts)
     out = plot_skills(rollouts, args.out or os.path.join(args.run_dir, "skills.png"),
                       title=f"{agent.env_id}: {agent.config.num_skills} skills at step {agent.global_step:,} "
@@ -195,10 +244,13 @@ def cmd_list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "skills": cmd_skills, "list": cmd_list}
+    from .runtime.errors import EnvError, NonFiniteError
+
+    handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "skills": cmd_skills, "list": cmd_list,
+                "convert-checkpoint": cmd_convert}
     try:
         return handlers[args.command](args)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, OSError, ValueError, NonFiniteError, EnvError) as exc:
         print(f"hrlkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -61,7 +61,11 @@ def plot_runs(run_dirs: list[str], out: str, metric: str = "eval/mean_return", t
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        fig.savefig(out, dpi=120)
+    except OSError as exc:
+        raise ValueError(f"--out: cannot write {out!r} ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)
     return out

@@ -24,6 +24,8 @@ import torch
 from ..runtime import checkpoint
 from ..runtime.config import ConfigError, build_config, to_dict
 from ..runtime.envs import make_vector_env
+from ..runtime.errors import NonFiniteError
+from ..runtime.threads import DEFAULT_THREADS, check_threads, torch_threads
 
 
 class Algorithm:
@@ -38,12 +40,14 @@ class Algorithm:
         device: str = "cpu",
         async_envs: bool = False,
         env_kwargs: dict | None = None,
+        threads: int = DEFAULT_THREADS,
         config: dict | None = None,
         **hparams: Any,
     ):
         self.config = build_config(self.Config, config or {}, hparams)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed: expected an int >= 0, got {seed!r}")
+        self.threads = check_threads(threads)
         self.device = self._check_device(device)
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
@@ -59,7 +63,8 @@ class Algorithm:
         self.num_updates = 0
         self.total_steps = 0  # set by learn(); learning-rate schedules read it
         self.best_eval_return = -np.inf
-        self.build()
+        with torch_threads(self.threads):
+            self.build()
         obs, _ = self.envs.reset(seed=self.seed)
         self.obs = obs
         self.episode_return = np.zeros(self.config.num_envs)
@@ -114,19 +119,26 @@ class Algorithm:
 
     # ---- SB3-shaped surface ---------------------------------------------------------------------
     def learn(self, total_steps: int, **kwargs: Any) -> "Algorithm":
-        """Train until ``global_step`` reaches ``total_steps``; see :func:`hrlkit.runtime.trainer.train`."""
+        """Train until ``global_step`` reaches ``total_steps``; see :func:`hrlkit.runtime.trainer.train`.
+        Runs with ``self.threads`` torch CPU threads (default 1, as ``hrlkit train``), then gives
+        back the caller's torch setting."""
         from ..runtime.trainer import train
 
         train(self, total_steps, **kwargs)
         return self
 
     def save(self, path: str, *, include_envs: bool = True) -> None:
+        """Write a checkpoint (see :mod:`hrlkit.runtime.checkpoint`); refused, writing nothing, while
+        any parameter is NaN or infinite."""
+        self.check_finite_parameters()
         checkpoint.save(path, self.checkpoint_payload(include_envs=include_envs))
 
     @classmethod
-    def load(cls, path: str, *, device: str | None = None, env_id: str | None = None) -> "Algorithm":
-        data = checkpoint.load(path, expect_algo=cls.name)
-        return cls.from_payload(data, device=device, env_id=env_id)
+    def load(cls, path: str, *, device: str | None = None, env_id: str | None = None,
+             threads: int | None = None, trust_pickle: bool = False) -> "Algorithm":
+        """The agent saved at ``path``. Loading runs no code from the file. ``trust_pickle=True``
+        also restores the pickled environments (an exact resume): only for files you trust."""
+        return load_agent(path, cls, device=device, env_id=env_id, threads=threads, trust_pickle=trust_pickle)
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def checkpoint_payload(self, *, include_envs: bool = True) -> dict[str, Any]:
@@ -141,6 +153,7 @@ class Algorithm:
             "env_id": self.env_id,
             "env_kwargs": self.env_kwargs,
             "seed": self.seed,
+            "threads": self.threads,
             "config": to_dict(self.config),
             "global_step": self.global_step,
             "num_updates": self.num_updates,
@@ -156,11 +169,14 @@ class Algorithm:
         }
 
     @classmethod
-    def from_payload(cls, data: dict[str, Any], *, device: str | None = None, env_id: str | None = None) -> "Algorithm":
+    def from_payload(cls, data: dict[str, Any], *, device: str | None = None, env_id: str | None = None,
+                     threads: int | None = None) -> "Algorithm":
+        """The agent a checkpoint holds; ``threads`` (default: the run's own) as in ``__init__``."""
         agent = cls(
             env_id or data["env_id"],
             seed=data["seed"],
             device=device or "cpu",
+            threads=data.get("threads", DEFAULT_THREADS) if threads is None else threads,
             env_kwargs=data.get("env_kwargs"),
             config=data["config"],
         )
@@ -169,7 +185,10 @@ class Algorithm:
         if missing:
             raise ValueError(f"checkpoint: modules {sorted(missing)} do not match {cls.__name__}'s")
         for k, m in mods.items():
-            m.load_state_dict(data["modules"][k])
+            try:
+                m.load_state_dict(data["modules"][k])
+            except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"checkpoint: module {k!r} does not match {cls.__name__}'s ({exc})") from exc
         agent.global_step = int(data["global_step"])
         agent.num_updates = int(data["num_updates"])
         agent.total_steps = int(data.get("total_steps", 0))
@@ -190,6 +209,15 @@ class Algorithm:
         return agent
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def check_finite_parameters(self) -> None:
+        """Raise NonFiniteError naming the first module whose parameters or buffers hold NaN/inf."""
+        for name, m in self.modules().items():
+            if isinstance(m, torch.nn.Module):
+                for pname, t in (*m.named_parameters(), *m.named_buffers()):
+                    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                        raise NonFiniteError(f"{name}.{pname}: non-finite values at step {self.global_step}; "
+                                             f"no checkpoint is written with them")
+
     def linear_schedule(self, start: float, end: float, span: float) -> float:
         """``start`` moved linearly to ``end`` over the first ``span`` env steps (at least 1), then
         held: exploration rates, prioritized replay's beta."""
@@ -226,6 +254,25 @@ class Algorithm:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def load_agent(path: str, cls: type[Algorithm] | None = None, *, device: str | None = None,
+               env_id: str | None = None, threads: int | None = None, trust_pickle: bool = False) -> Algorithm:
+    """The agent of the checkpoint at ``path`` (of class ``cls``, or the one its ``algo`` names).
+    Every error names the file. ``trust_pickle``: see :meth:`Algorithm.load`."""
+    from . import ALGORITHMS
+
+    data = checkpoint.load(path, expect_algo=None if cls is None else cls.name, trust_pickle=trust_pickle)
+    if cls is None:
+        if data["algo"] not in ALGORITHMS:
+            raise checkpoint.CheckpointError(f"path: {path!r} holds an unknown algorithm {data['algo']!r}")
+        cls = ALGORITHMS[data["algo"]]
+    try:
+        return cls.from_payload(data, device=device, env_id=env_id, threads=threads)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in checkpoint {path!r})") from exc
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        raise checkpoint.CheckpointError(f"path: {path!r} holds a checkpoint that does not load ({exc!r})") from exc
 
 
 def is_flat_box(space: gym.Space) -> bool:

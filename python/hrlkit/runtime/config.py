@@ -6,6 +6,7 @@ Every field carries its help text in ``metadata["help"]``; ``hrlkit train --help
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -96,14 +97,19 @@ def _coerce(key: str, value: Any, tp) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a float, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a float, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a float, got {value!r}")
+        if not math.isfinite(number):  # inf/NaN hyperparameters end in NaN weights, never in learning
+            raise ConfigError(f"{key}: expected a finite float, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -153,14 +159,20 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         import yaml
 
         with open(path) as f:
-            data = yaml.safe_load(f) or {}
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"--config: {path!r} is not valid YAML ({exc})") from None
     elif ext == ".toml":
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"--config: {path!r} is not valid TOML ({exc})") from None
     else:
         raise ConfigError(f"--config: expected a .yaml, .yml or .toml file, got {path!r}")
     if not isinstance(data, dict):

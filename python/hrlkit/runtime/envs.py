@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from .config import ConfigError
+from .errors import EnvError
 
 
 def check_env_id(env_id: str) -> None:
@@ -53,3 +54,27 @@ def real_next_obs(next_obs: np.ndarray, infos: dict[str, Any], done: np.ndarray)
     for i in np.flatnonzero(mask):
         real[i] = infos["final_obs"][i]
     return real
+
+
+def step_envs(agent, actions):
+    """``agent.envs.step(actions)``; an env whose output does not fit its space (which gymnasium
+    reports as "Output array is the wrong shape") is an EnvError naming the env and the space."""
+    try:
+        return agent.envs.step(actions)
+    except ValueError as exc:
+        raise EnvError(f"env {agent.env_id!r}: step failed at step {agent.global_step} ({exc}); the agent expects "
+                       f"observations in {agent.observation_space} and rewards as floats") from exc
+
+
+def check_finite_step(agent, rewards: np.ndarray, real_next: np.ndarray, next_obs: np.ndarray) -> None:
+    """An EnvError naming the env, the step, the sub-env and the field when the env returned a NaN
+    or infinite reward or observation (it would turn every parameter NaN within an update)."""
+    fields = [("reward", rewards), ("observation", real_next), ("observation", next_obs)]
+    for name, values in fields:
+        values = np.asarray(values)
+        if values.dtype.kind not in "fc" or np.isfinite(values).all():
+            continue
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        i = int(np.flatnonzero(bad)[0])
+        raise EnvError(f"env {agent.env_id!r}: sub-env {i} returned a non-finite {name} at step {agent.global_step} "
+                       f"({np.asarray(values[i]).ravel()[:8].tolist()}); hrlkit trains only on finite values")

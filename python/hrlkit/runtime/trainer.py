@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import torch
 
 from .config import ConfigError, to_dict
-from .envs import real_next_obs
+from .envs import check_finite_step, real_next_obs, step_envs
+from .errors import NonFiniteError
 from .evaluation import check_video_support, evaluate
 from .logger import Logger
+from .rundir import clear_unstarted_run, has_checkpoint, run_lock
+from .threads import torch_threads
 
 
 def default_run_dir(agent, root: str = "runs") -> str:
@@ -56,21 +61,31 @@ def train(
     if video:
         check_video_support(agent.env_id, agent.env_kwargs)
     run_dir = run_dir or default_run_dir(agent)
+    with run_lock(run_dir), torch_threads(agent.threads):  # the run's threads; the caller's given back after
+        _run(agent, int(total_steps), run_dir, log_every, eval_every, eval_episodes, checkpoint_every, progress,
+             tensorboard, video, callback, on_episode_end)
+    return run_dir
+
+
+def _run(agent, total_steps, run_dir, log_every, eval_every, eval_episodes, checkpoint_every, progress, tensorboard,
+         video, callback, on_episode_end) -> None:
     meta_path = os.path.join(run_dir, "config.json")
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
     resuming = agent.global_step > 0
     if not resuming and os.path.exists(meta_path):
-        raise ConfigError(
-            f"run_dir: {run_dir!r} already holds a run; pass a new directory, or resume it (hrlkit train --resume)"
-        )
+        if has_checkpoint(run_dir):
+            raise ConfigError(
+                f"run_dir: {run_dir!r} already holds a run; pass a new directory, or resume it (hrlkit train --resume)"
+            )
+        clear_unstarted_run(run_dir)  # stopped before its first checkpoint: nothing to keep, start it again
     agent.run_dir = run_dir
-    agent.total_steps = int(total_steps)
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    agent.total_steps = total_steps
     os.makedirs(ckpt_dir, exist_ok=True)
     if not resuming or not os.path.exists(meta_path):
         with open(meta_path, "w") as f:
             json.dump(
                 {"algo": agent.name, "env_id": agent.env_id, "env_kwargs": agent.env_kwargs, "seed": agent.seed,
-                 "total_steps": int(total_steps), "config": to_dict(agent.config)},
+                 "threads": agent.threads, "total_steps": total_steps, "config": to_dict(agent.config)},
                 f, indent=2,
             )
     logger = Logger(run_dir, tensorboard=tensorboard)
@@ -91,9 +106,11 @@ def train(
         while agent.global_step < total_steps and not stop:
             obs = agent.obs
             actions = agent.act(obs)
-            next_obs, rewards, terminated, truncated, infos = agent.envs.step(actions)
+            next_obs, rewards, terminated, truncated, infos = step_envs(agent, actions)
             done = np.logical_or(terminated, truncated)
-            agent.observe(obs, actions, rewards, real_next_obs(next_obs, infos, done), terminated, truncated)
+            real_next = real_next_obs(next_obs, infos, done)
+            check_finite_step(agent, rewards, real_next, next_obs)
+            agent.observe(obs, actions, rewards, real_next, terminated, truncated)
             agent.episode_return += rewards
             agent.episode_length += 1
             for i in np.flatnonzero(done):
@@ -110,7 +127,9 @@ def train(
                 agent.on_episode_start(done)
             if not agent.ready():
                 continue
-            for k, v in agent.update().items():
+            stats = agent.update()
+            _check_finite_losses(agent, stats)
+            for k, v in stats.items():
                 losses[k].append(v)
             agent.num_updates += 1
 
@@ -143,7 +162,20 @@ def train(
         if bar is not None:
             bar.close()
         logger.close()
-    return run_dir
+
+
+def _check_finite_losses(agent, stats: dict) -> None:
+    """Stop at the first NaN/inf loss, before it is logged or anything is saved. Host floats and
+    CPU tensors are read here; values an agent left on a GPU (no sync per update) are read when
+    logged, and parameters are checked before every checkpoint."""
+    for k, v in stats.items():
+        if hasattr(v, "detach"):
+            if v.device.type != "cpu" or bool(torch.isfinite(v).all()):
+                continue
+        elif math.isfinite(v):
+            continue
+        raise NonFiniteError(f"{k}: non-finite loss ({float(v)}) at step {agent.global_step}; training stopped, "
+                             f"checkpoints/latest.pt keeps the last finite one")
 
 
 def _progress_bar(enabled: bool, total: int, initial: int):
@@ -176,10 +208,13 @@ def _mean(vals: list) -> float:
     """Mean of logged values: floats, or 0-dim tensors that an agent left on its device so that
     its update needs no host sync (they are read here, once per log interval)."""
     if vals and hasattr(vals[0], "detach"):
-        import torch
-
-        return float(torch.stack([v.detach().reshape(()).double() for v in vals]).mean())
-    return float(np.mean(vals))
+        mean = float(torch.stack([v.detach().reshape(()).double() for v in vals]).mean())
+    else:
+        mean = float(np.mean(vals))
+    if not math.isfinite(mean):  # a GPU agent's loss, read here for the first time
+        raise NonFiniteError(f"non-finite loss ({mean}) logged; training stopped, checkpoints/latest.pt keeps the "
+                             f"last finite one")
+    return mean
 
 
 def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_dir: str) -> None:
