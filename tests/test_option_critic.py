@@ -192,7 +192,7 @@ def test_cli_train_eval_plot_list(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "nope", "--env", "CartPole-v1"], "valid choices: option-critic"),
+        (["train", "nope", "--env", "CartPole-v1"], "invalid choice: 'nope' (choose from 'option-critic'"),
         (["train", "option-critic", "--env", "CartPole-v1", "--set", "bogus=1"], "unknown hyperparameter 'bogus'"),
         (["train", "option-critic", "--env", "CartPole-v1", "--set", "gamma=high"], "gamma: expected a float"),
         (["train", "option-critic", "--env", "NoSuchEnv-v0"], "unknown environment id"),
@@ -205,12 +205,26 @@ def test_cli_bad_config_fails_before_training(argv, message, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_cli_help_lists_hyperparameters(capsys):
-    with pytest.raises(SystemExit):
-        cli(["train", "--help"])
+def test_cli_help_lists_only_that_algorithms_hyperparameters(capsys):
+    assert cli(["train", "option-critic", "--help"]) == 0
     text = capsys.readouterr().out
     for key in ("num_options", "deliberation_cost", "epsilon_decay_steps", "learning_rate"):
         assert key in text
+    for other in ("num_skills", "goal_embedding", "option_temperature"):  # DIAYN's, FuN's, SOC's
+        assert other not in text
+    assert cli(["train", "--help"]) == 0
+    assert "soft-option-critic" in capsys.readouterr().out
+
+
+def test_cli_set_is_repeatable_and_cannot_swallow_the_algorithm(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(["train", "option-critic", "--env", "CartPole-v1", "--set", "num_options=2", "--set", "rollout_steps=4",
+                "gamma=0.9", "--total-steps", "64", "--quiet", "--no-tensorboard", "--eval-every", "0",
+                "--num-envs", "2", "--run-dir", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["num_options"], saved["rollout_steps"], saved["gamma"]) == (2, 4, 0.9)
+    assert cli(["train", "--set", "num_options=2", "option-critic", "--env", "CartPole-v1"]) == 2
+    assert "invalid choice: 'num_options=2'" in capsys.readouterr().err
 
 
 def test_config_file(tmp_path):

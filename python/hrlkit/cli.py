@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -16,32 +15,24 @@ def _algorithms():
     return ALGORITHMS
 
 
-def _hyperparameter_help() -> str:
-    lines = []
-    for name, cls in _algorithms().items():
-        lines.append(f"hyperparameters of {name} (--set key=value, or keys of --config FILE):")
-        for key, tname, default, help_text in describe_fields(cls.Config):
-            lines.append(f"  {key:<22} {tname:<10} default {default!r:<10} {help_text}")
-        lines.append("")
+def _hyperparameter_help(name: str, cls) -> str:
+    lines = [f"hyperparameters of {name} (--set key=value ..., repeatable, or keys of --config FILE):"]
+    for key, accepts, default, help_text in describe_fields(cls.Config):
+        lines.append(f"  {key:<28} default {default!r:<12} {help_text}; {accepts}")
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hrlkit", description="Hierarchical RL: train, evaluate and plot agents.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser(
-        "train", help="train an agent", epilog=_hyperparameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    t.add_argument("algo", help=f"algorithm: one of {', '.join(_algorithms())}")
+def _train_options() -> argparse.ArgumentParser:
+    """The options of ``hrlkit train ALGO``, shared by every algorithm's sub-command."""
+    t = argparse.ArgumentParser(add_help=False)
     t.add_argument("--env", help="gymnasium environment id (e.g. CartPole-v1, hrlkit/FourRooms-v0)")
     t.add_argument("--total-steps", type=int, default=None, help="environment steps to train for (default 100000)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-envs", type=int, default=None, help="parallel environments (overrides num_envs)")
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     t.add_argument("--config", help="YAML or TOML file of hyperparameters")
-    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameter overrides")
-    t.add_argument("--skills", metavar="RUN_DIR", help="diayn-manager: the DIAYN run whose skills it picks")
+    t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="hyperparameter overrides (repeatable: --set a=1 --set b=2 keeps both)")
     t.add_argument("--async-envs", action="store_true", help="one process per environment")
     t.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default 1, or the resumed run's: the networks are small and more threads "
@@ -60,6 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--video", action="store_true", help="record an MP4 of the first episode of each evaluation")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-tensorboard", action="store_true", help="CSV only")
+    return t
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hrlkit", description="Hierarchical RL: train, evaluate and plot agents.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an agent (hrlkit train ALGO --help: its options and hyperparameters)")
+    algos = train.add_subparsers(dest="algo", required=True, metavar="ALGO",
+                                 help=f"algorithm: one of {', '.join(_algorithms())}")
+    common = _train_options()
+    for name, cls in _algorithms().items():
+        a = algos.add_parser(name, parents=[common], help=(cls.__doc__ or "").strip().splitlines()[0],
+                             epilog=_hyperparameter_help(name, cls), formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "diayn-manager":
+            a.add_argument("--skills", metavar="RUN_DIR", help="the DIAYN run (or checkpoint) whose skills it picks")
 
     e = sub.add_parser("eval", help="evaluate a trained run greedily")
     e.add_argument("run_dir")
@@ -98,19 +105,14 @@ def cmd_train(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: expected an int >= 1, got {args.threads}")
-    algos = _algorithms()
-    if args.algo not in algos:
-        raise ConfigError(f"algo: unknown algorithm {args.algo!r}; valid choices: {', '.join(algos)}")
-    cls = algos[args.algo]
+    cls = _algorithms()[args.algo]
     overrides = {}
     if args.config:
         overrides.update(load_config_file(args.config))
     overrides.update(parse_overrides(args.set))
     if args.num_envs is not None:
         overrides["num_envs"] = args.num_envs
-    if args.skills is not None:
-        if "skills" not in {f.name for f in dataclasses.fields(cls.Config)}:
-            raise ConfigError(f"--skills: only for diayn-manager, not {args.algo}")
+    if getattr(args, "skills", None) is not None:
         overrides["skills"] = args.skills
     if args.resume:
         if overrides:
@@ -243,7 +245,10 @@ def cmd_list(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or argparse's own usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     from .runtime.errors import EnvError, NonFiniteError
 
     handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "skills": cmd_skills, "list": cmd_list,

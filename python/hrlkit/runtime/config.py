@@ -1,7 +1,8 @@
 """Hyperparameters: one dataclass per algorithm, filled from defaults, a YAML/TOML file and
 ``key=value`` overrides, validated before anything is built.
 
-Every field carries its help text in ``metadata["help"]``; ``hrlkit train --help`` lists them.
+Every field declares its help text and what it accepts (bounds, choices; see :func:`field`), and
+validation is derived from those declarations; ``hrlkit train ALGO --help`` lists them.
 """
 from __future__ import annotations
 
@@ -20,21 +21,86 @@ class ConfigError(ValueError):
     """A bad configuration: names the key, what was expected and what came."""
 
 
-def field(default: Any, help: str, **kwargs) -> Any:  # noqa: A002 - mirrors argparse's name
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What a field accepts, declared beside it: numeric bounds (``ge``/``gt``/``le``/``lt``; for a
+    list, of every element), ``choices``, a non-empty list (``nonempty``), and names it had
+    before (``renamed_from``: refused in new configurations with a message naming this field,
+    accepted from old checkpoints)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+    nonempty: bool = False
+    renamed_from: tuple[str, ...] = ()
+
+    def expected(self, tp) -> str:
+        if self.choices is not None:
+            return f"one of {list(self.choices)}"
+        base = _type_name(_strip_optional(tp))
+        elem = _type_name(typing.get_args(_strip_optional(tp))[0]) if base.startswith("list") else base
+        noun = {"int": "an int", "float": "a number", "bool": "true or false", "str": "a string"}.get(elem, elem)
+        lo = f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}" if self.gt is not None else None
+        hi = f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}" if self.lt is not None else None
+        if lo and hi:
+            noun += (f" in {'[' if self.ge is not None else '('}{self.ge if self.ge is not None else self.gt:g}, "
+                     f"{self.le if self.le is not None else self.lt:g}{']' if self.le is not None else ')'}")
+        elif lo or hi:
+            noun += f" {lo or hi}"
+        if base.startswith("list"):
+            noun = f"a {'non-empty ' if self.nonempty else ''}list of {noun.replace('an int', 'ints').replace('a number', 'numbers')}"
+        if type(None) in typing.get_args(tp):
+            noun += " or None"
+        return noun
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return True  # only Optional fields get None past the type check
+        if isinstance(value, list):
+            return (not self.nonempty or len(value) > 0) and all(self.accepts(v) for v in value)
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                    and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return True
+
+
+def field(default: Any, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, nonempty: bool = False,
+          renamed_from: tuple[str, ...] = (), **kwargs) -> Any:  # noqa: A002 - mirrors argparse's name
+    """A config field with its help text and what it accepts (see :class:`Spec`)."""
+    spec = Spec(ge, gt, le, lt, None if choices is None else tuple(choices), nonempty, tuple(renamed_from))
+    metadata = {"help": help, "spec": spec}
     if isinstance(default, (list, dict, tuple)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def _spec(f: dataclasses.Field) -> Spec:
+    return f.metadata.get("spec", Spec())
 
 
 def describe_fields(cls) -> list[tuple[str, str, Any, str]]:
-    """(name, type name, default, help) for every field of a config dataclass."""
+    """(name, accepted values, default, help) for every field of a config dataclass."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+        out.append((f.name, _spec(f).expected(hints[f.name]), default, f.metadata.get("help", "")))
     return out
+
+
+def renamed_fields(cls) -> dict[str, str]:
+    """{old name: current name} of a config dataclass."""
+    return {old: f.name for f in dataclasses.fields(cls) for old in _spec(f).renamed_from}
+
+
+def _strip_optional(tp):
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in _UNIONS else [tp]
+    return args[0] if len(args) == 1 else tp
 
 
 def _type_name(tp) -> str:
@@ -47,90 +113,81 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(key: str, value: Any, tp) -> Any:
-    """Convert value (from a file or a --set string) to the field's type, or raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in _UNIONS:
-        args = typing.get_args(tp)
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, value, a)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if origin in (list, tuple):
-        (inner,) = typing.get_args(tp)[:1]
-        if isinstance(value, str):
-            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
-        return [_coerce(key, v.strip() if isinstance(v, str) else v, inner) for v in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return value.lower() in ("true", "1", "yes", "on")
-        raise ConfigError(f"{key}: expected a bool (true/false), got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an int, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                try:
-                    as_float = float(value)  # "2e5"
-                except ValueError:
-                    as_float = None
-                if as_float is not None and as_float.is_integer():
-                    return int(as_float)
-        raise ConfigError(f"{key}: expected an int, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a float, got {value!r}")
-        number = None
-        if isinstance(value, (int, float)):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None:
-            raise ConfigError(f"{key}: expected a float, got {value!r}")
-        if not math.isfinite(number):  # inf/NaN hyperparameters end in NaN weights, never in learning
-            raise ConfigError(f"{key}: expected a finite float, got {value!r}")
-        return number
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _parse_scalar(value: Any, tp) -> Any:
+    """``value`` (a YAML/TOML value or a --set string) as ``tp`` (bool, int, float or str), or
+    raise ValueError."""
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    raise ConfigError(f"{key}: unsupported field type {tp}")
+    elif isinstance(value, bool):
+        if tp is bool:
+            return value
+    elif tp is bool:
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+    elif isinstance(value, (int, float, str)):
+        try:
+            number = float(value) if isinstance(value, str) else value  # "2e5" is an int too
+        except ValueError:
+            number = math.nan
+        if tp is int and isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        if tp is int and float(number).is_integer():
+            return int(value) if isinstance(value, int) else int(number)
+        if tp is float:
+            if not math.isfinite(float(number)):  # inf/NaN hyperparameters end in NaN weights, never in learning
+                raise ValueError("a finite float" if number == number or str(value).lower() == "nan" else "a float")
+            return float(number)
+    raise ValueError({bool: "a bool (true/false)", int: "an int", float: "a float", str: "a string"}[tp])
 
 
-def build_config(cls, *sources: Mapping[str, Any]):
+def _coerce(key: str, value: Any, tp) -> Any:
+    """``value`` converted to the field type ``tp`` (Optional, list or scalar), or ConfigError."""
+    if typing.get_origin(tp) in _UNIONS:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(key, value, _strip_optional(tp))
+    if typing.get_origin(tp) in (list, tuple):
+        (inner,) = typing.get_args(tp)[:1]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list of {_type_name(inner)}, got {value!r}")
+        return [_coerce(key, v, inner) for v in value]
+    try:
+        return _parse_scalar(value, tp)
+    except (ValueError, OverflowError) as exc:
+        raise ConfigError(f"{key}: expected {exc.args[0] if exc.args else _type_name(tp)}, got {value!r}") from None
+
+
+def build_config(cls, *sources: Mapping[str, Any], legacy_names: bool = False):
     """A ``cls`` instance from its defaults updated by each mapping in turn (later wins).
 
-    Unknown keys and values of the wrong type raise ConfigError naming the key; then the
-    dataclass's own ``validate()`` checks ranges.
+    Unknown keys, values of the wrong type and values outside a field's declared bounds or
+    choices raise ConfigError naming the key; then the dataclass's ``validate()``, where it has
+    one, checks what relates several fields. A field's former name is refused naming the new
+    one, unless ``legacy_names`` (a configuration read from an old checkpoint).
     """
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    renamed = renamed_fields(cls)
     values: dict[str, Any] = {}
     for src in sources:
         for key, value in src.items():
+            if key in renamed and key not in hints:
+                if not legacy_names:
+                    raise ConfigError(f"{key}: renamed to {renamed[key]!r} (see the README's table of names); "
+                                      f"use {renamed[key]}={value!r}")
+                key = renamed[key]
             if key not in hints:
                 raise ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}; valid keys: {', '.join(names)}")
             values[key] = _coerce(key, value, hints[key])
+    for f in dataclasses.fields(cls):
+        if f.name in values and not _spec(f).accepts(values[f.name]):
+            raise ConfigError(f"{f.name}: expected {_spec(f).expected(hints[f.name])}, got {values[f.name]!r}")
     cfg = cls(**values)
     validate = getattr(cfg, "validate", None)
     if validate is not None:

@@ -1,12 +1,13 @@
 """The one training loop every hrlkit agent runs under."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -69,18 +70,64 @@ def train(
 
 def _run(agent, total_steps, run_dir, log_every, eval_every, eval_episodes, checkpoint_every, progress, tensorboard,
          video, callback, on_episode_end) -> None:
-    meta_path = os.path.join(run_dir, "config.json")
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
     resuming = agent.global_step > 0
+    _start_run_dir(agent, run_dir, total_steps, resuming)
+    logger = Logger(run_dir, tensorboard=tensorboard)
+    if resuming:
+        logger.truncate_after(agent.global_step)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    video_dir = os.path.join(run_dir, "videos") if video else None
+    log, evaluation, ckpt = (Every(n, agent.global_step) for n in (log_every, eval_every, checkpoint_every))
+    stats = _Stats(agent)
+    bar = _progress_bar(progress, total_steps, agent.global_step)
+    try:
+        while agent.global_step < total_steps and not stats.stop:
+            # 1. one vector step of every env: act, step, hand the agent its transitions
+            _collect(agent, stats, on_episode_end)
+            if bar is not None:
+                bar.update(agent.config.num_envs)
+            # 2. a learning step when the agent has what it needs (a rollout, its update credit)
+            if not agent.ready():
+                continue
+            stats.add_losses(_checked(agent, agent.update()))
+            agent.num_updates += 1
+            # 3. what is due: checkpoint (right after an update, so a resume continues exactly), evaluation, log
+            with stats.paused():
+                if ckpt.due(agent.global_step):
+                    _checkpoint(agent, ckpt_dir)
+                if evaluation.due(agent.global_step):
+                    _evaluate(agent, logger, eval_episodes, video_dir, ckpt_dir)
+            if log.due(agent.global_step):
+                scalars = stats.log(logger)
+                if bar is not None and "charts/episodic_return" in scalars:
+                    bar.set_postfix(SPS=f"{scalars['charts/SPS']:.0f}", ret=f"{scalars['charts/episodic_return']:.1f}")
+                if callback is not None and callback(agent, scalars) is False:
+                    stats.stop = True
+        # the end: what is left to log, a last evaluation, a last checkpoint
+        if stats.pending():
+            stats.log(logger)
+        if evaluation.enabled and evaluation.last != agent.global_step:
+            _evaluate(agent, logger, eval_episodes, video_dir, ckpt_dir)
+        _checkpoint(agent, ckpt_dir)
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+
+
+def _start_run_dir(agent, run_dir: str, total_steps: int, resuming: bool) -> None:
+    """Check ``run_dir`` is free for this run (a run stopped before its first checkpoint starts
+    again), then write config.json for a new run."""
+    meta_path = os.path.join(run_dir, "config.json")
     if not resuming and os.path.exists(meta_path):
         if has_checkpoint(run_dir):
             raise ConfigError(
                 f"run_dir: {run_dir!r} already holds a run; pass a new directory, or resume it (hrlkit train --resume)"
             )
-        clear_unstarted_run(run_dir)  # stopped before its first checkpoint: nothing to keep, start it again
+        clear_unstarted_run(run_dir)
     agent.run_dir = run_dir
     agent.total_steps = total_steps
-    os.makedirs(ckpt_dir, exist_ok=True)
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     if not resuming or not os.path.exists(meta_path):
         with open(meta_path, "w") as f:
             json.dump(
@@ -88,80 +135,80 @@ def _run(agent, total_steps, run_dir, log_every, eval_every, eval_episodes, chec
                  "threads": agent.threads, "total_steps": total_steps, "config": to_dict(agent.config)},
                 f, indent=2,
             )
-    logger = Logger(run_dir, tensorboard=tensorboard)
-    if resuming:
-        logger.truncate_after(agent.global_step)
 
-    num_envs = agent.config.num_envs
-    next_log = (agent.global_step // log_every + 1) * log_every
-    next_eval = None if eval_every is None else (agent.global_step // eval_every + 1) * eval_every
-    next_ckpt = None if checkpoint_every is None else (agent.global_step // checkpoint_every + 1) * checkpoint_every
-    losses: dict[str, list[float]] = defaultdict(list)
-    episodes: list[tuple[float, int]] = []
-    bar = _progress_bar(progress, total_steps, agent.global_step)
-    last_log_time, last_log_step, paused = time.perf_counter(), agent.global_step, 0.0
-    stop = False
-    last_eval_step = -1
-    try:
-        while agent.global_step < total_steps and not stop:
-            obs = agent.obs
-            actions = agent.act(obs)
-            next_obs, rewards, terminated, truncated, infos = step_envs(agent, actions)
-            done = np.logical_or(terminated, truncated)
-            real_next = real_next_obs(next_obs, infos, done)
-            check_finite_step(agent, rewards, real_next, next_obs)
-            agent.observe(obs, actions, rewards, real_next, terminated, truncated)
-            agent.episode_return += rewards
-            agent.episode_length += 1
-            for i in np.flatnonzero(done):
-                episodes.append((float(agent.episode_return[i]), int(agent.episode_length[i])))
-                if on_episode_end is not None and on_episode_end(agent, int(i), *episodes[-1]) is False:
-                    stop = True
-                agent.episode_return[i] = 0.0
-                agent.episode_length[i] = 0
-            agent.obs = next_obs
-            agent.global_step += num_envs
-            if bar is not None:
-                bar.update(num_envs)
-            if done.any():
-                agent.on_episode_start(done)
-            if not agent.ready():
-                continue
-            stats = agent.update()
-            _check_finite_losses(agent, stats)
-            for k, v in stats.items():
-                losses[k].append(v)
-            agent.num_updates += 1
 
-            t0 = time.perf_counter()
-            if next_ckpt is not None and agent.global_step >= next_ckpt:
-                _checkpoint(agent, ckpt_dir)
-                next_ckpt = (agent.global_step // checkpoint_every + 1) * checkpoint_every
-            if next_eval is not None and agent.global_step >= next_eval:
-                _evaluate(agent, logger, eval_episodes, run_dir if video else None, ckpt_dir)
-                last_eval_step = agent.global_step
-                next_eval = (agent.global_step // eval_every + 1) * eval_every
-            paused += time.perf_counter() - t0
-            if agent.global_step >= next_log:
-                now = time.perf_counter()
-                sps = (agent.global_step - last_log_step) / max(now - last_log_time - paused, 1e-9)
-                scalars = _log(agent, logger, losses, episodes, sps)
-                last_log_time, last_log_step, paused = now, agent.global_step, 0.0
-                next_log = (agent.global_step // log_every + 1) * log_every
-                if bar is not None and "charts/episodic_return" in scalars:
-                    bar.set_postfix(SPS=f"{sps:.0f}", ret=f"{scalars['charts/episodic_return']:.1f}")
-                if callback is not None and callback(agent, scalars) is False:
-                    stop = True
-        if losses or episodes:
-            now = time.perf_counter()
-            _log(agent, logger, losses, episodes, (agent.global_step - last_log_step) / max(now - last_log_time - paused, 1e-9))
-        if eval_every is not None and last_eval_step != agent.global_step:
-            _evaluate(agent, logger, eval_episodes, run_dir if video else None, ckpt_dir)
-        _checkpoint(agent, ckpt_dir)
-    finally:
-        if bar is not None:
-            bar.close()
-        logger.close()
+def _collect(agent, stats: "_Stats", on_episode_end) -> None:
+    """One step of the vector env: the agent acts, sees each transition with its real final
+    observation, and sub-envs whose episode ended start a new one."""
+    obs = agent.obs
+    actions = agent.act(obs)
+    next_obs, rewards, terminated, truncated, infos = step_envs(agent, actions)
+    done = np.logical_or(terminated, truncated)
+    real_next = real_next_obs(next_obs, infos, done)
+    check_finite_step(agent, rewards, real_next, next_obs)
+    agent.observe(obs, actions, rewards, real_next, terminated, truncated)
+    agent.episode_return += rewards
+    agent.episode_length += 1
+    for i in np.flatnonzero(done):
+        stats.episodes.append((float(agent.episode_return[i]), int(agent.episode_length[i])))
+        if on_episode_end is not None and on_episode_end(agent, int(i), *stats.episodes[-1]) is False:
+            stats.stop = True
+        agent.episode_return[i] = 0.0
+        agent.episode_length[i] = 0
+    agent.obs = next_obs
+    agent.global_step += agent.config.num_envs
+    if done.any():
+        agent.on_episode_start(done)
+
+
+class Every:
+    """An event due every ``n`` env steps (never when ``n`` is None), counted from ``start``."""
+
+    def __init__(self, n: int | None, start: int):
+        self.n, self.enabled, self.last = n, n is not None, -1
+        self.next = None if n is None else (start // n + 1) * n
+
+    def due(self, step: int) -> bool:
+        if self.next is None or step < self.next:
+            return False
+        self.next, self.last = (step // self.n + 1) * self.n, step
+        return True
+
+
+class _Stats:
+    """What is logged between two log rows: losses, finished episodes, and the SPS clock (which
+    leaves out the time spent in evaluations and checkpoints)."""
+
+    def __init__(self, agent):
+        self.agent, self.stop = agent, False
+        self.losses: dict[str, list] = defaultdict(list)
+        self.episodes: list[tuple[float, int]] = []
+        self.since, self.since_step, self.excluded = time.perf_counter(), agent.global_step, 0.0
+
+    def add_losses(self, stats: dict) -> None:
+        for k, v in stats.items():
+            self.losses[k].append(v)
+
+    def pending(self) -> bool:
+        return bool(self.losses or self.episodes)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.excluded += time.perf_counter() - t0
+
+    def log(self, logger: Logger) -> dict[str, float]:
+        now = time.perf_counter()
+        sps = (self.agent.global_step - self.since_step) / max(now - self.since - self.excluded, 1e-9)
+        scalars = _log(self.agent, logger, self.losses, self.episodes, sps)
+        self.since, self.since_step, self.excluded = now, self.agent.global_step, 0.0
+        return scalars
+
+
+def _checked(agent, stats: dict) -> dict:
+    _check_finite_losses(agent, stats)
+    return stats
 
 
 def _check_finite_losses(agent, stats: dict) -> None:
@@ -219,7 +266,7 @@ def _mean(vals: list) -> float:
 
 def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_dir: str) -> None:
     """Greedy evaluation into the logs; the best so far is also kept as checkpoints/best.pt."""
-    returns = evaluate(agent, episodes, video_dir=None if video_dir is None else os.path.join(video_dir, "videos"))
+    returns = evaluate(agent, episodes, video_dir=video_dir)
     mean = float(np.mean(returns))
     logger.record("eval/mean_return", mean)
     logger.record("eval/std_return", float(np.std(returns)))
