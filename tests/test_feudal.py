@@ -23,6 +23,16 @@ def _params(agent) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in agent.net.parameters()])
 
 
+def _act_one_rollout(agent) -> None:
+    obs = agent.obs
+    for _ in range(agent.config.rollout_steps):
+        a = agent.act(obs)
+        nxt, r, te, tr, _ = agent.envs.step(a)
+        agent.observe(obs, a, r, nxt, te, tr)
+        agent.obs = obs = nxt
+    assert agent.ready()
+
+
 # ---- the manager's transition policy gradient --------------------------------------------------------
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_transition_gradient_turns_the_goal_towards_good_directions(sign):
@@ -131,16 +141,28 @@ def test_bad_config_names_the_key(bad, match):
 
 def test_random_goals_are_unit_and_left_out_of_the_manager_loss():
     agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, goal_epsilon=1.0)
-    obs = agent.obs
-    for _ in range(SMALL["rollout_steps"]):
-        a = agent.act(obs)
-        nxt, r, te, tr, _ = agent.envs.step(a)
-        agent.observe(obs, a, r, nxt, te, tr)
-        agent.obs = obs = nxt
+    _act_one_rollout(agent)
     assert all(bool(st["random_goal"].all()) for st in agent.rollout)
     torch.testing.assert_close(agent.rollout[-1]["goal"].norm(dim=-1), torch.ones(2))
-    assert agent.ready()
     assert agent.update()["losses/manager_policy"].item() == 0.0
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_feudal_loss_names_every_term_and_update_logs_them(env_id, monkeypatch):
+    agent = hrlkit.FeudalNetwork(env_id, seed=0, **SMALL, entropy_coef=0.1, value_coef=0.7)
+    seen, orig = [], feudal_mod.feudal_loss
+    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *args: seen.append(orig(*args)) or seen[-1])
+    _act_one_rollout(agent)
+    logged = agent.update()
+    (terms,) = seen
+    assert all(t.dim() == 0 for t in terms.values())
+    expected = (terms["worker_policy"] + terms["manager_policy"] - 0.1 * terms["entropy"]
+                + 0.7 * 0.5 * (terms["worker_value"] + terms["manager_value"]))
+    torch.testing.assert_close(terms["loss"], expected)
+    for key, value in logged.items():  # what update() logs is the loss's own terms
+        assert torch.equal(value, terms[key.split("/")[1]].detach())
+    assert set(logged) == {"losses/worker_policy", "losses/manager_policy", "losses/value", "losses/entropy",
+                           "charts/intrinsic_reward", "charts/manager_advantage"}
 
 
 # ---- checkpoints, pixels, CLI ----------------------------------------------------------------------

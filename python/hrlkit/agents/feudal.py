@@ -14,7 +14,7 @@ g_{t-i}) inside the episode; the manager the env's r_t. Both intrinsic rewards a
 c-step directions s_{t+k} - s_t (k <= c) come for the whole [T, N] rollout from one kernel call
 (``hrlkit.targets.feudal_terms``: C++, or CUDA for CUDA tensors); returns from
 ``hrlkit.targets.nstep_returns`` with the worker's and the manager's own discounts, bootstrapped
-at the rollout's end. Losses:
+at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
 
     worker  = -A^W log pi(a_t) - entropy_coef H + value_coef (R^W - V^W)^2 / 2
     manager = -A^M cos(s_{t+k} - s_t, g_t(theta)) + value_coef (R^M - V^M)^2 / 2
@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -44,7 +45,7 @@ from ..runtime.config import ConfigError, check, field
 from ._sac import ParamHolder
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
-__all__ = ["FeudalConfig", "FeudalNetwork", "transition_loss"]
+__all__ = ["FeudalConfig", "FeudalNetwork", "FeudalOutputs", "FeudalRollout", "feudal_loss", "transition_loss"]
 
 
 @dataclasses.dataclass
@@ -88,6 +89,84 @@ def transition_loss(direction: torch.Tensor, goals: torch.Tensor, advantage: tor
     cos = (d * goals).sum(-1) / (dn * gn).clamp_min(eps)
     cos = torch.where(ok, cos, torch.zeros_like(cos))
     return -(advantage.detach() * cos).sum() / ok.sum().clamp_min(1)
+
+
+class FeudalRollout(NamedTuple):
+    """A rollout as it was acted, time first. The kernel's three inputs start with the c steps
+    before the rollout (the intrinsic reward's look-back; zeros marked as starts at first)."""
+
+    states: torch.Tensor       # [c + T, n, d] the manager's states s_t (constants)
+    goals: torch.Tensor        # [c + T, n, d] the goals the worker saw: g_t, or a random unit one
+    starts: torch.Tensor       # [c + T, n] True at an episode's first step
+    random_goal: torch.Tensor  # [T, n] the goal was random: no transition gradient there
+    actions: torch.Tensor      # [T, n] (discrete) or [T, n, A]
+    rewards: np.ndarray        # [T, n] the env's r_t
+    terminated: np.ndarray     # [T, n]
+    truncated: np.ndarray      # [T, n]
+
+
+class FeudalOutputs(NamedTuple):
+    """The networks over the rollout, recomputed with gradient from its first recurrent state."""
+
+    g: torch.Tensor       # [T, n, d] the manager's unit goals g_t(theta)
+    vm: torch.Tensor      # [T, n] V^M(s_t)
+    vw: torch.Tensor      # [T, n] V^W
+    out: torch.Tensor     # [T, n, A] the worker's policy outputs (logits, or the Gaussian's mean)
+    vm_end: torch.Tensor  # [n] V^M after the rollout, to bootstrap from (no gradient)
+    vw_end: torch.Tensor  # [n] V^W after the rollout
+
+
+def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torch.Tensor], torch.distributions.Distribution],
+                cfg: FeudalConfig) -> dict[str, torch.Tensor]:
+    """FuN's learning rule over one rollout: every loss term, their weighted total ``loss``, and the
+    logged diagnostics ``intrinsic_reward`` (mean r^I) and ``manager_advantage`` (mean A^M).
+    ``policy`` maps the worker's outputs to its action distribution."""
+    T, dev, ends = len(batch.rewards), net.vw.device, (batch.terminated, batch.truncated)
+    # r^I_t = 1/c sum_{i=1..c} d_cos(s_t - s_{t-i}, g_{t-i}); direction s_{t+k} - s_t, k <= c
+    terms = targets.feudal_terms(batch.states, batch.goals, batch.starts, c=cfg.horizon)
+    r_int, r = terms.intrinsic.to(torch.float32), torch.as_tensor(batch.rewards)
+    r_w = r + cfg.alpha * r_int.cpu()  # the worker's reward r_t + alpha r^I_t
+    v_next_w = _next_values(net.vw, net.vw_end, batch.truncated)  # V^W(s_{t+1}), constants
+    v_next_m = _next_values(net.vm, net.vm_end, batch.truncated)
+    # R^W_t = sum_{i<k} gamma_W^i r^W_{t+i} + gamma_W^k V^W_{t+k}
+    ret_w = targets.nstep_returns(r_w, *ends, gamma=cfg.gamma_worker, n=T, next_values=v_next_w).returns.to(dev)
+    # R^M_t = sum_{i<k} gamma_M^i r_{t+i} + gamma_M^k V^M_{t+k}
+    ret_m = targets.nstep_returns(r, *ends, gamma=cfg.gamma_manager, n=T, next_values=v_next_m).returns.to(dev)
+    adv_w, adv_m = ret_w - net.vw.detach(), ret_m - net.vm.detach()
+    dist = policy(net.out.flatten(0, 1))
+    logp, entropy = dist.log_prob(batch.actions.flatten(0, 1)), dist.entropy()
+    if logp.dim() > 1:  # a Gaussian: summed over the action's dimensions
+        logp, entropy = logp.sum(-1), entropy.sum(-1)
+    worker_pg = -(adv_w.view(-1) * logp).mean()  # -A^W_t log pi(a_t)
+    valid = (terms.horizon > 0) & ~batch.random_goal
+    # -A^M_t d_cos(s_{t+k} - s_t, g_t), s constant
+    manager_pg = transition_loss(terms.direction.to(net.g.dtype), net.g, adv_m, valid)
+    worker_value, manager_value = (ret_w - net.vw).pow(2).mean(), (ret_m - net.vm).pow(2).mean()  # (R - V)^2
+    value = 0.5 * (worker_value + manager_value)
+    policy_loss = worker_pg + manager_pg
+    entropy = entropy.mean()  # H, the worker's entropy bonus
+    loss = policy_loss - cfg.entropy_coef * entropy + cfg.value_coef * value
+    return {"loss": loss, "worker_policy": worker_pg, "manager_policy": manager_pg, "worker_value": worker_value,
+            "manager_value": manager_value, "value": value, "entropy": entropy,
+            "intrinsic_reward": r_int.mean(), "manager_advantage": adv_m.mean()}
+
+
+def _next_values(v: torch.Tensor, v_end: torch.Tensor, truncated: np.ndarray) -> torch.Tensor:
+    """V(s_{t+1}) within the rollout (constants, on the CPU); at a truncation the next row starts a
+    new episode, so the truncated step bootstraps from its own value (an approximation)."""
+    nxt = torch.cat([v[1:], v_end[None]]).detach()
+    return torch.where(torch.as_tensor(truncated, device=v.device), v.detach(), nxt).cpu()
+
+
+class FeudalStep(NamedTuple):
+    """One recurrent step of :class:`FeudalNetwork` over n envs."""
+
+    s: torch.Tensor    # [n, d] the manager's state s_t = Mspace(z_t)
+    g: torch.Tensor    # [n, d] the manager's unit goal g_t
+    vm: torch.Tensor   # [n] V^M(s_t)
+    out: torch.Tensor  # [n, A] the worker's policy output
+    vw: torch.Tensor   # [n] V^W
+    state: Any         # the next recurrent state
 
 
 class FeudalNet(nn.Module):
@@ -186,13 +265,13 @@ class FeudalNetwork(Algorithm):
         out = torch.bmm(wh.view(-1, net.num_actions, net.k), w[:, :, None])[..., 0]
         return out, net.worker_value(wh)[:, 0], (wh, wc), goals
 
-    def _step(self, z: torch.Tensor, state, goal: torch.Tensor | None = None):
-        """From features z [n, d]: (s, g (the manager's), V^M, policy output, V^W, new state);
-        the worker sees ``goal`` when given (the one used when acting), else g."""
+    def _step(self, z: torch.Tensor, state, goal: torch.Tensor | None = None) -> FeudalStep:
+        """One step from features z [n, d]; the worker sees ``goal`` when given (the one used
+        when acting), else the manager's g."""
         mgr, wstate, goals = state
         s, g, vm, mgr = self._manager(z, mgr)
         out, vw, wstate, goals = self._worker(z, wstate, goals, g if goal is None else goal)
-        return s, g, vm, out, vw, (mgr, wstate, goals)
+        return FeudalStep(s, g, vm, out, vw, (mgr, wstate, goals))
 
     def _dist(self, out: torch.Tensor):
         if self.discrete:
@@ -242,76 +321,42 @@ class FeudalNetwork(Algorithm):
 
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
-        cfg = self.config
+        cfg, c = self.config, self.config.horizon
         steps, self.rollout = self.rollout, []
-        T, n, c = len(steps), cfg.num_envs, cfg.horizon
-        z_all = self._features(np.concatenate([st["obs"] for st in steps])).view(T, n, -1)
-        state = self.rollout_state
-        s_l, g_l, vm_l, out_l, vw_l = [], [], [], [], []
-        for t, st in enumerate(steps):  # the rollout again, with gradient, from its first state
-            state = self._reset(state, st["starts"])
-            s, g, vm, out, vw, state = self._step(z_all[t], state, goal=st["goal"])
-            s_l.append(s)
-            g_l.append(g)
-            vm_l.append(vm)
-            out_l.append(out)
-            vw_l.append(vw)
-        s_all, g_all = torch.stack(s_l), torch.stack(g_l)  # [T, n, d]
-        vm, vw = torch.stack(vm_l), torch.stack(vw_l)  # [T, n]
-        with torch.no_grad():  # bootstrap values at the observation after the rollout
-            boot_state = self._reset(_detach(state), torch.as_tensor(self.starting, device=self.device))
-            _, _, vm_T, _, vw_T, _ = self._step(self._features(self.obs), boot_state)
-        rewards = np.stack([st["reward"] for st in steps])
-        term = np.stack([st["terminated"] for st in steps])
-        trunc = np.stack([st["truncated"] for st in steps])
-        starts = torch.stack([st["starts"] for st in steps])
-        goals_used = torch.stack([st["goal"] for st in steps])
-        terms = targets.feudal_terms(torch.cat([self.s_hist, s_all.detach()]), torch.cat([self.g_hist, goals_used]),
-                                     torch.cat([self.start_hist, starts]), c=c)
-        intrinsic = terms.intrinsic.to(torch.float32)
-
-        def next_values(v: torch.Tensor, v_end: torch.Tensor) -> torch.Tensor:
-            # V(s_{t+1}) within the rollout; at a truncation the next row starts a new episode,
-            # so the truncated step bootstraps from its own value (an approximation)
-            nxt = torch.cat([v[1:], v_end[None]]).detach()
-            return torch.where(torch.as_tensor(trunc, device=self.device), v.detach(), nxt).cpu()
-
-        r_ext = torch.as_tensor(rewards)
-        r_worker = r_ext + cfg.alpha * intrinsic.cpu()
-        ret_w = targets.nstep_returns(r_worker, term, trunc, gamma=cfg.gamma_worker, n=T,
-                                      next_values=next_values(vw, vw_T)).returns.to(self.device)
-        ret_m = targets.nstep_returns(r_ext, term, trunc, gamma=cfg.gamma_manager, n=T,
-                                      next_values=next_values(vm, vm_T)).returns.to(self.device)
-        adv_w, adv_m = ret_w - vw.detach(), ret_m - vm.detach()
-        dist = self._dist(torch.stack(out_l).view(T * n, -1))
-        actions = torch.stack([st["action"] for st in steps]).view(T * n, *(() if self.discrete else (-1,)))
-        logp = dist.log_prob(actions)
-        entropy = dist.entropy()
-        if not self.discrete:
-            logp, entropy = logp.sum(-1), entropy.sum(-1)
-        worker_pg = -(adv_w.view(-1) * logp).mean()
-        random_goal = torch.stack([st["random_goal"] for st in steps])
-        manager_pg = transition_loss(terms.direction.to(g_all.dtype), g_all, adv_m, (terms.horizon > 0) & ~random_goal)
-        value_loss = 0.5 * ((ret_w - vw).pow(2).mean() + (ret_m - vm).pow(2).mean())
-        loss = worker_pg + manager_pg - cfg.entropy_coef * entropy.mean() + cfg.value_coef * value_loss
+        z = self._features(np.concatenate([st["obs"] for st in steps])).view(len(steps), cfg.num_envs, -1)
+        state, rec = self.rollout_state, []
+        for t, st in enumerate(steps):  # the rollout again, with gradient, from its first state (truncated BPTT)
+            rec.append(self._step(z[t], self._reset(state, st["starts"]), goal=st["goal"]))
+            state = rec[-1].state
+        s, g, vm, vw, out = (torch.stack([getattr(r, f) for r in rec]) for f in ("s", "g", "vm", "vw", "out"))
+        with torch.no_grad():  # V^M and V^W at the observation after the rollout, to bootstrap from
+            end_state = self._reset(_detach(state), torch.as_tensor(self.starting, device=self.device))
+            end = self._step(self._features(self.obs), end_state)
+        batch = self._rollout_batch(steps, s.detach())
+        losses = feudal_loss(batch, FeudalOutputs(g, vm, vw, out, end.vm, end.vw), self._dist, cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+            nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]],
+                                     cfg.max_grad_norm)
         self.optimizer.step()
-        # what the next rollout's kernel call looks back on
-        self.s_hist = torch.cat([self.s_hist, s_all.detach()])[-c:]
-        self.g_hist = torch.cat([self.g_hist, goals_used])[-c:]
-        self.start_hist = torch.cat([self.start_hist, starts])[-c:]
+        # the next look-back
+        self.s_hist, self.g_hist, self.start_hist = batch.states[-c:], batch.goals[-c:], batch.starts[-c:]
         self.state = _detach(self.state)
-        return {
-            "losses/worker_policy": worker_pg.detach(),
-            "losses/manager_policy": manager_pg.detach(),
-            "losses/value": value_loss.detach(),
-            "losses/entropy": entropy.mean().detach(),
-            "charts/intrinsic_reward": intrinsic.mean(),
-            "charts/manager_advantage": adv_m.mean(),
-        }
+        return {"losses/worker_policy": losses["worker_policy"].detach(),
+                "losses/manager_policy": losses["manager_policy"].detach(),
+                "losses/value": losses["value"].detach(), "losses/entropy": losses["entropy"].detach(),
+                "charts/intrinsic_reward": losses["intrinsic_reward"],
+                "charts/manager_advantage": losses["manager_advantage"]}
+
+    def _rollout_batch(self, steps: list[dict[str, Any]], s: torch.Tensor) -> FeudalRollout:
+        """The acted rollout's records stacked, the recomputed states ``s`` [T, n, d] (detached)
+        among them, with the kernel's look-back (the c steps before the rollout) in front."""
+        col = {key: [st[key] for st in steps] for key in steps[0]}
+        return FeudalRollout(torch.cat([self.s_hist, s]), torch.cat([self.g_hist, torch.stack(col["goal"])]),
+                             torch.cat([self.start_hist, torch.stack(col["starts"])]), torch.stack(col["random_goal"]),
+                             torch.stack(col["action"]), np.stack(col["reward"]), np.stack(col["terminated"]),
+                             np.stack(col["truncated"]))
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -323,12 +368,12 @@ class FeudalNetwork(Algorithm):
         if obs.ndim == len(self.observation_space.shape or ()):
             obs = obs[None]
         state = self.initial_state(obs.shape[0]) if state is None else state
-        _, _, _, out, _, state = self._step(self._features(obs), state)
+        step = self._step(self._features(obs), state)
         if deterministic:
-            a = out.argmax(-1) if self.discrete else out
+            a = step.out.argmax(-1) if self.discrete else step.out
         else:
-            a = self._dist(out).sample()
-        return self._env_actions(a), state
+            a = self._dist(step.out).sample()
+        return self._env_actions(a), step.state
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def state_extra(self) -> dict[str, Any]:
