@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import hrlkit
-from hrlkit.agents.option_critic import option_critic_losses
+from hrlkit.agents.option_critic import option_critic_loss
 from hrlkit.cli import main as cli
 from hrlkit.runtime import checkpoint
 from hrlkit.runtime.config import ConfigError
@@ -22,7 +22,7 @@ def test_loss_terms_match_hand_computation():
     q_w = torch.tensor([1.0, 2.0], requires_grad=True)
     logp = torch.tensor([-0.5, -1.0], requires_grad=True)
     beta = torch.tensor([0.2, 0.9], requires_grad=True)
-    terms = option_critic_losses(
+    terms = option_critic_loss(
         q_w=q_w,
         returns=torch.tensor([2.0, 1.0]),
         logp=logp,
@@ -31,6 +31,8 @@ def test_loss_terms_match_hand_computation():
         termination_advantage=torch.tensor([0.3, -0.1]),
         not_terminal=torch.tensor([1.0, 0.0]),
         entropy_coef=0.1,
+        critic_coef=0.5,
+        termination_coef=2.0,
     )
     # critic: 1/2 mean((2-1)^2, (1-2)^2) = 0.5
     assert terms["critic"].item() == pytest.approx(0.5)
@@ -38,12 +40,41 @@ def test_loss_terms_match_hand_computation():
     assert terms["policy"].item() == pytest.approx(-0.315)
     # termination: mean(0.2*0.3*1, 0.9*-0.1*0) = 0.03 (a terminal next state contributes nothing)
     assert terms["termination"].item() == pytest.approx(0.03)
-    sum(terms.values()).backward()
-    # d/d beta = advantage * not_terminal / B: beta rises where the option is worse than V - xi
-    assert beta.grad.tolist() == pytest.approx([0.15, 0.0])
+    assert "action_critic" not in terms
+    # loss: policy + 0.5 critic + 2 termination
+    assert terms["loss"].item() == pytest.approx(-0.315 + 0.25 + 0.06)
+    assert terms["entropy"].item() == pytest.approx(0.65) and terms["beta_next"].item() == pytest.approx(0.55)
+    terms["loss"].backward()
+    # d/d beta = 2 advantage * not_terminal / B: beta rises where the option is worse than V - xi
+    assert beta.grad.tolist() == pytest.approx([0.3, 0.0])
     # the advantage carries no gradient into Q through the policy term: d/dq_w from critic only
-    assert q_w.grad.tolist() == pytest.approx([-0.5, 0.5])
+    assert q_w.grad.tolist() == pytest.approx([-0.25, 0.25])
     assert logp.grad.tolist() == pytest.approx([-0.5, 0.5])
+
+
+def test_action_critic_and_fixed_advantage_terms():
+    """With Q_U the policy's advantage is Q_U - Q (no gradient into either) and Q_U is regressed on
+    G_t with the critic's weight; a given (fixed) advantage replaces it, standardized on request."""
+    q_w = torch.tensor([1.0, 2.0], requires_grad=True)
+    q_u = torch.tensor([3.0, 0.0], requires_grad=True)
+    logp = torch.tensor([-0.5, -1.0], requires_grad=True)
+    common = dict(q_w=q_w, returns=torch.tensor([2.0, 1.0]), entropy=torch.zeros(2), beta_next=torch.zeros(2),
+                  termination_advantage=torch.zeros(2), not_terminal=torch.ones(2), entropy_coef=0.0,
+                  critic_coef=0.5, termination_coef=1.0)
+    terms = option_critic_loss(logp=logp, q_u=q_u, **common)
+    # advantage (2, -2): policy -mean(-0.5*2, -1.0*-2) = -0.5; action critic 1/2 mean(1, 1) = 0.5
+    assert terms["policy"].item() == pytest.approx(-0.5)
+    assert terms["action_critic"].item() == pytest.approx(0.5)
+    assert terms["loss"].item() == pytest.approx(-0.5 + 0.5 * (0.5 + 0.5))
+    terms["loss"].backward()
+    assert q_u.grad.tolist() == pytest.approx([0.25, -0.25])  # 0.5 * (q_u - G) / B
+    assert q_w.grad.tolist() == pytest.approx([-0.25, 0.25])  # the critic term only
+    assert logp.grad.tolist() == pytest.approx([-1.0, 1.0])
+    # a fixed advantage (3, 1), standardized: (1, -1) / sqrt(2) (unbiased std), with 1e-8 beside it
+    logp = torch.tensor([-0.5, -1.0], requires_grad=True)
+    option_critic_loss(logp=logp, advantage=torch.tensor([3.0, 1.0]), normalize_advantage=True,
+                       **common)["policy"].backward()
+    assert logp.grad.tolist() == pytest.approx([-0.5 / 2**0.5, 0.5 / 2**0.5])
 
 
 # ---- runtime ------------------------------------------------------------------------------------
@@ -294,12 +325,12 @@ def test_clipped_ratio_policy_term():
     adv = torch.tensor([1.0, -1.0])
     common = dict(q_w=torch.zeros(2), returns=torch.zeros(2), entropy=torch.zeros(2), beta_next=torch.zeros(2),
                   termination_advantage=torch.zeros(2), not_terminal=torch.ones(2), entropy_coef=0.0,
-                  advantage=adv, clip_range=0.2)
+                  critic_coef=0.5, termination_coef=1.0, advantage=adv, clip_range=0.2)
     logp = torch.tensor([-1.0, -1.0], requires_grad=True)
-    option_critic_losses(logp=logp, old_logp=torch.tensor([-1.0, -1.0]), **common)["policy"].backward()
+    option_critic_loss(logp=logp, old_logp=torch.tensor([-1.0, -1.0]), **common)["policy"].backward()
     assert logp.grad.tolist() == pytest.approx([-0.5, 0.5])  # = d/dlogp of -mean(logp * adv)
     logp = torch.tensor([-0.5, -1.5], requires_grad=True)  # r = e^0.5 > 1.2 (adv > 0), e^-0.5 < 0.8 (adv < 0)
-    terms = option_critic_losses(logp=logp, old_logp=torch.tensor([-1.0, -1.0]), **common)
+    terms = option_critic_loss(logp=logp, old_logp=torch.tensor([-1.0, -1.0]), **common)
     terms["policy"].backward()
     assert logp.grad.tolist() == pytest.approx([0.0, 0.0])
     assert terms["policy"].item() == pytest.approx(-(1.2 * 1.0 + 0.8 * -1.0) / 2)

@@ -21,6 +21,10 @@ every head is a table; with, in addition, ``optimizer="sgd"``, ``action_critic=T
 ``num_envs=1``, ``rollout_steps=1``, ``target_update_every=1``, ``critic_coef=1``,
 ``termination_coef=1``, ``entropy_coef=0`` and ``max_grad_norm=0`` the updates are those of the
 paper's tabular algorithm (``hrlkit.TabularOptionCritic``; a test compares them).
+
+``option_critic_targets`` computes U, G_t and the termination advantage once per rollout (and, for
+several PPO-style passes, the rollout policy's log-probabilities and advantages); ``option_critic_loss``
+the terms above for a minibatch, from the network's outputs (``OptionCriticNet.evaluate_actions``).
 """
 from __future__ import annotations
 
@@ -91,31 +95,95 @@ class OptionCriticConfig:
         check(0.0 <= self.clip_range < 1.0, "clip_range", "a number in [0, 1)", self.clip_range)
 
 
-def option_critic_losses(
+def option_critic_targets(
+    net: OptionCriticNet,
+    target: OptionCriticNet,
+    rewards: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    *,
+    obs: torch.Tensor,
+    next_obs: torch.Tensor,
+    options: torch.Tensor,
+    actions: torch.Tensor,
+    gamma: float,
+    epsilon: float,
+    deliberation_cost: float,
+    next_feats: torch.Tensor | None = None,
+    fixed_policy: bool = False,
+) -> dict[str, torch.Tensor]:
+    """What the loss regresses on and weighs by, for a rollout of T steps from N envs, without
+    gradient: ``returns`` G_t, ``termination_advantage`` and ``not_terminal`` (each [T * N]).
+
+    rewards / terminated / truncated are [T, N]; obs, next_obs, options, actions flattened to
+    [T * N]. next_feats: the body's features at s' when the caller already has them (detached
+    here). fixed_policy (several PPO-style passes over the rollout): also the rollout policy's
+    ``old_logp`` and its ``advantage``, G_t - Q(s, w) (Q_U(s, w, a) - Q(s, w) with the action
+    critic), held fixed across the passes.
+    """
+    T, N = rewards.shape
+    with torch.no_grad():
+        feats_next = net.body(next_obs) if next_feats is None else next_feats.detach()
+        q_target_next, beta_next = target.q(target.body(next_obs)), torch.sigmoid(net.beta(feats_next))
+        # U(s', w) = (1 - beta_w(s')) Q_target(s', w) + beta_w(s') V_target(s')
+        u = targets.option_bootstrap(q_target_next, beta_next, options, epsilon)
+        # G_t = sum_{i<k} gamma^i r_{t+i} + gamma^k U(s_{t+k}, w_{t+k-1}), k stopping at episode ends
+        returns = targets.nstep_returns(torch.as_tensor(rewards, dtype=torch.float32), terminated, truncated,
+                                        gamma=gamma, n=T, next_values=u.view(T, N).cpu()).returns
+        returns = returns.reshape(-1).to(options.device)
+        q_next = net.q(feats_next)
+        v_next = targets.option_values(q_next, epsilon)  # V(s') = (1 - eps) max_w Q(s', w) + eps mean_w Q(s', w)
+        out = {
+            "returns": returns,
+            "termination_advantage": q_next.gather(1, options[:, None]).squeeze(1) - v_next + deliberation_cost,
+            "not_terminal": torch.as_tensor(~terminated.reshape(-1), dtype=torch.float32, device=options.device),
+        }
+        if fixed_policy:
+            rollout = net.evaluate_actions(obs, options, actions, next_feats=feats_next)
+            out["advantage"] = (returns if rollout["q_u"] is None else rollout["q_u"]) - rollout["q_w"]
+            out["old_logp"] = rollout["logp"]
+    return out
+
+
+def option_critic_loss(
     *,
     q_w: torch.Tensor,
-    returns: torch.Tensor,
     logp: torch.Tensor,
     entropy: torch.Tensor,
     beta_next: torch.Tensor,
+    returns: torch.Tensor,
     termination_advantage: torch.Tensor,
     not_terminal: torch.Tensor,
     entropy_coef: float,
+    critic_coef: float,
+    termination_coef: float,
+    q_u: torch.Tensor | None = None,
     advantage: torch.Tensor | None = None,
     old_logp: torch.Tensor | None = None,
     clip_range: float = 0.0,
+    normalize_advantage: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """The three Option-Critic loss terms over a batch of steps (each input is [B]).
+    """Option-Critic's loss terms over a batch of steps (each input is [B]), their weighted sum
+    ``loss`` and the diagnostics ``entropy`` and ``beta_next`` (batch means, no gradient).
 
-    q_w: Q_Omega(s_t, w_t); returns: the n-step targets G_t; logp / entropy: of pi_w at s_t;
-    beta_next: beta_w(s_{t+1}); termination_advantage: Q(s_{t+1}, w) - V(s_{t+1}) + xi (no
-    gradient); not_terminal: 0 where s_{t+1} is terminal. advantage defaults to G_t - Q(s_t, w).
-    The policy term is -log pi A; with old_logp (the rollout policy's log-probabilities, for
-    several passes over one rollout) it is the likelihood-ratio form -r A, r = pi / pi_old, with
-    r clipped PPO-style to [1 - clip_range, 1 + clip_range] when clip_range > 0. Both have the
-    same gradient at r = 1.
+    The network's outputs (``OptionCriticNet.evaluate_actions``): q_w = Q(s_t, w_t), logp /
+    entropy of pi_w at s_t, beta_next = beta_w(s_{t+1}), q_u = Q_U(s_t, w_t, a_t) (the action
+    critic; None without). The targets (``option_critic_targets``, no gradient): returns G_t,
+    termination_advantage Q(s_{t+1}, w) - V(s_{t+1}) + xi, not_terminal (0 where s_{t+1} is
+    terminal).
+
+    The policy's advantage is G_t - Q(s_t, w), or Q_U - Q with the action critic, unless a fixed
+    ``advantage`` is given (PPO-style passes; then standardized when normalize_advantage). The
+    policy term is -log pi A; with old_logp (the rollout policy's log-probabilities) it is the
+    likelihood-ratio form -r A, r = pi / pi_old, with r clipped PPO-style to
+    [1 - clip_range, 1 + clip_range] when clip_range > 0. Both have the same gradient at r = 1.
+    The action critic is regressed on G_t and weighted as the critic.
     """
-    adv = (returns - q_w).detach() if advantage is None else advantage.detach()
+    if advantage is None:
+        advantage = (returns if q_u is None else q_u) - q_w
+    elif normalize_advantage and len(advantage) > 1:
+        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+    adv = advantage.detach()
     if old_logp is None:
         surrogate = logp * adv
     else:
@@ -123,11 +191,18 @@ def option_critic_losses(
         surrogate = ratio * adv
         if clip_range > 0:
             surrogate = torch.min(surrogate, ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * adv)
-    return {
+    out = {
         "critic": 0.5 * (returns - q_w).pow(2).mean(),
         "policy": -surrogate.mean() - entropy_coef * entropy.mean(),
         "termination": (beta_next * termination_advantage.detach() * not_terminal).mean(),
     }
+    if q_u is not None:
+        out["action_critic"] = 0.5 * (returns - q_u).pow(2).mean()
+    critic = out["critic"] + out.get("action_critic", 0.0)
+    out["loss"] = out["policy"] + critic_coef * critic + termination_coef * out["termination"]
+    out["entropy"] = entropy.detach().mean()
+    out["beta_next"] = beta_next.detach().mean()
+    return out
 
 
 class OptionCriticNet(nn.Module):
@@ -153,6 +228,25 @@ class OptionCriticNet(nn.Module):
         if self.discrete:
             return torch.distributions.Categorical(logits=out)
         return torch.distributions.Normal(out, self.log_std[options].exp())
+
+    def evaluate_actions(self, obs: torch.Tensor, options: torch.Tensor, actions: torch.Tensor,
+                         next_obs: torch.Tensor | None = None, next_feats: torch.Tensor | None = None) -> dict:
+        """What ``option_critic_loss`` needs from the network for steps (s, w, a, s'): q_w, logp,
+        entropy, q_u (None without the action critic) at s and beta_next at s'; next_feats: the
+        body's features at s' when the caller has them, else computed from next_obs."""
+        feats = self.body(obs)
+        beta_next = torch.sigmoid(self.beta(self.body(next_obs) if next_feats is None else next_feats))
+        dist = self.policy(feats, options)
+        logp, entropy = dist.log_prob(actions), dist.entropy()
+        if not self.discrete:
+            logp, entropy = logp.sum(-1), entropy.sum(-1)
+        q_w = self.q(feats).gather(1, options[:, None]).squeeze(1)
+        q_u = None
+        if hasattr(self, "qu"):  # the action critic Q_U(s, w, a)
+            q_u = self.qu(feats).view(-1, self.num_options, self.action_dim)
+            q_u = q_u[torch.arange(q_u.shape[0], device=q_u.device), options, actions.long()]
+        return {"q_w": q_w, "logp": logp, "entropy": entropy, "q_u": q_u,
+                "beta_next": beta_next.gather(1, options[:, None]).squeeze(1)}
 
 
 class OptionCritic(OptionAgent):
@@ -242,101 +336,45 @@ class OptionCritic(OptionAgent):
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
         cfg = self.config
-        obs, options, actions, rewards, next_obs, terminated, truncated = zip(*self.rollout)
-        self.rollout.clear()
-        T, N = len(obs), cfg.num_envs
-        x = self.obs_tensor(np.concatenate(obs))
-        x_next = self.obs_tensor(np.concatenate(next_obs))
-        w = torch.as_tensor(np.concatenate(options), device=self.device)
-        a = torch.cat(actions)
-        term = np.stack(terminated)
-        eps = self.epsilon()
-
-        multi = cfg.update_epochs > 1 or cfg.num_minibatches > 1
-        # One pass: the body's forward at s' serves both the targets (detached) and the
-        # termination gradient. Several passes: recomputed per minibatch.
-        feats_next_grad = None if multi else self.net.body(x_next)
-        with torch.no_grad():
-            feats_next0 = self.net.body(x_next) if multi else feats_next_grad.detach()
-            q_next_target = self.target.q(self.target.body(x_next))
-            u = targets.option_bootstrap(q_next_target, torch.sigmoid(self.net.beta(feats_next0)), w, eps)
-            ret = targets.nstep_returns(
-                torch.as_tensor(np.stack(rewards), dtype=torch.float32),
-                term, np.stack(truncated), gamma=cfg.gamma, n=T, next_values=u.view(T, N).cpu(),
-            ).returns.reshape(-1).to(self.device)
-            q_next = self.net.q(feats_next0)
-            v_next = targets.option_values(q_next, eps)
-            term_adv = q_next.gather(1, w[:, None]).squeeze(1) - v_next + cfg.deliberation_cost
-            not_terminal = torch.as_tensor(~term.reshape(-1), dtype=torch.float32, device=self.device)
-            if multi:  # the rollout policy and its advantages, fixed across the passes
-                feats0 = self.net.body(x)
-                q0 = self.net.q(feats0).gather(1, w[:, None]).squeeze(1)
-                advantage = (self._q_u(feats0, w, a) if cfg.action_critic else ret) - q0
-                old_logp = self._log_prob_entropy(feats0, w, a)[0]
-
+        batch, rewards, terminated, truncated = self._rollout_batch()
+        several = cfg.update_epochs > 1 or cfg.num_minibatches > 1
+        # One pass: the body's forward at s' serves both the targets (detached) and the termination
+        # gradient. Several (PPO-style): recomputed per minibatch, the rollout policy held fixed.
+        next_feats = None if several else self.net.body(batch["next_obs"])
+        fixed = option_critic_targets(self.net, self.target, rewards, terminated, truncated, **batch, gamma=cfg.gamma,
+                                      epsilon=self.epsilon(), deliberation_cost=cfg.deliberation_cost,
+                                      next_feats=next_feats, fixed_policy=several)
         if cfg.lr_schedule == "linear":
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * max(0.0, 1.0 - self.global_step / max(1, self.total_steps))
-        batch = T * N
-        history: dict[str, list[float]] = {}
+        coefs = dict(entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef, termination_coef=cfg.termination_coef,
+                     clip_range=cfg.clip_range, normalize_advantage=cfg.normalize_advantage)
+        size, history = len(fixed["returns"]), {}
         for _ in range(cfg.update_epochs):
-            order = torch.randperm(batch, device=self.device) if multi else torch.arange(batch, device=self.device)
+            order = torch.randperm(size, device=self.device) if several else torch.arange(size, device=self.device)
             for mb in order.chunk(cfg.num_minibatches):
-                feats = self.net.body(x[mb])
-                beta_next = torch.sigmoid(self.net.beta(self.net.body(x_next[mb]) if multi else feats_next_grad))
-                logp, entropy = self._log_prob_entropy(feats, w[mb], a[mb])
-                adv = None
-                q_w = self.net.q(feats).gather(1, w[mb, None]).squeeze(1)
-                if cfg.action_critic:
-                    q_u = self._q_u(feats, w[mb], a[mb])
-                    adv = (q_u - q_w).detach()
-                if multi:
-                    adv = advantage[mb]
-                    if cfg.normalize_advantage and len(mb) > 1:
-                        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                terms = option_critic_losses(
-                    q_w=q_w,
-                    returns=ret[mb],
-                    logp=logp,
-                    entropy=entropy,
-                    beta_next=beta_next.gather(1, w[mb, None]).squeeze(1),
-                    termination_advantage=term_adv[mb],
-                    not_terminal=not_terminal[mb],
-                    entropy_coef=cfg.entropy_coef,
-                    advantage=adv,
-                    old_logp=old_logp[mb] if multi else None,
-                    clip_range=cfg.clip_range if multi else 0.0,
-                )
-                if cfg.action_critic:
-                    terms["action_critic"] = 0.5 * (ret[mb] - q_u).pow(2).mean()
-                critic = terms["critic"] + terms.get("action_critic", 0.0)
-                loss = terms["policy"] + cfg.critic_coef * critic + cfg.termination_coef * terms["termination"]
+                outputs = self.net.evaluate_actions(**{k: v[mb] for k, v in batch.items()}, next_feats=next_feats)
+                out = option_critic_loss(**outputs, **{k: v[mb] for k, v in fixed.items()}, **coefs)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                out["loss"].backward()
                 if cfg.max_grad_norm > 0:
                     nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
-                for k, v in terms.items():
-                    history.setdefault(f"losses/{k}", []).append(float(v.detach()))
-                history.setdefault("losses/entropy", []).append(float(entropy.mean().detach()))
-                history.setdefault("losses/beta_next", []).append(
-                    float(beta_next.detach().gather(1, w[mb, None]).mean())
-                )
+                for k, v in out.items():
+                    if k != "loss":
+                        history.setdefault(f"losses/{k}", []).append(float(v.detach()))
         if (self.num_updates + 1) % cfg.target_update_every == 0:
             hard_update(self.target, self.net)
         return {k: float(np.mean(v)) for k, v in history.items()}
 
-    def _q_u(self, feats: torch.Tensor, options: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q_U(s, w, a) for each row's option and action."""
-        q = self.net.qu(feats).view(-1, self.config.num_options, self.net.action_dim)
-        return q[torch.arange(q.shape[0], device=q.device), options, actions.long()]
-
-    def _log_prob_entropy(self, feats: torch.Tensor, options: torch.Tensor, actions: torch.Tensor):
-        dist = self.net.policy(feats, options)
-        logp, entropy = dist.log_prob(actions), dist.entropy()
-        if not self.discrete:
-            logp, entropy = logp.sum(-1), entropy.sum(-1)
-        return logp, entropy
+    def _rollout_batch(self) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray, np.ndarray]:
+        """The rollout as tensors of [T * N] steps (obs, next_obs, options, actions) and the
+        [T, N] rewards, terminated and truncated flags; the rollout is emptied."""
+        obs, options, actions, rewards, next_obs, terminated, truncated = zip(*self.rollout)
+        self.rollout.clear()
+        batch = {"obs": self.obs_tensor(np.concatenate(obs)), "next_obs": self.obs_tensor(np.concatenate(next_obs)),
+                 "options": torch.as_tensor(np.concatenate(options), device=self.device), "actions": torch.cat(actions)}
+        return batch, np.stack(rewards), np.stack(terminated), np.stack(truncated)
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
