@@ -132,8 +132,12 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
     assert agent.log_stats() == {}
 
 
-@pytest.mark.parametrize("bad,match", [({"horizon": 0}, "horizon"), ({"gamma_manager": 1.5}, "gamma_manager"),
-                                       ({"goal_epsilon": -0.1}, "goal_epsilon"), ({"alpha": -1}, "alpha")])
+@pytest.mark.parametrize("bad,match", [({"horizon": 0}, "horizon: expected an int >= 1, got 0"),
+                                       ({"gamma_manager": 1.5}, r"gamma_manager: expected a number in \[0, 1\], got 1.5"),
+                                       ({"goal_epsilon": -0.1}, "goal_epsilon"),
+                                       ({"intrinsic_coef": -1}, "intrinsic_coef: expected a number >= 0"),
+                                       ({"hidden_sizes": [64, 0]}, "hidden_sizes: expected a list of ints >= 1"),
+                                       ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
 def test_bad_config_names_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
         hrlkit.FeudalNetwork("CartPole-v1", seed=0, **{**SMALL, **bad})

@@ -239,7 +239,7 @@ def test_cli_bad_config_fails_before_training(argv, message, capsys, tmp_path):
 def test_cli_help_lists_only_that_algorithms_hyperparameters(capsys):
     assert cli(["train", "option-critic", "--help"]) == 0
     text = capsys.readouterr().out
-    for key in ("num_options", "deliberation_cost", "epsilon_decay_steps", "learning_rate"):
+    for key in ("num_options", "deliberation_cost", "epsilon_decay_steps", "learning_rate", "an int >= 1"):
         assert key in text
     for other in ("num_skills", "goal_embedding", "option_temperature"):  # DIAYN's, FuN's, SOC's
         assert other not in text

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from .. import targets
 from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, mlp
-from ..runtime.config import ConfigError, check, field
+from ..runtime.config import ConfigError, field
 from ._sac import ParamHolder
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
@@ -50,32 +50,22 @@ __all__ = ["FeudalConfig", "FeudalNetwork", "FeudalOutputs", "FeudalRollout", "f
 
 @dataclasses.dataclass
 class FeudalConfig:
-    num_envs: int = field(8, "parallel environments")
-    rollout_steps: int = field(40, "steps per env per update (T; also the BPTT length)")
-    horizon: int = field(10, "c: the manager's horizon, its LSTM's dilation, and the goal window")
-    state_dim: int = field(256, "d: perception features and the manager's state/goal space")
-    goal_embedding: int = field(16, "k: width of the worker's goal embedding w = phi(sum of goals)")
-    hidden_sizes: list[int] = field([128], "vector observations: the perception MLP's hidden widths")
-    alpha: float = field(0.5, "weight of the intrinsic reward in the worker's reward")
-    gamma_worker: float = field(0.95, "the worker's discount")
-    gamma_manager: float = field(0.99, "the manager's discount")
-    learning_rate: float = field(3e-4, "Adam learning rate")
-    entropy_coef: float = field(0.01, "worker entropy bonus")
-    value_coef: float = field(0.5, "weight of the two critics' losses")
-    max_grad_norm: float = field(5.0, "gradient clipping (0: none)")
-    goal_epsilon: float = field(0.0, "probability of a random unit goal instead of the manager's (exploration)")
-
-    def validate(self) -> None:
-        for name in ("num_envs", "rollout_steps", "horizon", "state_dim", "goal_embedding"):
-            check(getattr(self, name) >= 1, name, "an int >= 1", getattr(self, name))
-        check(all(h >= 1 for h in self.hidden_sizes), "hidden_sizes", "a list of positive ints", self.hidden_sizes)
-        for name in ("gamma_worker", "gamma_manager", "goal_epsilon"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
-        check(self.alpha >= 0, "alpha", "a number >= 0", self.alpha)
-        check(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
-        check(self.entropy_coef >= 0, "entropy_coef", "a number >= 0", self.entropy_coef)
-        check(self.value_coef >= 0, "value_coef", "a number >= 0", self.value_coef)
-        check(self.max_grad_norm >= 0, "max_grad_norm", "a number >= 0", self.max_grad_norm)
+    num_envs: int = field(8, "parallel environments", ge=1)
+    rollout_steps: int = field(40, "steps per env per update (T; also the BPTT length)", ge=1)
+    horizon: int = field(10, "c: the manager's horizon, its LSTM's dilation, and the goal window", ge=1)
+    state_dim: int = field(256, "d: perception features and the manager's state/goal space", ge=1)
+    goal_embedding: int = field(16, "k: width of the worker's goal embedding w = phi(sum of goals)", ge=1)
+    hidden_sizes: list[int] = field([128], "vector observations: the perception MLP's hidden widths", ge=1)
+    intrinsic_coef: float = field(0.5, "alpha: weight of the intrinsic reward in the worker's reward", ge=0,
+                                  renamed_from=("alpha",))
+    gamma_worker: float = field(0.95, "the worker's discount", ge=0, le=1)
+    gamma_manager: float = field(0.99, "the manager's discount", ge=0, le=1)
+    learning_rate: float = field(3e-4, "Adam learning rate", gt=0)
+    entropy_coef: float = field(0.01, "worker entropy bonus", ge=0)
+    value_coef: float = field(0.5, "weight of the two critics' losses", ge=0)
+    max_grad_norm: float = field(5.0, "gradient clipping (0: none)", ge=0)
+    goal_epsilon: float = field(0.0, "probability of a random unit goal instead of the manager's (exploration)",
+                                ge=0, le=1)
 
 
 def transition_loss(direction: torch.Tensor, goals: torch.Tensor, advantage: torch.Tensor, valid: torch.Tensor,
@@ -125,7 +115,7 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     # r^I_t = 1/c sum_{i=1..c} d_cos(s_t - s_{t-i}, g_{t-i}); direction s_{t+k} - s_t, k <= c
     terms = targets.feudal_terms(batch.states, batch.goals, batch.starts, c=cfg.horizon)
     r_int, r = terms.intrinsic.to(torch.float32), torch.as_tensor(batch.rewards)
-    r_w = r + cfg.alpha * r_int.cpu()  # the worker's reward r_t + alpha r^I_t
+    r_w = r + cfg.intrinsic_coef * r_int.cpu()  # the worker's reward r_t + alpha r^I_t
     v_next_w = _next_values(net.vw, net.vw_end, batch.truncated)  # V^W(s_{t+1}), constants
     v_next_m = _next_values(net.vm, net.vm_end, batch.truncated)
     # R^W_t = sum_{i<k} gamma_W^i r^W_{t+i} + gamma_W^k V^W_{t+k}

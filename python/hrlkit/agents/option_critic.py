@@ -40,59 +40,50 @@ from torch import nn
 from .. import targets
 from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
 from ..runtime.config import ConfigError, check, field
-from ._options import OptionAgent, OptionTracker, check_option_agent_config
+from ._options import OptionAgent, OptionTracker
 from .base import is_flat_box, obs_width
 
 
 @dataclasses.dataclass
 class OptionCriticConfig:
-    num_options: int = field(4, "number of options K")
-    num_envs: int = field(8, "parallel environments")
-    rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)")
-    gamma: float = field(0.99, "discount")
-    learning_rate: float = field(1e-3, "learning rate (of the body and the intra-option policies)")
-    critic_learning_rate: float | None = field(None, "learning rate of the Q_Omega head (None: learning_rate)")
-    termination_learning_rate: float | None = field(None, "learning rate of the termination head (None: learning_rate)")
-    optimizer: str = field("adam", "'adam', or 'sgd' (plain gradient steps, the paper's tabular setting)")
-    lr_schedule: str = field("constant", "'constant', or 'linear' decay to 0 at the end of learn(total_steps)")
-    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the shared body ([]: linear heads on the observation, tabular for one-hot states)")
-    activation: str = field("tanh", f"activation of the body: one of {sorted(ACTIVATIONS)}")
-    entropy_coef: float = field(0.01, "weight of the intra-option policies' entropy bonus")
-    critic_coef: float = field(0.5, "weight of the option-value loss")
-    termination_coef: float = field(1.0, "weight of the termination loss")
+    num_options: int = field(4, "number of options K", ge=1)
+    num_envs: int = field(8, "parallel environments", ge=1)
+    rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)", ge=1)
+    gamma: float = field(0.99, "discount", ge=0, le=1)
+    learning_rate: float = field(1e-3, "learning rate (of the body and the intra-option policies)", gt=0)
+    critic_learning_rate: float | None = field(None, "learning rate of the Q_Omega head (None: learning_rate)", gt=0)
+    termination_learning_rate: float | None = field(None, "learning rate of the termination head (None: learning_rate)",
+                                                    gt=0)
+    optimizer: str = field("adam", "'adam', or 'sgd' (plain gradient steps, the paper's tabular setting)",
+                           choices=("adam", "sgd"))
+    lr_schedule: str = field("constant", "'constant', or 'linear' decay to 0 at the end of learn(total_steps)",
+                             choices=("constant", "linear"))
+    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the shared body ([]: linear heads on the "
+                                    "observation, tabular for one-hot states)", ge=1)
+    activation: str = field("tanh", "activation of the body", choices=sorted(ACTIVATIONS))
+    entropy_coef: float = field(0.01, "weight of the intra-option policies' entropy bonus", ge=0)
+    critic_coef: float = field(0.5, "weight of the option-value loss", ge=0)
+    termination_coef: float = field(1.0, "weight of the termination loss", ge=0)
     deliberation_cost: float = field(0.01, "xi, margin added to the termination advantage")
-    epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy option choice")
-    epsilon_end: float = field(0.1, "final epsilon")
-    epsilon_decay_steps: int = field(50_000, "env steps over which epsilon decays linearly")
-    target_update_every: int = field(50, "updates between copies of Q_Omega into its target network")
-    max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)")
+    epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy option choice", ge=0, le=1)
+    epsilon_end: float = field(0.1, "final epsilon", ge=0, le=1)
+    epsilon_decay_steps: int = field(50_000, "env steps over which epsilon decays linearly", ge=1)
+    target_update_every: int = field(50, "updates between copies of Q_Omega into its target network", ge=1)
+    max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)", ge=0)
     log_std_init: float = field(-0.5, "initial log std of the Gaussian options (continuous actions)")
-    update_epochs: int = field(1, "passes over each rollout (more than 1: PPO-style clipped option updates)")
-    num_minibatches: int = field(1, "minibatches per pass over the rollout")
-    clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)")
+    update_epochs: int = field(1, "passes over each rollout (more than 1: PPO-style clipped option updates)", ge=1)
+    num_minibatches: int = field(1, "minibatches per pass over the rollout (at most num_envs * rollout_steps)", ge=1)
+    clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)", ge=0, lt=1)
     normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
-    action_critic: bool = field(False, "learn Q_U(s, w, a) (discrete actions) and use Q_U - Q_Omega as the policy's advantage")
-    head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head a table)")
+    action_critic: bool = field(False, "learn Q_U(s, w, a) (discrete actions) and use Q_U - Q_Omega as the policy's "
+                                "advantage")
+    head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head "
+                            "a table)")
 
     def validate(self) -> None:
-        check_option_agent_config(self, allow_empty=True)
-        check(self.optimizer in ("adam", "sgd"), "optimizer", "'adam' or 'sgd'", self.optimizer)
-        for name in ("critic_learning_rate", "termination_learning_rate"):
-            value = getattr(self, name)
-            check(value is None or value > 0, name, "a number > 0 or None", value)
-        check(self.rollout_steps >= 1, "rollout_steps", "an int >= 1", self.rollout_steps)
-        check(self.learning_rate > 0, "learning_rate", "a number > 0", self.learning_rate)
-        check(self.lr_schedule in ("constant", "linear"), "lr_schedule", "'constant' or 'linear'", self.lr_schedule)
-        for name in ("entropy_coef", "critic_coef", "termination_coef", "max_grad_norm"):
-            check(getattr(self, name) >= 0, name, "a number >= 0", getattr(self, name))
-        for name in ("epsilon_start", "epsilon_end"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
-        check(self.epsilon_decay_steps >= 1, "epsilon_decay_steps", "an int >= 1", self.epsilon_decay_steps)
-        check(self.target_update_every >= 1, "target_update_every", "an int >= 1", self.target_update_every)
-        check(self.update_epochs >= 1, "update_epochs", "an int >= 1", self.update_epochs)
-        check(1 <= self.num_minibatches <= self.num_envs * self.rollout_steps, "num_minibatches",
-              f"an int in [1, num_envs * rollout_steps = {self.num_envs * self.rollout_steps}]", self.num_minibatches)
-        check(0.0 <= self.clip_range < 1.0, "clip_range", "a number in [0, 1)", self.clip_range)
+        rows = self.num_envs * self.rollout_steps
+        check(self.num_minibatches <= rows, "num_minibatches", f"an int in [1, num_envs * rollout_steps = {rows}]",
+              self.num_minibatches)
 
 
 def option_critic_targets(
