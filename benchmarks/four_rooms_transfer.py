@@ -33,8 +33,8 @@ from _report import write_table
 HPARAMS = {
     "neural": dict(num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
                    epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1),
-    "tabular": dict(gamma=0.99, critic_lr=0.5, policy_lr=25.0, termination_lr=0.25, epsilon=0.01, baseline=True,
-                    deliberation_cost=0.0),
+    "tabular": dict(gamma=0.99, critic_learning_rate=0.5, policy_learning_rate=25.0, termination_learning_rate=0.25,
+                    epsilon=0.01, baseline=True, deliberation_cost=0.0),
 }
 
 

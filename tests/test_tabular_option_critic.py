@@ -42,8 +42,8 @@ def test_updates_equal_option_critic_on_one_hot_states(K):
         for p in agent.net.parameters():
             p.copy_(torch.randn(p.shape, generator=gen))
     agent.target.load_state_dict(agent.net.state_dict())
-    tab = hrlkit.TabularOptionCritic(S, A, 1, num_options=K, gamma=0.9, critic_lr=0.5, policy_lr=3.0,
-                                     termination_lr=0.25, epsilon=eps, deliberation_cost=xi)
+    tab = hrlkit.TabularOptionCritic(S, A, 1, num_options=K, gamma=0.9, critic_learning_rate=0.5, policy_learning_rate=3.0,
+                                     termination_learning_rate=0.25, epsilon=eps, deliberation_cost=xi)
     for name, table in _tables(agent.net, K).items():
         getattr(tab, name)[:] = table
     rng = np.random.default_rng(0)
@@ -63,8 +63,8 @@ def test_updates_equal_option_critic_on_one_hot_states(K):
 
 
 def test_one_update_by_hand():
-    tab = hrlkit.TabularOptionCritic(3, 2, 1, num_options=2, gamma=0.9, critic_lr=0.5, policy_lr=2.0,
-                                     termination_lr=0.25, epsilon=0.1, deliberation_cost=0.05)
+    tab = hrlkit.TabularOptionCritic(3, 2, 1, num_options=2, gamma=0.9, critic_learning_rate=0.5, policy_learning_rate=2.0,
+                                     termination_learning_rate=0.25, epsilon=0.1, deliberation_cost=0.05)
     tab.q_omega[0, 1] = [1.0, 3.0]        # at s' = 1
     tab.term[0, 1] = [0.0, 0.0]           # beta = 0.5 there
     tab.q_omega[0, 0] = [0.4, 0.0]        # at s = 0
@@ -98,13 +98,13 @@ def test_runs_are_independent_and_inactive_runs_unchanged():
 
 
 def test_bad_input_names_the_argument():
-    with pytest.raises(ConfigError, match="policy_lr: expected a number >= 0"):
-        hrlkit.TabularOptionCritic(4, 2, policy_lr=-1.0)
+    with pytest.raises(ConfigError, match="policy_learning_rate: expected a number >= 0"):
+        hrlkit.TabularOptionCritic(4, 2, policy_learning_rate=-1.0)
     with pytest.raises(ConfigError, match="unknown hyperparameter 'temperature'.*valid keys: num_options"):
         hrlkit.TabularOptionCritic(4, 2, temperature=0.01)
-    with pytest.raises(ConfigError, match="policy_lr"):
-        hrlkit.TabularOptionCritic(4, 2, policy_lr="fast")
-    assert hrlkit.TabularOptionCritic(4, 2, policy_lr="2.5", baseline="false").config.policy_lr == 2.5  # CLI strings
+    with pytest.raises(ConfigError, match="policy_learning_rate"):
+        hrlkit.TabularOptionCritic(4, 2, policy_learning_rate="fast")
+    assert hrlkit.TabularOptionCritic(4, 2, policy_learning_rate="2.5", baseline="false").config.policy_learning_rate == 2.5  # CLI strings
     with pytest.raises(ValueError, match="num_runs: expected an integer >= 1, got 0"):
         hrlkit.TabularOptionCritic(4, 2, 0)
     with pytest.raises(TypeError, match="num_states: expected an integer, got 4.0"):

@@ -10,9 +10,9 @@ The paper's Four Rooms experiment is tabular: per state s, option w and action a
 and one-step updates from each transition (s, w, a, r, s'), all from the values before the step:
 
     G        = r + gamma (1 - done) U(s', w),  U = (1 - beta_w(s')) Q_Omega(s', w) + beta_w(s') V(s')
-    q_u      += critic_lr (G - Q_U(s, w, a));   q_omega += critic_lr (G - Q_Omega(s, w))
-    logits   += policy_lr (Q_U(s, w, a) - b(s, w)) grad log pi_w(a | s),  b = Q_Omega(s, w) or 0
-    term     -= termination_lr grad beta_w(s') (Q_Omega(s', w) - V(s') + xi)      (s' not terminal)
+    q_u      += critic_learning_rate (G - Q_U(s, w, a));   q_omega += critic_learning_rate (G - Q_Omega(s, w))
+    logits   += policy_learning_rate (Q_U(s, w, a) - b(s, w)) grad log pi_w(a | s),  b = Q_Omega(s, w) or 0
+    term     -= termination_learning_rate grad beta_w(s') (Q_Omega(s', w) - V(s') + xi)      (s' not terminal)
 
 with V the value of the epsilon-greedy choice over options ((1 - eps) max + eps mean), U from
 the C++ kernel (``hrlkit.targets.option_bootstrap``). These are the updates that
@@ -25,7 +25,7 @@ minutes, not hours. With one option this is an actor-critic (the paper's AC-PG b
 
 The logits are the policy's parameters: a Boltzmann policy exp(theta / tau) stepped with
 alpha (Q_U - b)(e_a - pi), as in the common tabular implementations of the paper, is the logit
-step policy_lr = alpha / tau (the paper's 0.25 and 0.01 give 25).
+step policy_learning_rate = alpha / tau (the paper's 0.25 and 0.01 give 25).
 """
 from __future__ import annotations
 
@@ -36,28 +36,23 @@ import numpy as np
 
 from .. import targets
 from .._validate import check_int
-from ..runtime.config import build_config, check, field
+from ..runtime.config import build_config, field
 
 __all__ = ["TabularOptionCritic", "TabularOptionCriticConfig"]
 
 
 @dataclasses.dataclass
 class TabularOptionCriticConfig:
-    num_options: int = field(4, "number of options K (1: a flat actor-critic)")
-    gamma: float = field(0.99, "discount")
-    critic_lr: float = field(0.5, "step size of Q_U and Q_Omega")
-    policy_lr: float = field(25.0, "step size of the intra-option policies' logits")
-    termination_lr: float = field(0.25, "step size of the termination logits")
-    epsilon: float = field(0.01, "epsilon of the epsilon-greedy choice over options")
+    num_options: int = field(4, "number of options K (1: a flat actor-critic)", ge=1)
+    gamma: float = field(0.99, "discount", ge=0, le=1)
+    critic_learning_rate: float = field(0.5, "step size of Q_U and Q_Omega", ge=0, renamed_from=("critic_lr",))
+    policy_learning_rate: float = field(25.0, "step size of the intra-option policies' logits", ge=0,
+                                        renamed_from=("policy_lr",))
+    termination_learning_rate: float = field(0.25, "step size of the termination logits", ge=0,
+                                             renamed_from=("termination_lr",))
+    epsilon: float = field(0.01, "epsilon of the epsilon-greedy choice over options", ge=0, le=1)
     baseline: bool = field(True, "subtract Q_Omega(s, w) from Q_U(s, w, a) in the policy step")
     deliberation_cost: float = field(0.0, "xi, margin added to the termination advantage")
-
-    def validate(self) -> None:
-        check(self.num_options >= 1, "num_options", "an int >= 1", self.num_options)
-        for name in ("gamma", "epsilon"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
-        for name in ("critic_lr", "policy_lr", "termination_lr"):
-            check(getattr(self, name) >= 0, name, "a number >= 0", getattr(self, name))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -183,12 +178,12 @@ class TabularOptionCritic:
         beta_next = beta_all[rows, w]
         adv = q_next[rows, w] - targets.option_values(q_next, cfg.epsilon) + cfg.deliberation_cost
 
-        self.q_u[i, s, w, a] += cfg.critic_lr * (g - q_swa)
-        self.q_omega[i, s, w] += cfg.critic_lr * (g - q_sw)
+        self.q_u[i, s, w, a] += cfg.critic_learning_rate * (g - q_swa)
+        self.q_omega[i, s, w] += cfg.critic_learning_rate * (g - q_sw)
         grad = -p
         grad[rows, a] += 1.0
-        self.logits[i, s, w] += cfg.policy_lr * feedback[:, None] * grad
-        self.term[i, s2, w] -= cfg.termination_lr * beta_next * (1.0 - beta_next) * adv * not_done
+        self.logits[i, s, w] += cfg.policy_learning_rate * feedback[:, None] * grad
+        self.term[i, s2, w] -= cfg.termination_learning_rate * beta_next * (1.0 - beta_next) * adv * not_done
         td, out_adv = np.zeros(R), np.zeros(R)
         td[act], out_adv[act] = g - q_sw, adv
         return {"td_error": td, "termination_advantage": out_adv}
