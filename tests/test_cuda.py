@@ -5,6 +5,7 @@ is present; CI has none, the lent GPU machine runs them (benchmarks/gpu/run_devi
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 import hrlkit
 from hrlkit import _cuda_ops, targets
 from hrlkit._device_replay import DevicePrioritizedReplayBuffer, DeviceReplayBuffer
+from hrlkit.runtime.cuda_graphs import CapturedStep
 
 pytestmark = pytest.mark.skipif(not _cuda_ops.available(), reason="needs a GPU and hrlkit._cuda")
 
@@ -340,21 +342,81 @@ def test_soft_option_critic_trains_on_the_gpu_with_a_device_buffer(tmp_path):
     assert isinstance(again.buffer, DevicePrioritizedReplayBuffer) and len(again.buffer) == len(agent.buffer)
 
 
+# ---- CUDA graphs ----------------------------------------------------------------------------------
+def test_captured_step_warms_up_captures_and_replays():
+    x = torch.zeros(3, device="cuda")
+    calls = []
+
+    def fn():
+        calls.append(1)
+        x.add_(1.0)
+        return {"sum": x.sum(), "first": x[0] * 2}
+
+    step = CapturedStep(fn, device="cuda", warmup=2)
+    outs = [step() for _ in range(5)]
+    torch.cuda.synchronize()
+    assert len(calls) == 3  # two eager warm-up steps, then the capture; the rest are replays
+    assert isinstance(step.graph, torch.cuda.CUDAGraph) and not step.failed
+    assert [o["first"].item() for o in outs] == [2.0, 4.0, 6.0, 8.0, 10.0]  # each call's own values
+    assert outs[-1]["sum"].item() == 15.0
+    step.reset()
+    assert step.graph is None
+    step()
+    assert len(calls) == 4  # warming up again
+
+
+def test_captured_step_dry_runs_static_inputs_and_generators():
+    y = torch.zeros(2, device="cuda")
+    step = CapturedStep(lambda: y * 3, device="cuda", warmup=0, dry_runs=2)
+    y.fill_(1.0)
+    a = step().clone()  # the first call already replays
+    y.fill_(2.0)
+    b = step()
+    assert isinstance(step.graph, torch.cuda.CUDAGraph)
+    assert a.tolist() == [3.0, 3.0] and b.tolist() == [6.0, 6.0]
+    gen = torch.Generator(device="cuda")
+    gen.manual_seed(0)
+    draw = CapturedStep(lambda: torch.rand(4, device="cuda", generator=gen), device="cuda", warmup=1,
+                        generators=lambda: [gen])
+    draws = [draw().clone() for _ in range(3)]
+    assert isinstance(draw.graph, torch.cuda.CUDAGraph)
+    assert not torch.equal(draws[1], draws[2])  # registered: every replay draws fresh numbers
+
+
+def test_captured_step_falls_back_to_eager_with_one_warning():
+    x = torch.ones(3, device="cuda")
+
+    def fn():
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("an op that cannot be captured")
+        return x.sum()
+
+    step = CapturedStep(fn, device="cuda", warmup=1, name="the test step")
+    assert step().item() == 3.0
+    with pytest.warns(RuntimeWarning, match="capturing the test step failed"):
+        assert step().item() == 3.0  # this call's step ran eagerly
+    assert step.failed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert step().item() == 3.0  # eager from now on, without another warning
+
+
 def test_soft_option_critic_gradient_step_runs_as_a_cuda_graph(tmp_path):
     agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=1, device="cuda", learning_starts=64, batch_size=64,
                                     hidden_sizes=[32, 32], option_hidden_sizes=[32], buffer_size=1000)
     agent.learn(200, run_dir=str(tmp_path / "g"), progress=False, eval_every=None, checkpoint_every=None,
                 tensorboard=False, log_every=100)
-    assert isinstance(agent._graph, torch.cuda.CUDAGraph)
-    assert isinstance(agent._act_graph, torch.cuda.CUDAGraph)
+    assert isinstance(agent._train_step.graph, torch.cuda.CUDAGraph)
+    assert isinstance(agent._act_step.graph, torch.cuda.CUDAGraph)
+    assert agent._graph is agent._train_step.graph  # what benchmarks/gpu reads
     acts = [agent.act(agent.obs) for _ in range(3)]
     assert all(a.shape == (1, 1) and np.all(np.abs(a) <= 2.0) for a in acts)
     assert len({float(a[0, 0]) for a in acts}) == 3  # fresh noise at every replay
     before = [p.detach().clone() for p in agent.critic.parameters()]
     first = agent.update() if agent.ready() else None
-    agent._update_credit = 2.0
+    agent.update_credit = 2.0
     a = agent.update()
-    agent._update_credit = 1.0
+    agent.update_credit = 1.0
     b = agent.update()
     assert first is None or set(first) == set(a)
     assert a["losses/critic"].item() != b["losses/critic"].item()  # each replay's own values, not one buffer

@@ -12,6 +12,7 @@ import torch
 
 import hrlkit
 from hrlkit import targets
+from hrlkit.agents.diayn import diayn_loss
 from hrlkit.cli import main as cli
 from hrlkit.runtime.config import ConfigError
 from hrlkit.skills import discriminator_accuracy, endpoint_spread, plot_skills, random_endpoints, rollout_skills
@@ -78,6 +79,49 @@ def test_gradient_step_reward_equals_the_kernel_on_the_same_batch():
         want = targets.skill_rewards(logits, torch.as_tensor(batch["option"])).reward.mean()
     stats = agent._gradient_step()
     torch.testing.assert_close(stats["charts/skill_reward"], want)
+
+
+def _loss(agent, batch):
+    return diayn_loss(batch, actor=agent.actor, critic=agent.critic, critic_target=agent.critic_target,
+                      discriminator=agent.discriminator_logits, log_alpha=agent.log_alpha, cfg=agent.config,
+                      target_entropy=agent.target_entropy, discrete=agent.discrete)
+
+
+@pytest.mark.parametrize("env", [POINT, "hrlkit/FourRooms-v0"])
+def test_each_loss_term_trains_only_its_own_network(env):
+    agent = hrlkit.DIAYN(env, seed=0, autotune_alpha=True, **SMALL)
+    agent.learn(100, run_dir=None, **QUIET)
+    batch = {k: torch.as_tensor(v) for k, v in agent.buffer.sample(SMALL["batch_size"]).items()}
+    nets = {"actor": agent.actor, "critic": agent.critic, "critic_target": agent.critic_target,
+            "discriminator": agent.discriminator, "log_alpha": agent.log_alpha}
+    for term, trains in (("critic", "critic"), ("actor", "actor"), ("discriminator", "discriminator"),
+                         ("alpha", "log_alpha")):
+        agent.optimizer.zero_grad(set_to_none=True)
+        _loss(agent, batch)[term].backward()
+        for name, net in nets.items():
+            params = [net] if isinstance(net, torch.Tensor) else list(net.parameters())
+            assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params) == (name == trains), \
+                (term, name)
+    out = _loss(agent, batch)
+    want = out["critic"] + out["actor"] + out["discriminator"] + out["alpha"]  # autotune_alpha: alpha counts
+    torch.testing.assert_close(out["total"], want)
+
+
+def test_discrete_target_is_the_expected_soft_value_of_the_next_state():
+    agent = hrlkit.DIAYN("hrlkit/FourRooms-v0", seed=1, extrinsic_coef=0.5, **SMALL)
+    agent.learn(100, run_dir=None, **QUIET)
+    b = {k: torch.as_tensor(v) for k, v in agent.buffer.sample(SMALL["batch_size"]).items()}
+    out = _loss(agent, b)
+    with torch.no_grad():
+        x = torch.cat([b["next_obs"], torch.nn.functional.one_hot(b["option"], SMALL["num_skills"]).float()], dim=-1)
+        logp = torch.log_softmax(agent.actor(x)[0], dim=-1)
+        alpha = agent.log_alpha.exp()
+        v = (logp.exp() * (agent.critic_target(x).min(dim=0).values - alpha * logp)).sum(-1)
+        r = torch.log_softmax(agent.discriminator_logits(b["next_obs"]), 1).gather(1, b["option"][:, None])[:, 0]
+        r = r + math.log(SMALL["num_skills"]) + 0.5 * b["reward"]
+        want = r + agent.config.gamma * (1.0 - b["terminated"].float()) * v
+    torch.testing.assert_close(out["skill_reward"], r)
+    torch.testing.assert_close(out["target"], want)
 
 
 def test_uniform_prior_is_fixed_and_every_episode_start_draws_a_skill():
@@ -244,7 +288,7 @@ def test_manager_stores_one_smdp_transition_per_decision(skills_run):
     assert row["reward"][0] == pytest.approx(2.0) and row["discount"][0] == 0.0
     for _ in range(40):
         agent.buffer.add(**{k: v for k, v in agent.buffer.get([0]).items() if k != "indices"})
-    agent._update_credit = 3.0
+    agent.update_credit = 3.0
     stats = agent.update()
     assert torch.isfinite(stats["losses/q"])
     assert all(torch.equal(p, q) for p, q in zip(frozen, agent.skill_agent.actor.parameters()))  # skills stay frozen
@@ -300,7 +344,7 @@ def test_pixels_carracing_trains_logs_checkpoints_and_resumes(tmp_path):
     rows = (run / "progress.csv").read_text().splitlines()
     assert "charts/discriminator_accuracy" in rows[0] and len(rows) >= 3
     before = [p.clone() for p in agent.encoder.parameters()]
-    agent._update_credit = 1.0
+    agent.update_credit = 1.0
     agent.update()
     assert any(not torch.equal(a, b) for a, b in zip(before, agent.encoder.parameters()))  # the critic trains it
     resumed = hrlkit.DIAYN.load(str(run / "checkpoints" / "step_30.pt"))

@@ -1,6 +1,7 @@
-"""Soft Option-Critic: loss terms and the squashed Gaussian on hand-computed examples, the stacked
-ensembles against a loop over members, the batch layout, the termination gradient on a toy
-problem, exact resume, config errors, the CLI and a small fixed-seed learning check."""
+"""Soft Option-Critic: the SAC terms and the squashed Gaussian on hand-computed examples, the loss
+function against a loop over options, the stacked ensembles against a loop over members, the
+batch layout, the termination gradient on a toy problem, the gradient-step credit, exact resume,
+config errors, the CLI and a small fixed-seed learning check."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from torch.nn import functional as F
 
 import hrlkit
 from hrlkit import soft_option_targets
-from hrlkit.agents.soft_option_critic import soft_option_critic_losses, squashed_gaussian
+from hrlkit.agents._sac import actor_loss, alpha_loss, critic_loss, soft_value
+from hrlkit.agents.soft_option_critic import SoftOptionCriticConfig, own_heads, soft_option_critic_loss, squashed_gaussian
 from hrlkit.cli import main as cli
 from hrlkit.nets import EnsembleMLP, soft_update
 from hrlkit.runtime.config import ConfigError
@@ -46,35 +48,122 @@ def test_squashed_gaussian_log_prob_matches_torch_transformed_distribution():
     assert torch.isfinite(logp_far).all()
 
 
-def test_loss_terms_match_hand_computation():
+def test_sac_terms_match_hand_computation():
     q = torch.tensor([[1.0, 2.0], [1.5, 1.0]], requires_grad=True)
     q_pi = torch.tensor([3.0, 1.0], requires_grad=True)
     logp_pi = torch.tensor([-1.0, 0.5], requires_grad=True)
-    q_omega = torch.tensor([2.5, 1.0], requires_grad=True)
-    beta = torch.tensor([0.2, 0.6], requires_grad=True)
     log_alpha = torch.log(torch.tensor([0.1, 0.2])).requires_grad_(True)
-    kw = dict(q=q, target=torch.tensor([2.0, 0.0]), q_pi=q_pi, logp_pi=logp_pi, q_omega=q_omega, beta_next=beta,
-              advantage=torch.tensor([0.3, -0.2]), not_terminal=torch.tensor([1.0, 0.0]), log_alpha=log_alpha,
-              target_entropy=-1.0)
-    terms = soft_option_critic_losses(**kw)
+    alpha = log_alpha.detach().exp()
+    target = torch.tensor([2.0, 0.0])
     # critic: 1/2 [mean((1-2)^2, (2-0)^2) + mean((1.5-2)^2, (1-0)^2)] = 1/2 (2.5 + 0.625)
-    assert terms["critic"].item() == pytest.approx(1.5625)
+    assert critic_loss(q, target).item() == pytest.approx(1.5625)
+    # importance weights scale each transition's error
+    weighted = critic_loss(q, target, torch.tensor([2.0, 0.0]))
+    assert weighted.item() == pytest.approx(0.5 * ((2 * 1 + 0) / 2 + (2 * 0.25 + 0) / 2))
     # actor: mean(0.1 * -1 - 3, 0.2 * 0.5 - 1)
-    assert terms["actor"].item() == pytest.approx(-2.0)
-    # option value: regressed on q_pi - alpha logp = (3.1, 0.9): 1/2 mean(0.6^2, 0.1^2)
-    assert terms["option_value"].item() == pytest.approx(0.0925)
-    # termination: mean(0.2 * 0.3 * 1, 0.6 * -0.2 * 0) (a terminal next state contributes nothing)
-    assert terms["termination"].item() == pytest.approx(0.03)
+    actor = actor_loss(q_pi, logp_pi, alpha)
+    assert actor.item() == pytest.approx(-2.0)
     # alpha: -mean(log 0.1 (-1 - 1), log 0.2 (0.5 - 1))
-    assert terms["alpha"].item() == pytest.approx(-(-2 * math.log(0.1) - 0.5 * math.log(0.2)) / 2)
-    sum(terms.values()).backward()
-    assert beta.grad.tolist() == pytest.approx([0.15, 0.0])  # beta rises where continuing is worse
-    assert q_pi.grad.tolist() == pytest.approx([-0.5, -0.5])  # the option-value target carries no gradient
+    temp = alpha_loss(log_alpha, logp_pi, -1.0)
+    assert temp.item() == pytest.approx(-(-2 * math.log(0.1) - 0.5 * math.log(0.2)) / 2)
+    # the soft value the option values regress on: q_pi - alpha logp = (3.1, 0.9)
+    assert soft_value(q_pi, logp_pi, alpha).tolist() == pytest.approx([3.1, 0.9])
+    (actor + temp).backward()
+    assert q_pi.grad.tolist() == pytest.approx([-0.5, -0.5])
+    assert logp_pi.grad.tolist() == pytest.approx([0.05, 0.1])  # only the actor term: alpha's reads it detached
     assert log_alpha.grad.tolist() == pytest.approx([1.0, 0.25])  # alpha falls while entropy is above target
-    assert q_omega.grad.tolist() == pytest.approx([-0.3, 0.05])
-    # importance weights scale each transition's critic error
-    weighted = soft_option_critic_losses(**{**kw, "weights": torch.tensor([2.0, 0.0])})
-    assert weighted["critic"].item() == pytest.approx(0.5 * ((2 * 1 + 0) / 2 + (2 * 0.25 + 0) / 2))
+    # discrete actions: expectations under pi
+    probs, logp = torch.tensor([[0.25, 0.75]]), torch.log(torch.tensor([[0.25, 0.75]]))
+    qd = torch.tensor([[1.0, 2.0]])
+    a = torch.tensor(0.5)
+    assert actor_loss(qd, logp, a, probs).item() == pytest.approx(float((probs * (0.5 * logp - qd)).sum()))
+    assert soft_value(qd, logp, a, probs).item() == pytest.approx(float((probs * (qd - 0.5 * logp)).sum()))
+    expected_logp = float((probs * logp).sum())
+    assert alpha_loss(a.log(), logp, 0.3, probs).item() == pytest.approx(-math.log(0.5) * (expected_logp + 0.3))
+
+
+def _soc_nets(K=3, obs_dim=4, A=2, seed=0):
+    torch.manual_seed(seed)
+    actor = EnsembleMLP(K, obs_dim, [16], 2 * A, "relu")
+    critic = EnsembleMLP(2, obs_dim + A, [16], K, "relu")
+    option_net = EnsembleMLP(1, obs_dim, [16], 2 * K, "relu")
+    nets = dict(actor=actor, critic=critic, option_net=option_net, target_critic=EnsembleMLP(2, obs_dim + A, [16], K),
+                target_option_net=EnsembleMLP(1, obs_dim, [16], 2 * K),
+                log_alpha=torch.log(torch.tensor([0.1, 0.2, 0.3])).requires_grad_(True))
+    return nets
+
+
+def _soc_batch(K=3, m=4, obs_dim=4, A=2, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    B = K * m
+    return {"obs": torch.randn(B, obs_dim, generator=g), "action": torch.rand(B, A, generator=g) * 2 - 1,
+            "reward": torch.randn(B, generator=g), "next_obs": torch.randn(B, obs_dim, generator=g),
+            "terminated": torch.rand(B, generator=g) < 0.3, "weights": torch.rand(B, generator=g)}
+
+
+def test_loss_matches_a_loop_over_options():
+    """soft_option_critic_loss (stacked ensembles, one kernel call) against the docstring's formulas
+    evaluated option by option, with the same noise draws."""
+    K, m, A = 3, 4, 2
+    nets, batch = _soc_nets(K), _soc_batch(K, m)
+    w = torch.arange(K).repeat_interleave(m)
+    cfg = SoftOptionCriticConfig(num_options=K, batch_size=K * m, option_temperature=0.5, deliberation_cost=0.02,
+                                 gamma=0.9)
+    torch.manual_seed(5)
+    out = soft_option_critic_loss(batch, **nets, options=w, cfg=cfg, target_entropy=-2.0)
+    torch.manual_seed(5)
+    noise_next, noise = torch.randn(K, m, A), torch.randn(K, m, A)  # the loss's draws, in its order
+    alpha = nets["log_alpha"].detach().exp()
+    disc = cfg.gamma * (1.0 - batch["terminated"].float())
+    parts = {k: [] for k in ("critic", "actor", "option_value", "termination", "alpha", "target")}
+    with torch.no_grad():
+        for k in range(K):
+            rows = slice(k * m, (k + 1) * m)
+            s, a, s2, r = batch["obs"][rows], batch["action"][rows], batch["next_obs"][rows], batch["reward"][rows]
+
+            def policy(x, eps):
+                mean, log_std = nets["actor"](x)[k].split(A, dim=-1)
+                return squashed_gaussian(mean, log_std.clamp(-20.0, 2.0), eps)
+
+            a2, logp2 = policy(s2, noise_next[k])
+            q2 = nets["target_critic"](torch.cat([s2, a2], -1))[:, :, k].min(dim=0).values - alpha[k] * logp2
+            q_omega2 = nets["target_option_net"](s2)[0][:, :K]
+            pi_omega = torch.softmax(q_omega2 / cfg.option_temperature, dim=1)
+            v2 = (pi_omega * q_omega2).sum(1)
+            beta2 = torch.sigmoid(nets["option_net"](s2)[0][:, K + k])
+            y = r + disc[rows] * ((1 - beta2) * q2 + beta2 * v2)
+            q = nets["critic"](torch.cat([s, a], -1))[:, :, k]
+            a_pi, logp = policy(s, noise[k])
+            q_pi = nets["critic"](torch.cat([s, a_pi], -1))[:, :, k].min(dim=0).values
+            q_omega = nets["option_net"](s)[0][:, k]
+            parts["target"].append(y)
+            parts["critic"].append(0.5 * (batch["weights"][rows] * (q - y) ** 2).sum(0))
+            parts["actor"].append(alpha[k] * logp - q_pi)
+            parts["option_value"].append(0.5 * (q_omega - (q_pi - alpha[k] * logp)) ** 2)
+            parts["termination"].append(beta2 * (q_omega2[:, k] - v2 + cfg.deliberation_cost) * (disc[rows] > 0))
+            parts["alpha"].append(-nets["log_alpha"][k] * (logp + -2.0))
+    want = {k: torch.cat(v).mean() for k, v in parts.items() if k != "target"}
+    torch.testing.assert_close(out["target"], torch.cat(parts["target"]), rtol=1e-5, atol=1e-5)
+    for key, value in want.items():
+        torch.testing.assert_close(out[key], value, rtol=1e-5, atol=1e-5, msg=key)
+    torch.testing.assert_close(out["total"], sum(want.values()), rtol=1e-5, atol=1e-5)  # autotune_alpha: alpha counts
+    assert out["q"].shape == (2, K * m) and out["beta_next"].shape == (K * m,)
+
+
+@pytest.mark.parametrize("term, trains", [
+    ("critic", {"critic"}), ("actor", {"actor"}), ("option_value", {"option_net"}), ("termination", {"option_net"}),
+    ("alpha", {"log_alpha"}),
+])
+def test_each_loss_term_trains_only_its_own_network(term, trains):
+    nets, batch = _soc_nets(), _soc_batch()
+    cfg = SoftOptionCriticConfig(num_options=3, batch_size=12)
+    out = soft_option_critic_loss(batch, **nets, options=torch.arange(3).repeat_interleave(4), cfg=cfg,
+                                  target_entropy=-2.0)
+    out[term].backward()
+    for name, net in nets.items():
+        params = [net] if isinstance(net, torch.Tensor) else list(net.parameters())
+        got = any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params)
+        assert got == (name in trains), (term, name)
 
 
 def test_ensemble_matches_a_loop_over_members():
@@ -124,7 +213,7 @@ def test_batch_groups_follow_the_options():
     np.testing.assert_array_equal(batch["option"], np.repeat(np.arange(4), 4))  # group w holds option w's rows
     np.testing.assert_array_equal(agent.group_options.numpy(), np.repeat(np.arange(4), 4))
     q = torch.arange(2 * 16 * 4, dtype=torch.float32).view(2, 16, 4)
-    own = agent._own(q)
+    own = own_heads(q, agent.group_options)
     assert torch.equal(own, q[:, torch.arange(16), agent.group_options])
     # all-data mode deals the (position-ordered) rows to the options in turn
     agent.config.learn_from_all_data = True
@@ -132,32 +221,49 @@ def test_batch_groups_follow_the_options():
     assert dealt["obs"].shape == (16, 3)
 
 
+class _Zeros(torch.nn.Module):
+    """A stand-in ensemble with every output 0 (the actors and critics of the toy problem)."""
+
+    def __init__(self, members: int, out: int):
+        super().__init__()
+        self.members, self.out = members, out
+
+    def forward(self, x, detach_params=False):
+        lead = x.shape[:-1] if x.dim() == 3 else (self.members, x.shape[0])
+        return x.new_zeros(*lead, self.out)
+
+
+class _ToyOptionNet(torch.nn.Module):
+    """Q_Omega(x, 0) = -2x, Q_Omega(x, 1) = 2x (fixed), and learned termination logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.beta = EnsembleMLP(1, 1, [16], 2, "tanh")
+
+    def forward(self, x):
+        return torch.cat([torch.cat([-x, x], dim=1) * 2.0, self.beta(x)[0]], dim=1)[None]
+
+
 def test_terminations_follow_the_advantage_on_a_toy_problem():
     """Option 0 is the better option for x < 0, option 1 for x > 0 (fixed option values).
-    Training beta with the library's kernel and loss must make each option terminate where the
-    other is better and continue where it is the best: beta is stuck neither at 0 nor at 1."""
+    Training beta with the library's loss (and its kernel) must make each option terminate where
+    the other is better and continue where it is the best: beta is stuck neither at 0 nor at 1."""
     torch.manual_seed(0)
-    net = EnsembleMLP(1, 1, [16], 2, "tanh")
+    net = _ToyOptionNet()
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
     x = torch.linspace(-1, 1, 64)[:, None]
-    q_omega = torch.cat([-x, x], dim=1) * 2.0  # Q_Omega(x, 0) = -2x, Q_Omega(x, 1) = 2x
+    batch = {"obs": x.repeat(2, 1), "next_obs": x.repeat(2, 1), "action": torch.zeros(128, 1), "reward": torch.zeros(128),
+             "terminated": torch.zeros(128, dtype=torch.bool)}
+    w = torch.arange(2).repeat_interleave(64)  # every x for both options
+    cfg = SoftOptionCriticConfig(num_options=2, batch_size=128, option_temperature=2.0, deliberation_cost=0.01)
+    nets = dict(actor=_Zeros(2, 2), critic=_Zeros(2, 2), option_net=net, target_critic=_Zeros(2, 2),
+                target_option_net=net, log_alpha=torch.zeros(2))
     for _ in range(200):
-        beta = torch.sigmoid(net(x)[0])  # [64, 2]
-        loss = 0.0
-        for w in range(2):
-            t = soft_option_targets(
-                torch.zeros(2, 64), torch.zeros(64), q_omega, beta[:, w].detach(), torch.full((64,), w),
-                torch.zeros(64), torch.full((64,), 0.99), torch.ones(2), option_temperature=2.0, deliberation_cost=0.01,
-            )
-            loss = loss + soft_option_critic_losses(
-                q=torch.zeros(2, 64), target=t.target, q_pi=torch.zeros(64), logp_pi=torch.zeros(64),
-                q_omega=torch.zeros(64), beta_next=beta[:, w], advantage=t.advantage, not_terminal=torch.ones(64),
-                log_alpha=torch.zeros(64), target_entropy=0.0,
-            )["termination"]
+        loss = soft_option_critic_loss(batch, **nets, options=w, cfg=cfg, target_entropy=0.0)["termination"]
         opt.zero_grad()
         loss.backward()
         opt.step()
-    beta = torch.sigmoid(net(x)[0]).detach()
+    beta = torch.sigmoid(net.beta(x)[0]).detach()
     left, right = x[:, 0] < -0.2, x[:, 0] > 0.2
     assert beta[left, 0].mean() < 0.1 and beta[right, 0].mean() > 0.9
     assert beta[left, 1].mean() > 0.9 and beta[right, 1].mean() < 0.1
@@ -183,6 +289,20 @@ def test_utd_ratio_counts_gradient_steps():
     agent.learn(300, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=300,
                 run_dir=None)
     assert len(calls) == 100  # 0.5 per env step over the 200 steps after learning_starts
+
+
+def test_gradient_step_credit_is_checkpointed(tmp_path):
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, utd_ratio=0.25, **SMALL)
+    agent.learn(102, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=102,
+                run_dir=None)
+    assert agent.update_credit == 0.5 and not agent.ready()  # 0.25 per step owed from step 100 on, 2 steps so far
+    agent.save(str(tmp_path / "a.pt"))
+    loaded = hrlkit.SoftOptionCritic.load(str(tmp_path / "a.pt"))
+    assert loaded.update_credit == 0.5
+    loaded.owe_gradient_steps(0.5)
+    assert loaded.ready() and loaded.run_owed_steps(lambda: {"n": 1}) == {"n": 1} and loaded.update_credit == 0.0
+    # under the extra state's "update_credit", where the agents kept it before: older checkpoints load alike
+    assert agent.checkpoint_payload(include_envs=False)["extra"]["update_credit"] == 0.5
 
 
 def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):

@@ -1,5 +1,6 @@
 """Soft actor-critic pieces shared by the agents that use it (Soft Option-Critic's option actors,
-DIAYN's skill-conditioned policy): the tanh-squashed Gaussian and the SAC loss terms, once."""
+DIAYN's skill-conditioned policy): the tanh-squashed Gaussian, the soft value and the SAC loss
+terms, once; each agent's loss function (``soft_option_critic_loss``, ``diayn_loss``) calls them."""
 from __future__ import annotations
 
 import dataclasses
@@ -60,44 +61,47 @@ def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Te
     return torch.tanh(u), logp
 
 
-def sac_losses(
-    *,
-    q: torch.Tensor,
-    target: torch.Tensor,
-    q_pi: torch.Tensor,
-    logp_pi: torch.Tensor,
-    log_alpha: torch.Tensor,
-    target_entropy: float,
-    weights: torch.Tensor | None = None,
-    probs: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
-    """SAC's three loss terms over B transitions.
+def sample_squashed(out: torch.Tensor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An actor's output [..., 2A] read as (mean, log std), log std clamped to [LOG_STD_MIN,
+    LOG_STD_MAX]: a sample a ~ tanh(N(mean, std)) in [-1, 1] [..., A] and log pi(a) [...]."""
+    mean, log_std = out.split(action_dim, dim=-1)
+    return squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))
 
-    q [2, B]: both critics at the stored (s, a); target [B]: y (no gradient); log_alpha [B] (or
-    broadcastable): log alpha per row; weights [B]: importance weights (default 1).
-    Continuous actions: q_pi [B] = min_j Q_j(s, a~pi) (gradient to the actor only), logp_pi [B].
-    Discrete actions (``probs`` [B, A] = pi(.|s)): q_pi [B, A] = min_j Q_j(s, .) (no gradient),
-    logp_pi [B, A] = log pi(.|s); the actor and alpha terms take the expectation under pi.
 
-        critic = sum_j 1/2 mean(weights (Q_j(s, a) - y)^2)
-        actor  = mean(E_pi[alpha log pi - q_pi])
-        alpha  = -mean(log alpha (E_pi[log pi] + target_entropy))
-    """
+# ---- SAC's loss terms over B transitions (q_pi, logp_pi: at a fresh a ~ pi(s)) ----------------------
+# Continuous actions: q_pi [B] = min_j Q_j(s, a~pi) (gradient to the actor only), logp_pi [B].
+# Discrete actions (probs [B, A] = pi(.|s)): q_pi [B, A] = min_j Q_j(s, .) (no gradient), logp_pi
+# [B, A] = log pi(.|s), and the actor and alpha terms take the expectation under pi.
+def soft_value(q: torch.Tensor, logp: torch.Tensor, alpha: torch.Tensor,
+               probs: torch.Tensor | None = None) -> torch.Tensor:
+    """The soft value E_pi[q - alpha log pi]: q - alpha logp, or sum_a probs (q - alpha logp)."""
+    v = q - alpha * logp
+    return v if probs is None else (probs * v).sum(-1)
+
+
+def critic_loss(q: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_j 1/2 mean(weights (Q_j(s, a) - y)^2): q [2, B] both critics at the stored (s, a), target
+    [B] y (no gradient), weights [B] importance weights (default 1)."""
     td2 = (q - target.detach()).pow(2)
     if weights is not None:
         td2 = td2 * weights
-    alpha = log_alpha.detach().exp()
+    return 0.5 * td2.mean(dim=1).sum()
+
+
+def actor_loss(q_pi: torch.Tensor, logp_pi: torch.Tensor, alpha: torch.Tensor,
+               probs: torch.Tensor | None = None) -> torch.Tensor:
+    """mean(E_pi[alpha log pi - q_pi]); alpha (no gradient): one value, or one per row [B]."""
     if probs is None:
-        actor = (alpha * logp_pi - q_pi).mean()
-        expected_logp = logp_pi.detach()
-    else:
-        actor = (probs * (alpha.unsqueeze(-1) * logp_pi - q_pi)).sum(-1).mean()
-        expected_logp = (probs * logp_pi).sum(-1).detach()
-    return {
-        "critic": 0.5 * td2.mean(dim=1).sum(),
-        "actor": actor,
-        "alpha": -(log_alpha * (expected_logp + target_entropy)).mean(),
-    }
+        return (alpha * logp_pi - q_pi).mean()
+    return (probs * (alpha.unsqueeze(-1) * logp_pi - q_pi)).sum(-1).mean()
+
+
+def alpha_loss(log_alpha: torch.Tensor, logp_pi: torch.Tensor, target_entropy: float,
+               probs: torch.Tensor | None = None) -> torch.Tensor:
+    """-mean(log alpha (E_pi[log pi] + target_entropy)): alpha falls while the entropy is above
+    target; log_alpha: one value, or one per row [B]."""
+    expected_logp = logp_pi.detach() if probs is None else (probs * logp_pi).sum(-1).detach()
+    return -(log_alpha * (expected_logp + target_entropy)).mean()
 
 
 class ParamHolder(nn.Module):

@@ -8,7 +8,9 @@
 An agent subclass defines only what it computes: ``build`` (networks, optimizers), ``act``
 (exploratory actions for the vector env), ``observe`` (a transition batch), ``ready`` /
 ``update`` (a learning step), ``predict`` (greedy actions for evaluation) and its extra state for
-checkpoints. How it is driven (vector envs, logging, evaluation, checkpoints, resume) lives in
+checkpoints. An off-policy agent owes gradient steps as data comes in (``owe_gradient_steps`` in
+``observe``, tested by the default ``ready``) and runs them in ``update`` with ``run_owed_steps``.
+How it is driven (vector envs, logging, evaluation, checkpoints, resume) lives in
 :mod:`hrlkit.runtime.trainer`, the one loop for every agent.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Algorithm:
         self.global_step = 0
         self.num_updates = 0
         self.total_steps = 0  # set by learn(); learning-rate schedules read it
+        self.update_credit = 0.0  # gradient steps owed (off-policy agents: see owe_gradient_steps)
         self.best_eval_return = -np.inf
         with torch_threads(self.threads):
             self.build()
@@ -90,7 +93,8 @@ class Algorithm:
         """Sub-envs in ``mask`` start a new episode at their current observation."""
 
     def ready(self) -> bool:
-        raise NotImplementedError
+        """Whether ``update`` has work; by default, whether a whole gradient step is owed."""
+        return self.update_credit >= 1.0
 
     def update(self) -> dict[str, float]:
         raise NotImplementedError
@@ -165,7 +169,7 @@ class Algorithm:
             "episode_return": self.episode_return,
             "episode_length": self.episode_length,
             "envs": envs_blob,
-            "extra": self.state_extra(),
+            "extra": {**self.state_extra(), "update_credit": self.update_credit},
         }
 
     @classmethod
@@ -201,7 +205,9 @@ class Algorithm:
             agent.episode_return = np.array(data["episode_return"])
             agent.episode_length = np.array(data["episode_length"])
         if same_env:  # replay, counters, running options (re-chosen below where the envs start afresh)
-            agent.load_state_extra(data.get("extra", {}))
+            extra = data.get("extra", {})
+            agent.update_credit = float(extra.get("update_credit", 0.0))
+            agent.load_state_extra(extra)
             if data.get("envs") is None:
                 agent.on_episode_start(np.ones(agent.config.num_envs, dtype=bool))
         checkpoint.set_rng_state(data["rng"])
@@ -224,11 +230,19 @@ class Algorithm:
         frac = min(1.0, self.global_step / max(1, span))
         return start + frac * (end - start)
 
+    # ---- gradient steps owed (off-policy agents) --------------------------------------------------
+    def owe_gradient_steps(self, n: float) -> None:
+        """Owe ``n`` more gradient steps (fractions add up), from the vector step that reaches
+        ``config.learning_starts`` on: ``observe`` calls it with the update-to-data ratio times the
+        transitions it stored. Checkpoints keep the credit (extra["update_credit"])."""
+        if self.global_step + self.config.num_envs > self.config.learning_starts:
+            self.update_credit += n
+
     def run_owed_steps(self, step) -> dict[str, Any]:
-        """Run ``step()`` once per whole gradient step owed (``self._update_credit``, which
-        ``observe`` raises by the update-to-data ratio) and return the last step's stats."""
-        steps = int(self._update_credit)
-        self._update_credit -= steps
+        """Run ``step()`` once per whole gradient step owed (:meth:`owe_gradient_steps`) and
+        return the last step's stats."""
+        steps = int(self.update_credit)
+        self.update_credit -= steps
         stats: dict[str, Any] = {}
         for _ in range(steps):
             stats = step()

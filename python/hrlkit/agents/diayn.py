@@ -23,7 +23,7 @@ import copy
 import dataclasses
 import math
 import os
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -35,10 +35,10 @@ from .. import _cuda_ops, targets
 from ..nets import ConvEncoder, EnsembleMLP, is_image_space, soft_update
 from ..replay import ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
-from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
+from ._sac import ParamHolder, SACConfig, actor_loss, alpha_loss, critic_loss, fused_adam, sample_squashed, soft_value
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
-__all__ = ["DIAYN", "DIAYNConfig"]
+__all__ = ["DIAYN", "DIAYNConfig", "diayn_loss"]
 
 
 @dataclasses.dataclass
@@ -65,6 +65,93 @@ class DIAYNConfig(SACConfig):
         if self.discriminator_dims is not None:
             check(len(self.discriminator_dims) >= 1 and len(set(self.discriminator_dims)) == len(self.discriminator_dims),
                   "discriminator_dims", "a non-empty list of distinct observation indices", self.discriminator_dims)
+
+
+def diayn_loss(
+    batch: dict[str, torch.Tensor], *, actor: EnsembleMLP, critic: EnsembleMLP, critic_target: EnsembleMLP,
+    discriminator: Callable[[torch.Tensor], torch.Tensor], log_alpha: torch.Tensor, cfg: DIAYNConfig,
+    target_entropy: float, discrete: bool, encoder: nn.Module | None = None, encoder_target: nn.Module | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every DIAYN loss term on B transitions, each of the skill z that acted (the ``option`` column).
+
+    batch: obs, action, reward, next_obs, terminated, option [B]. actor, critic (twin),
+    critic_target: SAC's networks on the observation's features with z one-hot appended
+    (discrete actions: one output per action); discriminator: q_phi(. | s') as logits [B, Z];
+    encoder, encoder_target: pixels only, the critics' conv encoder and its polyak copy (the actor
+    reads its features detached). With a ~ pi(s, z), a' ~ pi(s', z) (discrete: the expectation
+    over actions) and d the terminal flag:
+
+        r             = log q_phi(z | s') - log p(z) (+ extrinsic_coef r_env)
+        y             = r + gamma (1 - d) (min_j Q'_j(s', a', z) - alpha log pi(a'|s', z))
+        critic        = sum_j 1/2 mean((Q_j(s, a, z) - y)^2)
+        actor         = mean(alpha log pi(a|s, z) - min_j Q_j(s, a, z))
+        alpha         = -mean(log alpha (log pi(a|s, z) + target_entropy))
+        discriminator = mean(-log q_phi(z | s'))
+        total         = critic + actor + discriminator (+ alpha with autotune_alpha)
+
+    Also returns the diagnostics target [B] (y), skill_reward [B] (r), discriminator_accuracy
+    (the share of rows whose z is q_phi's most likely skill), entropy and temperature (alpha).
+    """
+    z, obs, next_obs, action = batch["option"], batch["obs"], batch["next_obs"], batch["action"]
+    Z = cfg.num_skills
+    not_terminal = 1.0 - batch["terminated"].to(torch.float32)
+    logits = discriminator(next_obs)  # it learns to name the skill from the state it led to, s'
+    disc_loss = F.cross_entropy(logits, z)
+    skill = targets.skill_rewards(logits.detach(), z, validate=False)  # r = log_softmax(q_phi(s'))[z] + log Z
+    reward = skill.reward.to(torch.float32)
+    if cfg.extrinsic_coef != 0.0:
+        reward = reward + cfg.extrinsic_coef * batch["reward"]
+    alpha = log_alpha.detach().exp()
+    x = skill_input(obs, z, Z, encoder)  # pixels: the critics' encoder, trained by the critic loss
+    x_pi = x if encoder is None else x.detach()  # the actor never trains the encoder
+    with torch.no_grad():  # y = r + gamma (1 - d) E_a'~pi[min_j Q'_j(s', a', z) - alpha log pi(a'|s', z)]
+        x_next = skill_input(next_obs, z, Z, encoder)
+        x_next_target = x_next if encoder is None else skill_input(next_obs, z, Z, encoder_target)
+        pi_next, logp_next = skill_policy(actor, x_next, discrete)
+        if discrete:  # pi_next: pi(.|s', z), one target critic output per action
+            v_next = soft_value(critic_target(x_next_target).min(dim=0).values, logp_next, alpha, pi_next)
+        else:  # pi_next: a' ~ pi(s', z)
+            v_next = soft_value(critic_target(torch.cat([x_next_target, pi_next], dim=-1))[..., 0].min(dim=0).values,
+                                logp_next, alpha)
+        target = reward + cfg.gamma * not_terminal * v_next
+    if discrete:  # the actor and alpha terms take the expectation under probs = pi(.|s, z)
+        q_all = critic(x)
+        q = q_all.gather(2, action.view(1, -1, 1).expand(2, -1, 1))[..., 0]
+        probs, logp_pi = skill_policy(actor, x_pi, True)
+        q_pi = (q_all if encoder is None else critic(x_pi)).detach().min(dim=0).values
+    else:  # min_j Q_j(s, a, z), a ~ pi(s, z), with the critics' parameters detached: gradient to the actor only
+        q = critic(torch.cat([x, action], dim=-1))[..., 0]
+        (a_pi, logp_pi), probs = skill_policy(actor, x_pi, False), None
+        q_pi = critic(torch.cat([x_pi, a_pi], dim=-1), detach_params=True)[..., 0].min(dim=0).values
+    terms = {
+        "critic": critic_loss(q, target),
+        "actor": actor_loss(q_pi, logp_pi, alpha, probs),
+        "alpha": alpha_loss(log_alpha, logp_pi, target_entropy, probs),
+        "discriminator": disc_loss,
+    }
+    total = terms["critic"] + terms["actor"] + terms["discriminator"]
+    if cfg.autotune_alpha:
+        total = total + terms["alpha"]
+    with torch.no_grad():
+        entropy = -logp_pi.mean() if probs is None else -(probs * logp_pi).sum(-1).mean()
+    return {**terms, "total": total, "target": target, "skill_reward": reward,
+            "discriminator_accuracy": skill.correct.to(torch.float32).mean(), "entropy": entropy, "temperature": alpha}
+
+
+def skill_input(obs: torch.Tensor, z: torch.Tensor, num_skills: int, encoder: nn.Module | None = None) -> torch.Tensor:
+    """The networks' input: the observation (pixels: its ``encoder`` features) with z one-hot appended."""
+    feats = obs if encoder is None else encoder(obs)
+    return torch.cat([feats, F.one_hot(z, num_skills).to(feats.dtype)], dim=-1)
+
+
+def skill_policy(actor: EnsembleMLP, x: torch.Tensor, discrete: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """pi(. | x). Continuous: a sampled action in [-1, 1] [N, A] and log pi [N]. Discrete:
+    pi(.|x) and log pi(.|x), each [N, A]."""
+    out = actor(x)[0]
+    if discrete:
+        logp = torch.log_softmax(out, dim=-1)
+        return logp.exp(), logp
+    return sample_squashed(out, out.shape[-1] // 2)
 
 
 class DIAYN(Algorithm):
@@ -148,7 +235,6 @@ class DIAYN(Algorithm):
         # skills for predict(state=None): a stream of its own, so evaluating never moves training's
         self._predict_rng = np.random.default_rng([self.seed, 1])
         self._actions: np.ndarray | None = None
-        self._update_credit = 0.0
 
     @staticmethod
     def _params(module: nn.Module | None) -> list[nn.Parameter]:
@@ -186,11 +272,10 @@ class DIAYN(Algorithm):
         return mods
 
     # ---- networks ---------------------------------------------------------------------------------
-    def _x(self, obs: torch.Tensor, skills: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
-        """The networks' input: the observation's features (pixels through ``encoder``, the
-        critics' by default) with the skill one-hot appended."""
-        feats = obs if not self.pixels else (encoder or self.encoder)(obs)
-        return torch.cat([feats, F.one_hot(skills, self.config.num_skills).to(feats.dtype)], dim=-1)
+    def _x(self, obs: torch.Tensor, skills: torch.Tensor) -> torch.Tensor:
+        """The networks' input: the observation's features (pixels: the critics' encoder's) with
+        the skill one-hot appended."""
+        return skill_input(obs, skills, self.config.num_skills, self.encoder)
 
     def _obs(self, obs: Any) -> torch.Tensor:
         if self.pixels:
@@ -198,16 +283,6 @@ class DIAYN(Algorithm):
         if isinstance(obs, torch.Tensor) and isinstance(self.observation_space, gym.spaces.Box):
             return obs.to(device=self.device, dtype=torch.float32)
         return self.obs_tensor(obs)
-
-    def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Continuous: a sampled action in [-1, 1] [N, A] and log pi [N]. Discrete: pi(.|x) and
-        log pi(.|x), each [N, A]."""
-        out = self.actor(x)[0]
-        if self.discrete:
-            logp = torch.log_softmax(out, dim=-1)
-            return logp.exp(), logp
-        mean, log_std = out.split(self.action_dim, dim=-1)
-        return squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))
 
     def discriminator_logits(self, next_obs: torch.Tensor) -> torch.Tensor:
         """q_phi(. | s') as logits [N, Z], from the discriminator's dims of the next observations
@@ -238,7 +313,7 @@ class DIAYN(Algorithm):
                 actions = self.rng.uniform(-1.0, 1.0, size=(n, self.action_dim)).astype(np.float32)
         else:
             x = self._x(self._obs(obs), torch.as_tensor(self.skills, device=self.device))  # no_grad: detached
-            first, _ = self._policy(x)
+            first, _ = skill_policy(self.actor, x, self.discrete)
             actions = (torch.multinomial(first, 1)[:, 0] if self.discrete else first).cpu().numpy()
         self._actions = actions
         return self._env_actions(actions)
@@ -253,79 +328,39 @@ class DIAYN(Algorithm):
             terminated=np.asarray(terminated, dtype=bool),
             option=self.skills,  # the skill that acted (the trainer starts new ones after this)
         )
-        if self.global_step + self.config.num_envs > self.config.learning_starts:
-            self._update_credit += self.config.utd_ratio * self.config.num_envs
+        self.owe_gradient_steps(self.config.utd_ratio * self.config.num_envs)
 
     def _obs_rows(self, obs: Any) -> np.ndarray:
         if isinstance(self.observation_space, gym.spaces.Discrete):
             return np.eye(self.obs_dim, dtype=np.float32)[np.asarray(obs, dtype=np.int64)]
         return np.asarray(obs)
 
-    def ready(self) -> bool:
-        return self._update_credit >= 1.0
-
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
         return self.run_owed_steps(self._gradient_step)
 
     def _gradient_step(self) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.buffer.sample(cfg.batch_size).items()}
-        z = batch["option"]
-        obs, next_obs = batch["obs"], batch["next_obs"]
-        not_terminal = 1.0 - batch["terminated"].to(torch.float32)
-        # the discriminator learns to name the skill from the state it led to, s'
-        logits = self.discriminator_logits(next_obs)
-        disc_loss = F.cross_entropy(logits, z)
-        skill = targets.skill_rewards(logits.detach(), z, validate=False)  # one kernel call for the batch
-        reward = skill.reward.to(torch.float32)
-        if cfg.extrinsic_coef != 0.0:
-            reward = reward + cfg.extrinsic_coef * batch["reward"]
-        alpha = self.alpha()
-        x = self._x(obs, z)  # pixels: the critics' encoder, trained by the critic loss
-        x_pi = x.detach() if self.pixels else x  # the actor never trains the encoder
-        with torch.no_grad():
-            x_next = self._x(next_obs, z)
-            x_next_target = self._x(next_obs, z, self.encoder_target) if self.pixels else x_next
-            if self.discrete:
-                probs_next, logp_next = self._policy(x_next)
-                q_next = self.critic_target(x_next_target).min(dim=0).values
-                v_next = (probs_next * (q_next - alpha * logp_next)).sum(-1)
-            else:
-                a_next, logp_next = self._policy(x_next)
-                q_next = self.critic_target(torch.cat([x_next_target, a_next], dim=-1))[..., 0].min(dim=0).values
-                v_next = q_next - alpha * logp_next
-            target = reward + cfg.gamma * not_terminal * v_next
-        if self.discrete:
-            q_all = self.critic(x)
-            q = q_all.gather(2, batch["action"].view(1, -1, 1).expand(2, -1, 1))[..., 0]
-            probs, logp_pi = self._policy(x_pi)
-            q_pi = (self.critic(x_pi) if self.pixels else q_all).detach().min(dim=0).values
-        else:
-            q = self.critic(torch.cat([x, batch["action"]], dim=-1))[..., 0]
-            a_pi, logp_pi = self._policy(x_pi)
-            probs = None
-            q_pi = self.critic(torch.cat([x_pi, a_pi], dim=-1), detach_params=True)[..., 0].min(dim=0).values
-        terms = sac_losses(q=q, target=target, q_pi=q_pi, logp_pi=logp_pi, log_alpha=self.log_alpha,
-                           target_entropy=self.target_entropy, probs=probs)
-        loss = terms["critic"] + terms["actor"] + disc_loss
-        if cfg.autotune_alpha:
-            loss = loss + terms["alpha"]
+        """One gradient step: a batch, its losses, one Adam step over every network, the polyak
+        targets; the logged values as 0-dim tensors."""
+        batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.buffer.sample(self.config.batch_size).items()}
+        out = diayn_loss(batch, actor=self.actor, critic=self.critic, critic_target=self.critic_target,
+                         discriminator=self.discriminator_logits, log_alpha=self.log_alpha, cfg=self.config,
+                         target_entropy=self.target_entropy, discrete=self.discrete, encoder=self.encoder,
+                         encoder_target=self.encoder_target)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out["total"].backward()
         self.optimizer.step()
-        soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.critic_target, self.critic, self.config.tau)
         if self.pixels:
-            soft_update(self.encoder_target, self.encoder, cfg.tau)
-        entropy = -(probs * logp_pi).sum(-1).mean() if self.discrete else -logp_pi.mean()
+            soft_update(self.encoder_target, self.encoder, self.config.tau)
         return {
-            "losses/critic": terms["critic"].detach(),
-            "losses/actor": terms["actor"].detach(),
-            "losses/discriminator": disc_loss.detach(),
-            "losses/entropy": entropy.detach(),
-            "charts/skill_reward": reward.mean(),
-            "charts/discriminator_accuracy": skill.correct.to(torch.float32).mean(),
-            "charts/alpha": alpha,
+            "losses/critic": out["critic"].detach(),
+            "losses/actor": out["actor"].detach(),
+            "losses/discriminator": out["discriminator"].detach(),
+            "losses/entropy": out["entropy"],
+            "charts/skill_reward": out["skill_reward"].mean(),
+            "charts/discriminator_accuracy": out["discriminator_accuracy"],
+            "charts/alpha": out["temperature"],
         }
 
     # ---- evaluation ---------------------------------------------------------------------------------
@@ -343,9 +378,7 @@ class DIAYN(Algorithm):
         if self.discrete:
             actions = out.argmax(-1) if deterministic else torch.distributions.Categorical(logits=out).sample()
         else:
-            mean, log_std = out.split(self.action_dim, dim=-1)
-            actions = torch.tanh(mean) if deterministic else \
-                squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))[0]
+            actions = torch.tanh(out[:, :self.action_dim]) if deterministic else sample_squashed(out, self.action_dim)[0]
         return self._env_actions(actions.cpu().numpy()), {"skill": skills}
 
     def _skills_for(self, state: Any, n: int) -> np.ndarray:
@@ -366,8 +399,7 @@ class DIAYN(Algorithm):
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def state_extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"skills": self.skills.copy(), "update_credit": self._update_credit,
-                                 "predict_rng": self._predict_rng.bit_generator.state}
+        extra: dict[str, Any] = {"skills": self.skills.copy(), "predict_rng": self._predict_rng.bit_generator.state}
         if self.config.save_replay:
             extra["replay"] = to_bytes(self.buffer)
         return extra
@@ -375,7 +407,6 @@ class DIAYN(Algorithm):
     def load_state_extra(self, state: dict[str, Any]) -> None:
         if "skills" in state:
             self.skills = np.asarray(state["skills"], dtype=np.int64).copy()
-        self._update_credit = float(state.get("update_credit", 0.0))
         if "predict_rng" in state:
             self._predict_rng.bit_generator.state = state["predict_rng"]
         if state.get("replay") is not None:

@@ -33,7 +33,7 @@ from ._sac import fused_adam
 from .base import Algorithm
 from .diayn import DIAYN
 
-__all__ = ["DIAYNManager", "DIAYNManagerConfig"]
+__all__ = ["DIAYNManager", "DIAYNManagerConfig", "diayn_manager_loss"]
 
 
 @dataclasses.dataclass
@@ -71,6 +71,26 @@ class DIAYNManagerConfig:
         check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
         for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
             check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
+
+
+def diayn_manager_loss(batch: dict[str, torch.Tensor], *, q_net: EnsembleMLP,
+                       q_target: EnsembleMLP) -> dict[str, torch.Tensor]:
+    """The manager's SMDP double Q-learning loss on B decisions (s, z, R, s', gamma^k).
+
+    batch: obs, option (the skill z), reward (R = sum_{i<k} gamma^i r_i), next_obs, discount
+    (gamma^k, 0 where the episode terminated) [B]. q_net: Q(s, .) over the skills; q_target: its
+    polyak copy.
+
+        y = R + gamma^k Q'(s', argmax_z' Q(s', z'))
+        q = huber(Q(s, z) - y), averaged over the batch
+
+    Also returns the diagnostics target [B] (y) and q_value [B] (Q(s, z)).
+    """
+    with torch.no_grad():  # double Q-learning: Q picks the next skill, Q' values it
+        best = q_net(batch["next_obs"])[0].argmax(dim=1, keepdim=True)
+        target = batch["reward"] + batch["discount"] * q_target(batch["next_obs"])[0].gather(1, best)[:, 0]
+    q = q_net(batch["obs"])[0].gather(1, batch["option"][:, None])[:, 0]
+    return {"q": F.smooth_l1_loss(q, target), "target": target, "q_value": q}
 
 
 def load_skills(path: str, device: torch.device) -> DIAYN:
@@ -124,7 +144,6 @@ class DIAYNManager(Algorithm):
         self.seg_discount = np.ones(n)
         self.seg_len = np.zeros(n, dtype=np.int64)
         self.skill_counts = np.zeros(Z, dtype=np.int64)
-        self._update_credit = 0.0
 
     def modules(self) -> dict[str, Any]:
         return {"q": self.q, "q_target": self.q_target, "optimizer": self.optimizer,
@@ -175,30 +194,25 @@ class DIAYNManager(Algorithm):
                 option=self.current[rows],
             )
             self.decide[rows] = True
-            if self.global_step + cfg.num_envs > cfg.learning_starts:
-                self._update_credit += cfg.updates_per_decision * len(rows)
+            self.owe_gradient_steps(cfg.updates_per_decision * len(rows))
 
     def ready(self) -> bool:
-        return self._update_credit >= 1.0 and len(self.buffer) >= self.config.batch_size
+        return super().ready() and len(self.buffer) >= self.config.batch_size
 
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
         return self.run_owed_steps(self._gradient_step)
 
     def _gradient_step(self) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        b = {k: torch.as_tensor(v, device=self.device) for k, v in self.buffer.sample(cfg.batch_size).items()}
-        with torch.no_grad():
-            best = self.q(b["next_obs"])[0].argmax(dim=1, keepdim=True)  # double Q-learning
-            boot = self.q_target(b["next_obs"])[0].gather(1, best)[:, 0]
-            target = b["reward"] + b["discount"] * boot
-        q = self.q(b["obs"])[0].gather(1, b["option"][:, None])[:, 0]
-        loss = F.smooth_l1_loss(q, target)
+        """One gradient step: a batch of decisions, the loss, one Adam step, the polyak target."""
+        batch = {k: torch.as_tensor(v, device=self.device) for k, v in self.buffer.sample(self.config.batch_size).items()}
+        out = diayn_manager_loss(batch, q_net=self.q, q_target=self.q_target)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out["q"].backward()
         self.optimizer.step()
-        soft_update(self.q_target, self.q, cfg.tau)
-        return {"losses/q": loss.detach(), "charts/q": q.detach().mean(), "charts/epsilon": torch.tensor(self.epsilon())}
+        soft_update(self.q_target, self.q, self.config.tau)
+        return {"losses/q": out["q"].detach(), "charts/q": out["q_value"].detach().mean(),
+                "charts/epsilon": torch.tensor(self.epsilon())}
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -233,10 +247,9 @@ class DIAYNManager(Algorithm):
     def state_extra(self) -> dict[str, Any]:
         return {"current": self.current.copy(), "decide": self.decide.copy(), "seg_obs": self.seg_obs.copy(),
                 "seg_return": self.seg_return.copy(), "seg_discount": self.seg_discount.copy(),
-                "seg_len": self.seg_len.copy(), "update_credit": self._update_credit}
+                "seg_len": self.seg_len.copy()}
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
         for key in ("current", "decide", "seg_obs", "seg_return", "seg_discount", "seg_len"):
             if key in state:
                 setattr(self, key, np.asarray(state[key]).copy())
-        self._update_credit = float(state.get("update_credit", 0.0))

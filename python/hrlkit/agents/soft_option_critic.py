@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -40,12 +39,13 @@ from .. import _cuda_ops, targets
 from ..nets import EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
+from ..runtime.cuda_graphs import CapturedStep
 from ._options import OptionAgent, OptionTracker, check_option_agent_config
 from .base import is_bounded_box, is_flat_box
-from ._sac import LOG_STD_MAX, LOG_STD_MIN, ParamHolder, SACConfig, fused_adam, sac_losses, squashed_gaussian
+from ._sac import (ParamHolder, SACConfig, actor_loss, alpha_loss, critic_loss, fused_adam, sample_squashed, soft_value,
+                   squashed_gaussian)
 
-__all__ = ["SoftOptionCritic", "SoftOptionCriticConfig", "soft_option_critic_losses", "squashed_gaussian"]
-
+__all__ = ["SoftOptionCritic", "SoftOptionCriticConfig", "soft_option_critic_loss", "squashed_gaussian"]
 
 
 @dataclasses.dataclass
@@ -80,44 +80,81 @@ class SoftOptionCriticConfig(SACConfig):
         check(0.0 <= self.per_beta <= 1.0, "per_beta", "a number in [0, 1]", self.per_beta)
 
 
-def soft_option_critic_losses(
-    *,
-    q: torch.Tensor,
-    target: torch.Tensor,
-    q_pi: torch.Tensor,
-    logp_pi: torch.Tensor,
-    q_omega: torch.Tensor,
-    beta_next: torch.Tensor,
-    advantage: torch.Tensor,
-    not_terminal: torch.Tensor,
-    log_alpha: torch.Tensor,
-    target_entropy: float,
-    weights: torch.Tensor | None = None,
+def soft_option_critic_loss(
+    batch: dict[str, torch.Tensor], *, actor: EnsembleMLP, critic: EnsembleMLP, option_net: EnsembleMLP,
+    target_critic: EnsembleMLP, target_option_net: EnsembleMLP, log_alpha: torch.Tensor, options: torch.Tensor,
+    cfg: SoftOptionCriticConfig, target_entropy: float,
 ) -> dict[str, torch.Tensor]:
-    """The five Soft Option-Critic loss terms over B transitions, each for its option w.
+    """Every Soft Option-Critic loss term on B transitions; row b trains option w = options[b].
 
-    q [2, B]: both critics' head w at (s, a); target [B]: y (no gradient); q_pi [B]:
-    min_j Q_j(s, a_w, w) at a fresh a_w ~ pi_w(s) (gradient to the actor only); logp_pi [B]:
-    log pi_w(a_w|s); q_omega [B]: Q_Omega(s, w); beta_next [B]: beta_w(s'); advantage [B]:
-    Q_Omega(s', w) - V(s') + xi (no gradient); not_terminal [B]: 0 where s' is terminal;
-    log_alpha [B]: log alpha_w; weights [B]: prioritized replay's importance weights (default 1).
+    batch: obs, action, reward, next_obs, terminated [B] (and weights [B], prioritized replay's
+    importance weights), in K consecutive groups of B/K rows, group w for option w (each network
+    runs once as a stacked ensemble). actor: the K option actors (mean and log std of pi_w);
+    critic: the twin critics, head w for option w; option_net: Q_Omega(s, .) and the termination
+    logits; target_*: their polyak copies; log_alpha [K]. With a' ~ pi_w(s'), a_w ~ pi_w(s), d the
+    terminal flag and V(s') the option policy's value of Q_Omega'(s', .):
 
+        y            = r + gamma (1 - d) [(1 - beta_w(s')) (min_j Q'_j(s', a', w) - alpha_w log pi_w(a'|s'))
+                                          + beta_w(s') V(s')]
         critic       = sum_j 1/2 mean(weights (Q_j(s, a, w) - y)^2)
-        actor        = mean(alpha_w log pi_w(a_w|s) - q_pi)
-        option_value = 1/2 mean((Q_Omega(s, w) - [q_pi - alpha_w log pi_w(a_w|s)])^2)
-        termination  = mean(beta_w(s') advantage (1 - d))
+        actor        = mean(alpha_w log pi_w(a_w|s) - min_j Q_j(s, a_w, w))
+        option_value = 1/2 mean((Q_Omega(s, w) - [min_j Q_j(s, a_w, w) - alpha_w log pi_w(a_w|s)])^2)
+        termination  = mean(beta_w(s') (Q_Omega'(s', w) - V(s') + xi) (1 - d))
         alpha        = -mean(log alpha_w (log pi_w(a_w|s) + target_entropy))
+        total        = critic + actor + option_value + termination (+ alpha with autotune_alpha)
+
+    Each term trains only its own network (the others' outputs enter detached). Also returns the
+    diagnostics target [B] (y), q [2, B] (Q_j(s, a, w)), beta_next [B] and entropy (-mean log pi_w).
     """
-    terms = sac_losses(q=q, target=target, q_pi=q_pi, logp_pi=logp_pi, log_alpha=log_alpha,
-                       target_entropy=target_entropy, weights=weights)
-    soft_value = (q_pi - log_alpha.detach().exp() * logp_pi).detach()
-    return {
-        "critic": terms["critic"],
-        "actor": terms["actor"],
-        "option_value": 0.5 * (q_omega - soft_value).pow(2).mean(),
-        "termination": (beta_next * advantage.detach() * not_terminal).mean(),
-        "alpha": terms["alpha"],
+    obs, action, next_obs, w = batch["obs"], batch["action"], batch["next_obs"], options
+    (B, A), K = action.shape, log_alpha.shape[0]
+    not_terminal = 1.0 - batch["terminated"].to(torch.float32)
+    with torch.no_grad():  # at s': a' ~ pi_w(s'), the target critics' heads w, the target Q_Omega'(s', .)
+        a_next, logp_next = sample_squashed(actor(next_obs.view(K, B // K, -1)), A)
+        q_next = own_heads(target_critic(torch.cat([next_obs, a_next.reshape(B, -1)], dim=-1)), w)
+        q_omega_next, _ = option_heads(target_option_net, next_obs)
+    # the option network at s (Q_Omega(s, w), regressed) and at s' (beta_w(s'), for y and the termination loss)
+    q_omega_all, beta_all = option_heads(option_net, torch.cat([obs, next_obs]))
+    q_omega = q_omega_all[:B].gather(1, w[:, None]).squeeze(1)
+    beta_next = beta_all[B:].gather(1, w[:, None]).squeeze(1)
+    # y = r + gamma (1 - d) [(1 - beta_w(s')) (min_j Q'_j(s', a', w) - alpha_w log pi_w(a'|s')) + beta_w(s') V(s')],
+    # advantage = Q_Omega'(s', w) - V(s') + xi, V(s') = E_pi_Omega Q_Omega'(s', .) (or tau logsumexp): one kernel call
+    t = targets.soft_option_targets(q_next, logp_next.reshape(B), q_omega_next, beta_next.detach(), w, batch["reward"],
+                                    cfg.gamma * not_terminal, log_alpha.detach().exp(), mode=cfg.option_value,
+                                    option_temperature=cfg.option_temperature, deliberation_cost=cfg.deliberation_cost,
+                                    validate=False)
+    q = own_heads(critic(torch.cat([obs, action], dim=-1)), w)
+    a_pi, logp_pi = sample_squashed(actor(obs.view(K, B // K, -1)), A)
+    logp_pi = logp_pi.reshape(B)
+    # min_j Q_j(s, a_w, w) with the critics' parameters detached: its gradient reaches the actor only
+    q_pi = own_heads(critic(torch.cat([obs, a_pi.reshape(B, -1)], dim=-1), detach_params=True), w).min(dim=0).values
+    log_alpha_w = log_alpha[w]
+    alpha_w = log_alpha_w.detach().exp()
+    weights = batch.get("weights")
+    terms = {
+        "critic": critic_loss(q, t.target, None if weights is None else weights.to(torch.float32)),
+        "actor": actor_loss(q_pi, logp_pi, alpha_w),
+        "option_value": 0.5 * (q_omega - soft_value(q_pi, logp_pi, alpha_w).detach()).pow(2).mean(),
+        "termination": (beta_next * t.advantage.detach() * not_terminal).mean(),
+        "alpha": alpha_loss(log_alpha_w, logp_pi, target_entropy),
     }
+    total = terms["critic"] + terms["actor"] + terms["option_value"] + terms["termination"]
+    if cfg.autotune_alpha:
+        total = total + terms["alpha"]
+    return {**terms, "total": total, "target": t.target, "q": q, "beta_next": beta_next,
+            "entropy": -logp_pi.detach().mean()}
+
+
+def own_heads(q: torch.Tensor, options: torch.Tensor) -> torch.Tensor:
+    """Head w of each row's option w = options[b]: [E, B, K] -> [E, B]."""
+    return q.gather(2, options.view(1, -1, 1).expand(q.shape[0], -1, 1)).squeeze(2)
+
+
+def option_heads(option_net: EnsembleMLP, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The option network at x [N, obs]: Q_Omega(x, .) and beta_.(x), each [N, K]."""
+    out = option_net(x)[0]
+    K = out.shape[-1] // 2
+    return out[:, :K], torch.sigmoid(out[:, K:])
 
 
 class SoftOptionCritic(OptionAgent):
@@ -162,11 +199,13 @@ class SoftOptionCritic(OptionAgent):
         self.buffer = self._make_buffer()
         self.tracker = OptionTracker(cfg.num_envs, K)
         self._actions: np.ndarray | None = None  # the last act()'s actions in [-1, 1]
-        self._update_credit = 0.0  # gradient steps owed (utd_ratio per env step after learning_starts)
-        self._graph: Any = None  # the captured gradient step: None (not yet), False (eager), or a CUDAGraph
-        self._graph_warmup = 0
-        self._act_graph: Any = None  # act's forward as a CUDA graph (same states as _graph)
         self._order = None  # the batch dealing permutation as a device tensor (device replay)
+        # on CUDA with a device replay (_graph_wanted): the gradient step and act's forward as CUDA graphs
+        self._train_step = CapturedStep(self._gradient_step, device=self.device, warmup=3,
+                                        generators=lambda: [self.buffer.generator], name="the gradient step")
+        self._act_in: torch.Tensor | None = None  # act's static input (and its pinned host staging copy)
+        self._act_step = CapturedStep(lambda: self._act_outputs(self._act_in, True), device=self.device, warmup=0,
+                                      dry_runs=2, name="act")
 
     def _make_buffer(self) -> ReplayBuffer:
         cfg = self.config
@@ -191,24 +230,6 @@ class SoftOptionCritic(OptionAgent):
                 "targets": self.targets_copy, "log_alpha": ParamHolder(self.log_alpha), "optimizer": self.optimizer}
 
     # ---- networks ---------------------------------------------------------------------------------
-    def _policy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Option actors at x: [N, obs] (every option at every row) or [K, m, obs] (option w at
-        its group); actions in [-1, 1] of shape [K, N|m, A] and log pi [K, N|m]."""
-        mean, log_std = self.actor(x).split(self.action_dim, dim=-1)
-        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return squashed_gaussian(mean, log_std, torch.randn_like(mean))
-
-    def _options_and_betas(self, x: torch.Tensor, net: EnsembleMLP | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q_Omega(x, .) and beta_.(x), each [N, K]."""
-        out = (net or self.option_net)(x)[0]
-        K = self.config.num_options
-        return out[:, :K], torch.sigmoid(out[:, K:])
-
-    def _own(self, q: torch.Tensor) -> torch.Tensor:
-        """Head w of each batch row's option: [E, B, K] -> [E, B]."""
-        idx = self.group_options.view(1, -1, 1).expand(q.shape[0], -1, 1)
-        return q.gather(2, idx).squeeze(2)
-
     def alphas(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
@@ -235,48 +256,31 @@ class SoftOptionCritic(OptionAgent):
     def _act_outputs(self, x: torch.Tensor, acting: bool) -> torch.Tensor:
         """Q_Omega, beta and the option policy at x, and (acting) every option's sampled action,
         flattened into one tensor so that one device-to-host copy serves the whole step."""
-        q_omega, beta = self._options_and_betas(x)
+        q_omega, beta = option_heads(self.option_net, x)
         parts = [q_omega, beta, self._option_probs(q_omega)]
         if acting:
-            parts.append(self._policy(x)[0])
+            parts.append(sample_squashed(self.actor(x), self.action_dim)[0])
         return torch.cat([p.reshape(-1) for p in parts])
 
-    def _act_replay(self, obs: np.ndarray) -> np.ndarray | None:
-        """_act_outputs as a replay of its captured CUDA graph (None where capture failed)."""
-        if self._act_graph is None:
+    def _act_replay(self, obs: np.ndarray) -> np.ndarray:
+        """_act_outputs of acting at obs, as a replay of its CUDA graph (the obs copied into its
+        static input through pinned memory)."""
+        if self._act_in is None:
             n, d = self.config.num_envs, self.obs_dim
-            try:
-                self._act_in = torch.zeros((n, d), device=self.device)
-                self._act_pinned = torch.empty((n, d), pin_memory=True)
-                cur = torch.cuda.current_stream(self.device)
-                side = torch.cuda.Stream(self.device)
-                side.wait_stream(cur)
-                with torch.cuda.stream(side):
-                    for _ in range(2):
-                        self._act_outputs(self._act_in, True)
-                cur.wait_stream(side)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self._act_out = self._act_outputs(self._act_in, True)
-                self._act_graph = graph
-            except Exception as exc:  # noqa: BLE001 - train on eagerly, and say so
-                warnings.warn(f"cuda_graph: capturing act failed ({exc!r}); acting eagerly", RuntimeWarning, stacklevel=2)
-                self._act_graph = False
-                return None
+            self._act_in = torch.zeros((n, d), device=self.device)
+            self._act_pinned = torch.empty((n, d), pin_memory=True)
         self._act_pinned.copy_(torch.from_numpy(np.asarray(obs)))
         self._act_in.copy_(self._act_pinned, non_blocking=True)
-        self._act_graph.replay()
-        return self._act_out.cpu().numpy()
+        return self._act_step().cpu().numpy()
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
         tr = self.tracker
         n, K, A = len(tr.options), self.config.num_options, self.action_dim
         acting = self.global_step >= self.config.learning_starts
-        host = None
-        if acting and self._act_graph is not False and self._graph_wanted():
+        if acting and self._graph_wanted():
             host = self._act_replay(obs)
-        if host is None:
+        else:
             host = self._act_outputs(self.obs_tensor(obs), acting).cpu().numpy()
         q_h, beta_h, probs_h = (host[i * n * K:(i + 1) * n * K].reshape(n, K) for i in range(3))
         choose = tr.terminations(beta_h[np.arange(n), tr.options], self.rng)
@@ -298,58 +302,27 @@ class SoftOptionCritic(OptionAgent):
             terminated=np.asarray(terminated, dtype=bool),
             option=self.tracker.options,
         )
-        if self.global_step + self.config.num_envs > self.config.learning_starts:
-            self._update_credit += self.config.utd_ratio * self.config.num_envs
-
-    def ready(self) -> bool:
-        return self._update_credit >= 1.0
+        self.owe_gradient_steps(self.config.utd_ratio * self.config.num_envs)
 
     # ---- learning ---------------------------------------------------------------------------------
     def update(self) -> dict[str, float]:
         if self.buffer.prioritized:
             self.buffer.beta = self.linear_schedule(self.config.per_beta, 1.0, self.total_steps)
         # 0-dim tensors, read by the logger once per interval (no host sync here)
-        return self.run_owed_steps(self._graph_step if self._graph_wanted() else self._gradient_step)
-
-    # ---- CUDA graph of the gradient step ------------------------------------------------------------
-    _GRAPH_WARMUP = 3  # eager steps on a side stream before capture (allocator and Adam state settle)
+        return self.run_owed_steps(self._train_step if self._graph_wanted() else self._gradient_step)
 
     def _graph_wanted(self) -> bool:
+        """CUDA graphs for the gradient step and acting: on CUDA, with a device replay dealing all
+        data, until capturing the gradient step fails."""
         cfg = self.config
-        return (self._graph is not False and cfg.cuda_graph and self.device.type == "cuda"
+        return (not self._train_step.failed and cfg.cuda_graph and self.device.type == "cuda"
                 and cfg.learn_from_all_data and not isinstance(self.buffer, ReplayBuffer))
 
-    def _graph_step(self) -> dict[str, torch.Tensor]:
-        """One gradient step as a replay of its captured CUDA graph: the sample, the losses, the
-        backward pass, Adam, the target update and the new priorities, with no host sync and one
-        launch. The first steps run eagerly on a side stream, then the step is captured."""
-        if self._graph is False:  # capture failed earlier in this update
-            return self._gradient_step()
-        cur = torch.cuda.current_stream(self.device)
-        if self._graph is None and self._graph_warmup < self._GRAPH_WARMUP:
-            self._graph_warmup += 1
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(cur)
-            with torch.cuda.stream(side):
-                stats = self._gradient_step()
-            cur.wait_stream(side)
-            return stats
-        if self._graph is None:
-            try:
-                graph = torch.cuda.CUDAGraph()
-                graph.register_generator_state(self.buffer.generator)
-                with torch.cuda.graph(graph):
-                    stats = self._gradient_step()
-                    self._graph_keys = list(stats)
-                    self._graph_out = torch.stack([stats[k].float() for k in self._graph_keys])
-                self._graph = graph
-            except Exception as exc:  # noqa: BLE001 - an unsupported op: train on eagerly, and say so
-                warnings.warn(f"cuda_graph: capturing the gradient step failed ({exc!r}); training eagerly",
-                              RuntimeWarning, stacklevel=2)
-                self._graph = False
-                return self._gradient_step()
-        self._graph.replay()
-        return dict(zip(self._graph_keys, self._graph_out.clone().unbind()))
+    @property
+    def _graph(self) -> Any:
+        """The captured gradient step: None (not yet), False (eager) or the CUDAGraph (read by
+        benchmarks/gpu/gpu_benchmarks.py)."""
+        return self._train_step.graph
 
     def _sample(self) -> dict[str, np.ndarray]:
         """B rows as K consecutive groups of B/K, group w for option w."""
@@ -374,67 +347,30 @@ class SoftOptionCritic(OptionAgent):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _gradient_step(self) -> dict[str, torch.Tensor]:
-        cfg = self.config
+        """One gradient step: a batch, its losses, one Adam step over every network, the polyak
+        targets and the new priorities; the logged values as 0-dim tensors (no host sync)."""
         batch = {k: torch.as_tensor(v, device=self.device) for k, v in self._sample().items()}
-        not_terminal = 1.0 - batch["terminated"].to(torch.float32)
-        with torch.no_grad():
-            q_next, logp_next, q_omega_next = self._bootstrap_inputs(batch["next_obs"])
-        # beta_w(s') for the targets is the online network's: the forward with gradient is reused
-        terms, q, beta_next, logp_pi = self._loss_terms(batch, not_terminal, q_next, logp_next, q_omega_next)
-        loss = terms["critic"] + terms["actor"] + terms["option_value"] + terms["termination"]
-        if cfg.autotune_alpha:
-            loss = loss + terms["alpha"]
+        out = soft_option_critic_loss(
+            batch, actor=self.actor, critic=self.critic, option_net=self.option_net,
+            target_critic=self.targets_copy["critic"], target_option_net=self.targets_copy["option_net"],
+            log_alpha=self.log_alpha, options=self.group_options, cfg=self.config, target_entropy=self.target_entropy,
+        )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out["total"].backward()
         self.optimizer.step()
-        soft_update(self.targets_copy, self.targets, cfg.tau)
+        soft_update(self.targets_copy, self.targets, self.config.tau)
         if self.buffer.prioritized:
-            td = (q.detach() - terms["target"]).abs().mean(dim=0)
+            td = (out["q"].detach() - out["target"]).abs().mean(dim=0)
             if isinstance(self.buffer, ReplayBuffer):  # host memory
                 self.buffer.update_priorities(batch["indices"].cpu().numpy(), td.cpu().numpy())
             else:  # device-resident: indices and errors stay on the GPU, no host sync
                 self.buffer.update_priorities(batch["indices"], td, validate=False)
-        out = {f"losses/{k}": v.detach() for k, v in terms.items() if k != "target"}
-        out["losses/q"] = q.detach().mean()
-        out["losses/beta_next"] = beta_next.detach().mean()
-        out["losses/entropy"] = -logp_pi.detach().mean()
-        out["charts/alpha"] = self.alphas().mean()
-        return out
-
-    def _bootstrap_inputs(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """At s': the twin target critics' own heads at a' ~ pi_w(s') [2, B], log pi_w(a'|s') [B]
-        and the target option network's Q_Omega(s', .) [B, K]."""
-        K, B = self.config.num_options, self.config.batch_size
-        a_next, logp_next = self._policy(next_obs.view(K, B // K, -1))
-        q_next = self._own(self.targets_copy["critic"](torch.cat([next_obs, a_next.reshape(B, -1)], dim=-1)))
-        q_omega_next, _ = self._options_and_betas(next_obs, self.targets_copy["option_net"])
-        return q_next, logp_next.reshape(B), q_omega_next
-
-    def _loss_terms(self, batch, not_terminal, q_next, logp_next, q_omega_next):
-        cfg = self.config
-        K, B = cfg.num_options, cfg.batch_size
-        w = self.group_options
-        obs, next_obs, action = batch["obs"], batch["next_obs"], batch["action"]
-        # the option network at s (Q_Omega, for its regression) and s' (beta, for the termination loss)
-        q_omega_all, beta_all = self._options_and_betas(torch.cat([obs, next_obs]))
-        q_omega = q_omega_all[:B].gather(1, w[:, None]).squeeze(1)
-        beta_next = beta_all[B:].gather(1, w[:, None]).squeeze(1)
-        t = targets.soft_option_targets(
-            q_next, logp_next, q_omega_next, beta_next.detach(), w, batch["reward"], cfg.gamma * not_terminal,
-            self.alphas(), option_temperature=cfg.option_temperature, deliberation_cost=cfg.deliberation_cost,
-            mode=cfg.option_value, validate=False,  # the ids are this agent's own group layout
-        )
-        q = self._own(self.critic(torch.cat([obs, action], dim=-1)))
-        a_pi, logp_pi = self._policy(obs.view(K, B // K, -1))
-        q_pi = self._own(self.critic(torch.cat([obs, a_pi.reshape(B, -1)], dim=-1), detach_params=True)).min(dim=0).values
-        weights = batch.get("weights")
-        terms = soft_option_critic_losses(
-            q=q, target=t.target, q_pi=q_pi, logp_pi=logp_pi.reshape(B), q_omega=q_omega, beta_next=beta_next,
-            advantage=t.advantage, not_terminal=not_terminal, log_alpha=self.log_alpha[w],
-            target_entropy=self.target_entropy, weights=None if weights is None else weights.to(torch.float32),
-        )
-        terms["target"] = t.target
-        return terms, q, beta_next, logp_pi
+        logged = {f"losses/{k}": out[k].detach() for k in ("critic", "actor", "option_value", "termination", "alpha")}
+        logged["losses/q"] = out["q"].detach().mean()
+        logged["losses/beta_next"] = out["beta_next"].detach().mean()
+        logged["losses/entropy"] = out["entropy"]
+        logged["charts/alpha"] = self.alphas().mean()
+        return logged
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -447,16 +383,14 @@ class SoftOptionCritic(OptionAgent):
             obs = obs[None]
         x = self.obs_tensor(obs)
         n = x.shape[0]
-        q_omega, beta = self._options_and_betas(x)
+        q_omega, beta = option_heads(self.option_net, x)
         options = self._predict_options(state, self._choose_options(q_omega, greedy=deterministic),
                                         beta.cpu().numpy(), deterministic)
-        mean, log_std = self.actor(x).split(self.action_dim, dim=-1)
-        idx = (torch.as_tensor(options, device=self.device), torch.arange(n, device=self.device))
+        out = self.actor(x)[torch.as_tensor(options, device=self.device), torch.arange(n, device=self.device)]
         if deterministic:
-            squashed = torch.tanh(mean[idx])
+            squashed = torch.tanh(out[:, :self.action_dim])
         else:
-            squashed, _ = squashed_gaussian(mean[idx], log_std[idx].clamp(LOG_STD_MIN, LOG_STD_MAX),
-                                            torch.randn_like(mean[idx]))
+            squashed, _ = sample_squashed(out, self.action_dim)
         return self._env_actions(squashed.cpu().numpy()), {"option": options}
 
     # ---- logging and checkpoints ------------------------------------------------------------------------
@@ -467,14 +401,14 @@ class SoftOptionCritic(OptionAgent):
         return out
 
     def state_extra(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {**super().state_extra(), "update_credit": self._update_credit}
+        extra: dict[str, Any] = super().state_extra()
         if self.config.save_replay:
             extra["replay"] = to_bytes(self.buffer)
         return extra
 
     def load_state_extra(self, state: dict[str, Any]) -> None:
         super().load_state_extra(state)
-        self._graph, self._graph_warmup, self._act_graph = None, 0, None  # new tensors: capture again
-        self._update_credit = float(state.get("update_credit", 0.0))
+        self._train_step.reset()  # new tensors: capture again
+        self._act_step.reset()
         if state.get("replay") is not None:
             self.buffer = from_bytes_like(self.buffer, state["replay"])
