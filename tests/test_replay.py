@@ -941,7 +941,7 @@ def saved_file(tmp_path):
 
 def test_load_detects_flipped_data_byte(saved_file):
     data = bytearray(saved_file.read_bytes())
-    data[-3] ^= 0x40  # inside the last data block
+    data[-3 - 32] ^= 0x40  # inside the last data block (the file ends with a 32-byte SHA-256)
     saved_file.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="checksum"):
         PrioritizedReplayBuffer.load(saved_file)
@@ -973,9 +973,9 @@ def test_load_rejects_the_wrong_class(tmp_path):
 
 def test_load_rejects_corrupt_header(saved_file):
     data = bytearray(saved_file.read_bytes())
-    data[25] = ord("}")  # inside the JSON header
+    data[28 + 5] = ord("}")  # inside the JSON header (after the 28-byte prefix)
     saved_file.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="is corrupt: its SHA-256 checksum does not match"):
         PrioritizedReplayBuffer.load(saved_file)
 
 

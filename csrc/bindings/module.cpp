@@ -76,13 +76,32 @@ bool write_python_scalar(PyObject* o, DType d, const std::string& name, uint8_t*
     return false;
 }
 
+using Spec = std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>;
+
+std::vector<Field> make_fields(const Spec& spec) {
+    std::vector<Field> out;
+    for (const auto& [name, shape, dt] : spec) {
+        Field f;
+        f.name = name;
+        f.shape = shape;
+        static const std::pair<const char*, DType> table[] = {
+            {"float32", DType::float32}, {"float64", DType::float64}, {"int64", DType::int64},
+            {"int32", DType::int32},     {"uint8", DType::uint8},     {"bool", DType::bool_}};
+        bool found = false;
+        for (const auto& [k, v] : table)
+            if (dt == k) { f.dtype = v; found = true; }
+        if (!found) throw py::value_error("spec['" + name + "']: unsupported dtype " + dt);
+        out.push_back(std::move(f));
+    }
+    return out;
+}
+
 template <class T>
 py::array_t<T> new_array(std::vector<py::ssize_t> shape) { return py::array_t<T>(shape); }
 
 class PyReplay {
 public:
-    PyReplay(int64_t capacity, const std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>& spec,
-             int64_t num_options, bool prioritized, double alpha, double eps, uint64_t seed)
+    PyReplay(int64_t capacity, const Spec& spec, int64_t num_options, bool prioritized, double alpha, double eps, uint64_t seed)
         : core_(capacity, make_fields(spec), hrlkit::ReplayOptions{num_options, prioritized, alpha, eps, seed}) {
         for (const Field& f : core_.storage().fields()) {
             names_.emplace_back(f.name);
@@ -208,24 +227,6 @@ public:
     hrlkit::Replay& core() { return core_; }
 
 private:
-    static std::vector<Field> make_fields(const std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>& spec) {
-        std::vector<Field> out;
-        for (const auto& [name, shape, dt] : spec) {
-            Field f;
-            f.name = name;
-            f.shape = shape;
-            static const std::pair<const char*, DType> table[] = {
-                {"float32", DType::float32}, {"float64", DType::float64}, {"int64", DType::int64},
-                {"int32", DType::int32},     {"uint8", DType::uint8},     {"bool", DType::bool_}};
-            bool found = false;
-            for (const auto& [k, v] : table)
-                if (dt == k) { f.dtype = v; found = true; }
-            if (!found) throw py::value_error("spec['" + name + "']: unsupported dtype " + dt);
-            out.push_back(std::move(f));
-        }
-        return out;
-    }
-
     std::string field_list() const {
         std::string s;
         for (const Field& f : core_.storage().fields()) s += (s.empty() ? "" : ", ") + f.name;
@@ -423,7 +424,6 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "hrlkit native core: replay storage, prioritized sampling, SMDP returns, option targets";
     m.attr("TREE_FAN") = hrlkit::kTreeFan;  // the priority tree's fan-out (the device tree's layout follows it)
 
-    using Spec = std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>;
     py::class_<PyReplay>(m, "Replay")
         .def(py::init<int64_t, const Spec&, int64_t, bool, double, double, uint64_t>(), py::arg("capacity"), py::arg("spec"),
              py::arg("num_options") = 0, py::arg("prioritized") = false, py::arg("alpha") = 0.6, py::arg("eps") = 1e-6,
@@ -452,6 +452,17 @@ PYBIND11_MODULE(_core, m) {
         .def("lock", &PyReplay::lock)
         .def("unlock", &PyReplay::unlock);
 
+    // The constructor's checks of sizes and the bytes a buffer of these arguments holds, allocating
+    // nothing: the device twin sizes its tensors with the host's checks and messages.
+    m.def(
+        "required_bytes",
+        [](int64_t capacity, const Spec& spec, int64_t num_options, bool prioritized) {
+            hrlkit::ReplayOptions opt;
+            opt.num_options = num_options;
+            opt.prioritized = prioritized;
+            return hrlkit::Replay::required_bytes(capacity, make_fields(spec), opt);
+        },
+        py::arg("capacity"), py::arg("spec"), py::arg("num_options") = 0, py::arg("prioritized") = false);
     m.def("nstep_returns_f32", &nstep_impl<float>);
     m.def("nstep_returns_f64", &nstep_impl<double>);
     m.def("option_values_f32", &option_values_impl<float>);

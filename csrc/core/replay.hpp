@@ -6,6 +6,7 @@
 // Every public mutating/sampling method validates all of its input before it touches state and
 // holds the buffer's mutex while it works, so rows are never torn between threads.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -33,28 +34,38 @@ struct ReplayOptions {
 class Replay {
 public:
     Replay(int64_t capacity, std::vector<Field> fields, const ReplayOptions& opt)
-        : storage_(capacity, std::move(fields)), opt_(opt), rng_(opt.seed) {
-        if (opt.num_options < 0)
-            throw std::invalid_argument("num_options: expected an integer >= 1 or None, got " + std::to_string(opt.num_options));
-        if (opt.prioritized) {
-            if (!(opt.alpha >= 0.0) || !std::isfinite(opt.alpha))
-                throw std::invalid_argument("alpha: expected a finite number >= 0, got " + std::to_string(opt.alpha));
-            if (!(opt.eps >= 0.0) || !std::isfinite(opt.eps))
-                throw std::invalid_argument("eps: expected a finite number >= 0, got " + std::to_string(opt.eps));
+        : Replay(Plan{capacity, required_bytes(capacity, fields, opt), std::move(fields), opt}) {}
+
+    // Checks every constructor argument and returns the bytes the buffer will hold (columns,
+    // tree, per-option counts), all before anything is allocated: a capacity too large for
+    // those sizes to fit in 64 bits is an error naming capacity here, rather than a wrapped size,
+    // a short allocation and writes past its end later.
+    static int64_t required_bytes(int64_t capacity, const std::vector<Field>& fields, const ReplayOptions& opt) {
+        const std::vector<int64_t> row_bytes = ColumnStorage::check(capacity, fields);
+        option_field_of(fields, opt);
+        const bool tree = opt.prioritized || opt.num_options > 0;
+        const auto footprint = [&](int64_t rows) {
+            const CheckedSize b = ColumnStorage::footprint(rows, row_bytes) +
+                                  CheckedSize(opt.num_options) * static_cast<int64_t>(sizeof(int64_t));
+            return tree ? b + PriorityTree::footprint(rows, opt.num_options) : b;
+        };
+        const std::string tags = opt.num_options > 0 ? " and num_options=" + std::to_string(opt.num_options) : "";
+        if (!footprint(1).ok()) {
+            if (!ColumnStorage::footprint(1, row_bytes).ok())  // rows are stored in blocks of 16
+                throw std::invalid_argument("spec: expected fields whose 16 rows fit in 64-bit sizes, got rows of " +
+                                            std::to_string(*std::max_element(row_bytes.begin(), row_bytes.end())) + " bytes");
+            throw std::invalid_argument("num_options: expected a number of options whose per-option sums fit in 64-bit "
+                                        "sizes, got " + std::to_string(opt.num_options));
         }
-        if (opt.num_options > 0) {
-            option_field_ = -1;
-            for (int64_t f = 0; f < storage_.num_fields(); ++f)
-                if (storage_.field(f).name == "option") option_field_ = f;
-            if (option_field_ < 0 || storage_.field(option_field_).dtype != DType::int64 ||
-                !storage_.field(option_field_).shape.empty())
-                throw std::invalid_argument("spec: a buffer with num_options needs a scalar int64 field 'option'");
-            counts_.assign(static_cast<size_t>(opt.num_options), 0);
+        const CheckedSize need = footprint(capacity);
+        if (need.ok()) return need.value();
+        int64_t fits = 1, too_big = capacity;  // the largest capacity that fits, for the message
+        while (too_big - fits > 1) {
+            const int64_t mid = fits + (too_big - fits) / 2;
+            (footprint(mid).ok() ? fits : too_big) = mid;
         }
-        if (opt.prioritized || opt.num_options > 0) {
-            tree_ = std::make_unique<PriorityTree>(capacity, opt.num_options);
-            if (opt.num_options > 0) tree_->set_tags(tags());
-        }
+        throw std::invalid_argument("capacity: expected at most " + std::to_string(fits) + " rows for these fields" + tags +
+                                    " (the buffer's size in bytes must fit in 64 bits), got " + std::to_string(capacity));
     }
 
     // ---- introspection -------------------------------------------------------------------
@@ -71,7 +82,11 @@ public:
     float* priorities() { return tree_ ? tree_->leaves() : nullptr; }
     size_t overhead_bytes() const { return tree_ ? tree_->bytes() : 0; }
     std::array<uint64_t, 4> rng_state() const { return rng_.state(); }
-    void set_rng_state(const std::array<uint64_t, 4>& s) { rng_.set_state(s); }
+    void set_rng_state(const std::array<uint64_t, 4>& s) {
+        if (s == std::array<uint64_t, 4>{})  // xoshiro never leaves the zero state: every draw would be 0
+            throw std::invalid_argument("rng_state: expected four 64-bit words, not all zero, got all zero");
+        rng_.set_state(s);
+    }
     void reseed(uint64_t seed) { std::lock_guard<std::mutex> g(mu_); rng_.reseed(seed); }
     std::mutex& mutex() { return mu_; }
 
@@ -170,14 +185,26 @@ public:
         if (size < 0 || size > cap || pos < 0 || pos >= cap || (size < cap && pos != size))
             throw std::invalid_argument("restore: inconsistent size " + std::to_string(size) + " / position " +
                                         std::to_string(pos) + " for capacity " + std::to_string(cap));
+        // max_priority starts at 1 and only grows (it is a running max of |td| + eps), and only a
+        // prioritized buffer moves it; a leaf is p^alpha, clamped finite, or 0 for an empty slot.
+        if (opt_.prioritized ? !(max_priority >= 1.0 && std::isfinite(max_priority)) : max_priority != 1.0)
+            throw std::invalid_argument("max_priority: expected " +
+                                        std::string(opt_.prioritized ? "a finite number >= 1" : "1 (the buffer is not prioritized)") +
+                                        ", got " + std::to_string(max_priority));
+        if (leaves)
+            for (int64_t i = 0; i < size; ++i)
+                if (!(leaves[i] >= 0.0f && std::isfinite(leaves[i])))
+                    throw std::invalid_argument("priorities: expected finite values >= 0, got " + std::to_string(leaves[i]) +
+                                                " at row " + std::to_string(i));
         if (opt_.num_options > 0) {
             const int64_t* t = tags();
-            std::fill(counts_.begin(), counts_.end(), 0);
+            std::vector<int64_t> counts(counts_.size(), 0);
             for (int64_t i = 0; i < size; ++i) {
                 if (t[i] < 0 || t[i] >= opt_.num_options)
                     throw std::invalid_argument("restore: option id " + std::to_string(t[i]) + " out of range");
-                ++counts_[static_cast<size_t>(t[i])];
+                ++counts[static_cast<size_t>(t[i])];
             }
+            counts_ = std::move(counts);
         }
         size_ = size;
         pos_ = pos;
@@ -190,6 +217,48 @@ public:
     }
 
 private:
+    struct Plan {
+        int64_t capacity, bytes;
+        std::vector<Field> fields;
+        ReplayOptions opt;
+    };
+
+    // Allocates what required_bytes() checked. A capacity that fits in 64 bits may still be more
+    // than the machine can give: that std::bad_alloc says which argument asked for the memory.
+    explicit Replay(Plan p) try
+        : storage_(p.capacity, std::move(p.fields)), opt_(p.opt), rng_(p.opt.seed) {
+        option_field_ = option_field_of(storage_.fields(), opt_);
+        if (opt_.num_options > 0) counts_.assign(static_cast<size_t>(opt_.num_options), 0);
+        if (opt_.prioritized || opt_.num_options > 0) {
+            tree_ = std::make_unique<PriorityTree>(p.capacity, opt_.num_options);
+            if (opt_.num_options > 0) tree_->set_tags(tags());
+        }
+    } catch (const std::bad_alloc&) {
+        const std::string tags = p.opt.num_options > 0 ? " and num_options=" + std::to_string(p.opt.num_options) : "";
+        throw AllocationError("capacity: " + std::to_string(p.capacity) + " rows of these fields" + tags + " need " +
+                              std::to_string(p.bytes) + " bytes (" + std::to_string(p.bytes >> 30) +
+                              " GiB), more than could be allocated; expected a capacity whose rows fit in memory");
+    }
+
+    // The checks of the options (fields already checked); the index of the `option` field, or -1.
+    static int64_t option_field_of(const std::vector<Field>& fields, const ReplayOptions& opt) {
+        if (opt.num_options < 0)
+            throw std::invalid_argument("num_options: expected an integer >= 1 or None, got " + std::to_string(opt.num_options));
+        if (opt.prioritized) {
+            if (!(opt.alpha >= 0.0) || !std::isfinite(opt.alpha))
+                throw std::invalid_argument("alpha: expected a finite number >= 0, got " + std::to_string(opt.alpha));
+            if (!(opt.eps >= 0.0) || !std::isfinite(opt.eps))
+                throw std::invalid_argument("eps: expected a finite number >= 0, got " + std::to_string(opt.eps));
+        }
+        if (opt.num_options == 0) return -1;
+        int64_t at = -1;
+        for (size_t f = 0; f < fields.size(); ++f)
+            if (fields[f].name == "option") at = static_cast<int64_t>(f);
+        if (at < 0 || fields[static_cast<size_t>(at)].dtype != DType::int64 || !fields[static_cast<size_t>(at)].shape.empty())
+            throw std::invalid_argument("spec: a buffer with num_options needs a scalar int64 field 'option'");
+        return at;
+    }
+
     const int64_t* tags() const {
         return reinterpret_cast<const int64_t*>(storage_.column(option_field_));
     }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "checked.hpp"
 #include "memory.hpp"
 
 namespace hrlkit {
@@ -27,47 +28,69 @@ struct Field {
     std::vector<int64_t> shape;  // per row
     DType dtype = DType::float32;
 
-    int64_t row_elems() const {
-        int64_t n = 1;
-        for (int64_t s : shape) n *= s;
+    CheckedSize row_elems() const {
+        CheckedSize n = 1;
+        for (int64_t s : shape) n = n * s;
         return n;
     }
-    int64_t row_bytes() const { return row_elems() * dtype_size(dtype); }
+    CheckedSize row_bytes() const { return row_elems() * dtype_size(dtype); }
 };
 
 class ColumnStorage {
 public:
     static constexpr int64_t kRowPad = 16;
 
-    ColumnStorage(int64_t capacity, std::vector<Field> fields) : capacity_(capacity), fields_(std::move(fields)) {
-        if (capacity <= 0) throw std::invalid_argument("capacity: expected an integer > 0, got " + std::to_string(capacity));
-        if (fields_.empty()) throw std::invalid_argument("spec: expected at least one field, got none");
-        for (const Field& f : fields_) {
-            for (int64_t s : f.shape)
-                if (s <= 0) throw std::invalid_argument("spec['" + f.name + "']: expected positive dimensions");
-            row_bytes_.push_back(f.row_bytes());
-            // Rows are padded to a multiple of kRowPad so fixed-width scans (the priority tree
-            // reads the option column 16 rows at a time) never run past the end; pad rows stay 0.
-            columns_.emplace_back(static_cast<size_t>(padded_rows() * f.row_bytes()));
-        }
+    ColumnStorage(int64_t capacity, std::vector<Field> fields)
+        : capacity_(capacity), fields_(std::move(fields)), row_bytes_(check(capacity, fields_)) {
+        // Rows are padded to a multiple of kRowPad so fixed-width scans (the priority tree
+        // reads the option column 16 rows at a time) never run past the end; pad rows stay 0.
+        for (int64_t rb : row_bytes_) columns_.emplace_back(static_cast<size_t>((padded_rows(capacity_) * rb).value()));
+        CheckedSize b = 0;
+        for (int64_t rb : row_bytes_) b = b + CheckedSize(rb) * capacity_;
+        bytes_ = b.value();
     }
 
+    // The arguments' checks, before anything is allocated; the bytes of one row of each field.
+    static std::vector<int64_t> check(int64_t capacity, const std::vector<Field>& fields) {
+        if (capacity <= 0) throw std::invalid_argument("capacity: expected an integer > 0, got " + std::to_string(capacity));
+        if (fields.empty()) throw std::invalid_argument("spec: expected at least one field, got none");
+        std::vector<int64_t> row_bytes;
+        for (const Field& f : fields) {
+            for (int64_t s : f.shape)
+                if (s <= 0) throw std::invalid_argument("spec['" + f.name + "']: expected positive dimensions");
+            const CheckedSize rb = f.row_bytes();
+            if (!rb.ok()) {
+                std::string shape;
+                for (int64_t s : f.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
+                throw std::invalid_argument("spec['" + f.name + "']: expected a row shape whose size in bytes fits in 64 bits, got (" +
+                                            shape + ")");
+            }
+            row_bytes.push_back(rb.value());
+        }
+        return row_bytes;
+    }
+
+    // Bytes of the columns of `capacity` rows (padded), overflowed when they do not fit in int64.
+    static CheckedSize footprint(int64_t capacity, const std::vector<int64_t>& row_bytes) {
+        CheckedSize b = 0;
+        for (int64_t rb : row_bytes) b = b + padded_rows(capacity) * rb;
+        return b;
+    }
+    static CheckedSize padded_rows(int64_t capacity) { return round_up(capacity, kRowPad); }
+
     int64_t capacity() const { return capacity_; }
-    int64_t padded_rows() const { return (capacity_ + kRowPad - 1) / kRowPad * kRowPad; }
     int64_t num_fields() const { return static_cast<int64_t>(fields_.size()); }
     const Field& field(int64_t i) const { return fields_[static_cast<size_t>(i)]; }
     const std::vector<Field>& fields() const { return fields_; }
     int64_t row_bytes(int64_t i) const { return row_bytes_[static_cast<size_t>(i)]; }
     uint8_t* column(int64_t i) { return columns_[static_cast<size_t>(i)].data(); }
     const uint8_t* column(int64_t i) const { return columns_[static_cast<size_t>(i)].data(); }
-    size_t bytes() const {
-        size_t b = 0;
-        for (int64_t rb : row_bytes_) b += static_cast<size_t>(rb * capacity_);
-        return b;
-    }
+    int64_t bytes() const { return bytes_; }  // the rows' bytes, padding excluded
 
     // Copy rows [src_row, src_row + n) of every source (contiguous [*, row] arrays) to slots
-    // [slot, slot + n); the caller guarantees slot + n <= capacity.
+    // [slot, slot + n); the caller guarantees slot + n <= capacity. Offsets here and in gather
+    // stay below capacity * row bytes, which the constructor checked, or inside the caller's
+    // arrays, so they cannot wrap.
     void write(int64_t slot, int64_t n, const void* const* src, int64_t src_row) {
         for (size_t f = 0; f < columns_.size(); ++f) {
             const int64_t rb = row_bytes_[f];
@@ -102,6 +125,7 @@ private:
     std::vector<Field> fields_;
     std::vector<int64_t> row_bytes_;
     std::vector<ZeroedBuffer> columns_;
+    int64_t bytes_ = 0;
 };
 
 }  // namespace hrlkit

@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "checked.hpp"
 #include "memory.hpp"
 #include "tree_math.hpp"
 
@@ -33,17 +34,40 @@ public:
     static constexpr int64_t kFan = kTreeFan;  // tree_math.hpp: the fan-out the CUDA tree shares
 
     PriorityTree(int64_t capacity, int64_t num_options)
-        : capacity_(capacity), num_options_(num_options), slots_(num_options > 0 ? num_options + 1 : 1),
-          leaves_(static_cast<size_t>(round_up(capacity)) * sizeof(float)) {
-        if (capacity <= 0) throw std::invalid_argument("capacity: expected > 0");
+        : capacity_(check(capacity, num_options)), num_options_(num_options), slots_(num_options + 1),
+          leaves_(static_cast<size_t>(round_up(capacity, kFan).value()) * sizeof(float)) {
         int64_t n = capacity;
         do {
-            n = (n + kFan - 1) / kFan;
-            const int64_t stride = round_up(n);
+            n = ceil_div(n, kFan);
+            const int64_t stride = round_up(n, kFan).value();
             strides_.push_back(stride);
             sums_.emplace_back(static_cast<size_t>(stride * slots_), 0.0);
             mins_.emplace_back(static_cast<size_t>(stride * slots_), kInf);
         } while (n > 1);
+    }
+
+    // The arguments' checks, before anything is allocated (the replay checks them first, with
+    // messages in its own terms; these guard the tree's own arithmetic).
+    static int64_t check(int64_t capacity, int64_t num_options) {
+        if (capacity <= 0) throw std::invalid_argument("capacity: expected > 0");
+        if (num_options < 0 || !footprint(capacity, num_options).ok())
+            throw std::invalid_argument("capacity: a tree over " + std::to_string(capacity) + " rows and " +
+                                        std::to_string(num_options) + " options does not fit in 64-bit sizes");
+        return capacity;
+    }
+
+    // Bytes of a tree over `capacity` leaves with `num_options` tags: the leaves (padded to a
+    // multiple of 16) and a double sum and a float min per node and slot of every internal level.
+    // Overflowed when they do not fit in int64.
+    static CheckedSize footprint(int64_t capacity, int64_t num_options) {
+        const CheckedSize slots = CheckedSize(num_options) + 1;  // one per option, one over all rows
+        CheckedSize b = round_up(capacity, kFan) * static_cast<int64_t>(sizeof(float));
+        int64_t n = capacity;
+        do {
+            n = ceil_div(n, kFan);
+            b = b + round_up(n, kFan) * slots * static_cast<int64_t>(sizeof(double) + sizeof(float));
+        } while (n > 1);
+        return b;
     }
 
     // Where each leaf's option tag lives (the replay's int64 `option` column, padded to a
@@ -135,7 +159,6 @@ public:
 
 private:
     static constexpr float kInf = std::numeric_limits<float>::infinity();
-    static int64_t round_up(int64_t n) { return (n + kFan - 1) / kFan * kFan; }
 
     // Weights of the 16 children of `node` at level l (children of level 0 are leaves).
     void load_children(size_t l, int64_t node, int64_t slot, double* w) const {

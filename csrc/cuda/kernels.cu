@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../core/checked.hpp"
 #include "../core/returns.hpp"
 #include "../core/tree_math.hpp"
 #include "kernels.h"
@@ -22,7 +23,14 @@ constexpr int kTreeThreads = 1024;  // tree updates and fills run in one block (
 
 cudaStream_t as_stream(uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
-unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+// A grid wider than CUDA allows (2^31 - 1 blocks) is refused: the cast would otherwise launch a
+// truncated grid that silently leaves items undone.
+unsigned blocks_for(int64_t n) {
+    const int64_t blocks = ceil_div(n, kThreads);
+    if (blocks > 0x7fffffff)
+        throw std::length_error("CUDA launch: " + std::to_string(n) + " items need more than 2^31 - 1 blocks");
+    return static_cast<unsigned>(blocks);
+}
 
 void check_launch(const char* what) {
     const cudaError_t e = cudaGetLastError();
@@ -275,7 +283,8 @@ static Columns make_columns(int ncols, const void* const* src, void* const* dst,
 }
 
 static void launch_gather(const Columns& cols, int64_t most_units, const int64_t* idx, int64_t n, cudaStream_t stream) {
-    const unsigned gx = blocks_for(most_units * n) < 1024u ? blocks_for(most_units * n) : 1024u;
+    const int64_t want = ceil_div(most_units * n, kThreads);  // a grid-stride loop: 1024 blocks cover any n
+    const unsigned gx = want < 1024 ? static_cast<unsigned>(want) : 1024u;
     gather_kernel<<<dim3(gx, static_cast<unsigned>(cols.count)), kThreads, 0, stream>>>(cols, idx, n);
     check_launch("gather");
 }
@@ -297,6 +306,8 @@ void sample(const TreeView* t, int slot, int64_t n, int64_t size, const double* 
 void tree_update(const TreeView& t, const int64_t* idx, const void* td, bool td_f64, int64_t n, double alpha,
                  double eps, double* max_priority, int32_t* owner, uintptr_t stream) {
     if (n <= 0) return;
+    if (n > 0x7fffffff)  // duplicates are resolved through int32 positions in `owner`
+        throw std::length_error("indices: expected at most 2^31 - 1 per update, got " + std::to_string(n));
     const int threads = n >= kTreeThreads ? kTreeThreads : static_cast<int>((n + 31) / 32 * 32);
     tree_update_kernel<<<1, threads, 0, as_stream(stream)>>>(t, idx, td, td_f64, n, alpha, eps, max_priority, owner);
     check_launch("tree_update");

@@ -48,6 +48,9 @@ class Replay:
     def lock(self) -> None: ...
     def unlock(self) -> None: ...
 
+def required_bytes(
+    capacity: int, spec: Sequence[tuple[str, Sequence[int], str]], num_options: int = 0, prioritized: bool = False
+) -> int: ...
 def nstep_returns_f32(
     rewards: npt.NDArray[np.float32],
     terminated: npt.NDArray[np.uint8],

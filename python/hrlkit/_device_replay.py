@@ -86,14 +86,25 @@ class DeviceReplayBuffer:
 
     def __init__(self, capacity: int, spec: Mapping[str, Any], *, num_options: int | None = None,
                  seed: int | None = None, device: Any = "cuda"):
-        from .replay import _fresh_seed, _normalize_spec
+        from .replay import _checked_layout, _fresh_seed
 
-        capacity = check_int("capacity", capacity, minimum=1)
-        num_options = check_int("num_options", num_options, minimum=1, allow_none=True)
-        fields = _normalize_spec(spec, num_options)
-        self._setup(capacity, fields, num_options or 0, _fresh_seed(seed), cuda_device(device) or _no_cuda(device))
+        capacity, fields, num_options = _checked_layout(capacity, spec, num_options)
+        self._setup(capacity, fields, num_options, _fresh_seed(seed), cuda_device(device) or _no_cuda(device))
 
     def _setup(self, capacity: int, fields, num_options: int, seed: int, device) -> None:
+        import torch
+
+        # The host buffer's checks of these sizes (and its messages), before any device memory
+        # is taken: a capacity whose bytes overflow 64 bits is a ValueError naming capacity.
+        nbytes = _core.required_bytes(capacity, fields, num_options, self.prioritized)
+        try:
+            self._allocate(capacity, fields, num_options, seed, device)
+        except torch.cuda.OutOfMemoryError:
+            raise MemoryError(f"capacity: {capacity} rows of these fields need about {nbytes} bytes "
+                              f"({nbytes >> 30} GiB), more than {device} could allocate; expected a capacity "
+                              "whose rows fit in its memory") from None
+
+    def _allocate(self, capacity: int, fields, num_options: int, seed: int, device) -> None:
         import torch
 
         self.capacity, self.num_options, self.device = capacity, num_options, device
@@ -439,15 +450,13 @@ class DevicePrioritizedReplayBuffer(BetaProperty, DeviceReplayBuffer):
 
     def __init__(self, capacity: int, spec: Mapping[str, Any], *, alpha: float = 0.6, beta: float = 0.4,
                  eps: float = 1e-6, num_options: int | None = None, seed: int | None = None, device: Any = "cuda"):
-        from .replay import _fresh_seed, _normalize_spec
+        from .replay import _checked_layout, _fresh_seed
 
-        capacity = check_int("capacity", capacity, minimum=1)
-        num_options = check_int("num_options", num_options, minimum=1, allow_none=True)
+        capacity, fields, num_options = _checked_layout(capacity, spec, num_options)
         self.alpha = check_float("alpha", alpha, low=0.0)
         beta = check_float("beta", beta, low=0.0)
         self.eps = check_float("eps", eps, low=0.0)
-        fields = _normalize_spec(spec, num_options)
-        self._setup(capacity, fields, num_options or 0, _fresh_seed(seed), cuda_device(device) or _no_cuda(device))
+        self._setup(capacity, fields, num_options, _fresh_seed(seed), cuda_device(device) or _no_cuda(device))
         self.beta = beta
 
     def _init_from(self, host) -> None:

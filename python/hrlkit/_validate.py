@@ -20,7 +20,13 @@ def describe(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
+INT64_MAX = 2**63 - 1  # the largest count the C++ core takes
+UINT64_MAX = 2**64 - 1
+
+
+def check_int(
+    name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None, allow_none: bool = False
+) -> int | None:
     if value is None and allow_none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -28,6 +34,8 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, allow_none: 
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected an integer <= {maximum}, got {value}")
     return value
 
 

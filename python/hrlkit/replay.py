@@ -12,26 +12,35 @@ either class (``hrlkit._device_replay``): same arguments, same file format, CUDA
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import math
 import os
 import struct
-import zlib
 from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 
 from . import _core, _device_replay
 from ._io import atomic_write
-from ._validate import check_float, check_int, describe, to_numpy
+from ._validate import INT64_MAX, UINT64_MAX, check_float, check_int, describe, to_numpy
 
 __all__ = ["ReplayBuffer", "PrioritizedReplayBuffer", "SUPPORTED_DTYPES", "to_bytes", "from_bytes_like"]
 
 SUPPORTED_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 _RESERVED = ("indices", "weights")
+
+# The replay file: a prefix (magic, format version, header length, file length), the JSON
+# header, one block per column (its first `size` rows, C order) then the priorities of those
+# rows (prioritized buffers), and last the SHA-256 of every byte before it. The digest is
+# checked over the whole file before the header is trusted or anything is allocated.
 _MAGIC = b"HRLKITRB"
-_FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sIQ")  # magic, format version, header length
+_FORMAT_VERSION = 2
+_VERSION = struct.Struct("<8sI")  # magic, format version: the part every version shares
+_PREFIX = struct.Struct("<8sIQQ")  # magic, format version, header length, file length
+_DIGEST = hashlib.sha256().digest_size
+_CHUNK = 1 << 20
 
 
 def _normalize_spec(spec: Any, num_options: int | None) -> list[tuple[str, tuple[int, ...], str]]:
@@ -51,9 +60,9 @@ def _normalize_spec(spec: Any, num_options: int | None) -> list[tuple[str, tuple
         if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
             shape = (int(shape),)
         if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in shape
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 < s <= INT64_MAX for s in shape
         ):
-            raise ValueError(f"spec[{name!r}]: expected a shape tuple of positive ints, got {shape!r}")
+            raise ValueError(f"spec[{name!r}]: expected a shape tuple of positive ints (below 2**63), got {shape!r}")
         try:
             dt = np.dtype(dtype)
         except TypeError as exc:
@@ -66,10 +75,18 @@ def _normalize_spec(spec: Any, num_options: int | None) -> list[tuple[str, tuple
     return fields
 
 
+def _checked_layout(capacity: Any, spec: Any, num_options: Any) -> tuple[int, list, int]:
+    """The checks of capacity, spec and num_options that every constructor (host and device)
+    and ``load`` share: (capacity, fields, num_options or 0)."""
+    capacity = check_int("capacity", capacity, minimum=1, maximum=INT64_MAX)
+    num_options = check_int("num_options", num_options, minimum=1, maximum=INT64_MAX, allow_none=True)
+    return capacity, _normalize_spec(spec, num_options), num_options or 0
+
+
 def _fresh_seed(seed: int | None) -> int:
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
-    return check_int("seed", seed, minimum=0)
+    return check_int("seed", seed, minimum=0, maximum=UINT64_MAX)
 
 
 class ReplayBuffer(_core.Replay):
@@ -89,6 +106,7 @@ class ReplayBuffer(_core.Replay):
     """
 
     _prioritized = False
+    _HEADER_KEYS: tuple[str, ...] = ()  # the keys of _header_extra()
 
     def __new__(cls, *args: Any, device: Any = None, **kwargs: Any):
         if _device_replay.cuda_device(device) is not None:
@@ -98,10 +116,14 @@ class ReplayBuffer(_core.Replay):
 
     def __init__(self, capacity: int, spec: Mapping[str, Any], *, num_options: int | None = None, seed: int | None = None,
                  device: Any = None):
-        capacity = check_int("capacity", capacity, minimum=1)
-        num_options = check_int("num_options", num_options, minimum=1, allow_none=True)
-        fields = _normalize_spec(spec, num_options)
-        self._init_core(capacity, fields, num_options or 0, _fresh_seed(seed))
+        self._init_core(**self._checked_args(capacity, spec, num_options=num_options, seed=seed))
+
+    @classmethod
+    def _checked_args(cls, capacity: Any, spec: Any, *, num_options: Any = None, seed: Any = None) -> dict:
+        """The constructor's checks, giving ``_init_core``'s arguments. ``load`` passes a file's
+        header through them too, so a header gets the checks and messages of ``ReplayBuffer(...)``."""
+        capacity, fields, num_options = _checked_layout(capacity, spec, num_options)
+        return {"capacity": capacity, "fields": fields, "num_options": num_options, "seed": _fresh_seed(seed)}
 
     def _init_core(self, capacity: int, fields, num_options: int, seed: int) -> None:
         super().__init__(capacity, fields, num_options, False, 0.6, 1e-6, seed)
@@ -159,6 +181,7 @@ class ReplayBuffer(_core.Replay):
 
     # ---- save / load --------------------------------------------------------------------
     def _header_extra(self) -> dict:
+        """Constructor arguments beyond capacity, spec and num_options, as saved in the header."""
         return {}
 
     def save(self, path: str | os.PathLike | BinaryIO) -> None:
@@ -166,7 +189,8 @@ class ReplayBuffer(_core.Replay):
 
         The file is written to a temporary name beside ``path``, synced, then renamed over it,
         so ``path`` always holds either the old file or the complete new one. ``path`` may also
-        be an open binary file (e.g. ``io.BytesIO``), written from its current position.
+        be an open binary file (e.g. ``io.BytesIO``), written from its current position. The file
+        ends with a SHA-256 digest of all its other bytes, which :meth:`load` checks first.
         """
         if hasattr(path, "write"):
             return self._write(path, None)
@@ -182,27 +206,28 @@ class ReplayBuffer(_core.Replay):
         try:
             size = len(self)
             payload = [self.column(i)[:size] for i in range(len(self._fields))]
-            prios = self.priorities()
-            if prios is not None:
-                payload.append(prios[:size])
-            header = {
+            if self.prioritized:
+                payload.append(self.priorities()[:size])
+            tagged = self.num_options > 0
+            header = json.dumps({
                 "class": type(self).__name__,
                 "capacity": self.capacity,
-                "fields": [[n, list(s), d] for n, s, d in self._fields],
-                "num_options": self.num_options,
+                # the constructor's own spec: a tagged buffer adds its `option` field itself
+                "spec": {n: [list(s), d] for n, s, d in self._fields if not (tagged and n == "option")},
+                "num_options": self.num_options or None,
+                **self._header_extra(),
                 "size": size,
                 "position": self.position,
                 "max_priority": self.max_priority,
                 "rng_state": [int(x) for x in self.rng_state()],
-                "blocks": [{"nbytes": int(a.nbytes), "crc32": zlib.crc32(_bytes(a))} for a in payload],
-                **self._header_extra(),
-            }
-            blob = json.dumps(header).encode()
+            }).encode()
+            length = _PREFIX.size + len(header) + sum(a.nbytes for a in payload) + _DIGEST
+            digest = hashlib.sha256()
             with contextlib.nullcontext(file) if path is None else atomic_write(path) as f:
-                f.write(_HEADER.pack(_MAGIC, _FORMAT_VERSION, len(blob)))
-                f.write(blob)
-                for a in payload:
-                    f.write(_bytes(a))
+                for part in [_PREFIX.pack(_MAGIC, _FORMAT_VERSION, len(header), length), header, *map(_bytes, payload)]:
+                    digest.update(part)
+                    f.write(part)
+                f.write(digest.digest())
         finally:
             self.unlock()
 
@@ -211,73 +236,126 @@ class ReplayBuffer(_core.Replay):
         """Read a buffer written by :meth:`save` from a path, or from an open binary file
         (read from its current position to its end). ``seed`` reseeds the sampling stream;
         by default the saved stream continues where it stopped. ``device="cuda"`` loads it into
-        a device-resident buffer."""
-        _device_replay.cuda_device(device)  # a bad device fails before the file is read
+        a device-resident buffer.
+
+        The file's SHA-256 digest is checked before anything in it is used, and its header goes
+        through the constructor's checks; a file that fails any check raises ValueError naming
+        it (format 1 files, which carry no digest over their header, are refused)."""
+        _device_replay.cuda_device(device)  # bad arguments fail before the file is read
+        seed = None if seed is None else _fresh_seed(seed)
         if hasattr(path, "read"):
-            buf = cls._read(path, getattr(path, "name", type(path).__name__), seed)
-        else:
-            path = os.fspath(path)
-            with open(path, "rb") as f:
-                buf = cls._read(f, path, seed)
+            name = getattr(path, "name", None)
+            return cls._load(path, repr(name) if isinstance(name, str) else f"<{type(path).__name__}>", seed, device)
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            return cls._load(f, repr(path), seed, device)
+
+    @classmethod
+    def _load(cls, f: BinaryIO, where: str, seed: int | None, device: Any) -> "ReplayBuffer":
+        buf = cls._read(f, where, seed)
         return buf.to(device) if device is not None else buf
 
     @classmethod
-    def _read(cls, f: BinaryIO, path: str, seed: int | None) -> "ReplayBuffer":
-        start = f.tell()
-        file_size = f.seek(0, io.SEEK_END) - start  # bytes from here to the end
-        f.seek(start)
-        head = f.read(_HEADER.size)
-        if len(head) != _HEADER.size or head[:8] != _MAGIC:
-            raise ValueError(f"path: {path!r} is not an hrlkit replay file (bad magic)")
-        _, version, hlen = _HEADER.unpack(head)
+    def _read(cls, f: BinaryIO, where: str, seed: int | None) -> "ReplayBuffer":
+        """A new buffer from ``f`` (its position to its end), ``where`` naming it in errors. The
+        file is read twice: once to check its digest before anything is allocated, once into
+        the new buffer, checking that the bytes read are the bytes checked."""
+
+        def bad(what: str) -> ValueError:
+            return ValueError(f"path: {where} {what}")
+
+        try:
+            start = f.tell()
+            length = f.seek(0, io.SEEK_END) - start
+            f.seek(start)
+        except (OSError, ValueError) as exc:
+            raise bad(f"cannot be read: expected a seekable binary file ({exc})") from None
+        prefix = f.read(_PREFIX.size)
+        if len(prefix) < _VERSION.size or prefix[:8] != _MAGIC:
+            raise bad("is not an hrlkit replay file (bad magic)")
+        version = _VERSION.unpack_from(prefix)[1]
         if version != _FORMAT_VERSION:
-            raise ValueError(f"path: {path!r} has format version {version}, expected {_FORMAT_VERSION}")
-        if hlen > file_size - _HEADER.size:
-            raise ValueError(f"path: {path!r} is truncated or corrupt (header length {hlen})")
-        try:
-            header = json.loads(f.read(hlen))
-            saved_class = header["class"]
-            fields = [(str(n), tuple(int(x) for x in s), str(d)) for n, s, d in header["fields"]]
-            blocks = [(int(b["nbytes"]), int(b["crc32"])) for b in header["blocks"]]
-            capacity, num_options = int(header["capacity"]), int(header["num_options"])
-            size, position = int(header["size"]), int(header["position"])
-            max_priority = float(header["max_priority"])
-            rng_state = [int(x) for x in header["rng_state"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"path: {path!r} has a corrupt header ({exc})") from exc
-        if saved_class != cls.__name__:
-            raise ValueError(f"path: {path!r} holds a {saved_class}, expected a {cls.__name__}; use {saved_class}.load")
-        expected = sum(nbytes for nbytes, _ in blocks)
-        if file_size != _HEADER.size + hlen + expected:
-            raise ValueError(
-                f"path: {path!r} is truncated or corrupt: {file_size} bytes, expected {_HEADER.size + hlen + expected}"
-            )
+            hint = "; format 1 files carry no checksum over their header and are no longer read" if version == 1 else ""
+            raise bad(f"has format version {version}, expected {_FORMAT_VERSION}{hint}")
+        if len(prefix) != _PREFIX.size or length < _PREFIX.size + _DIGEST:
+            raise bad(f"is truncated: {length} bytes")
+        _, _, header_len, declared = _PREFIX.unpack(prefix)
+        if declared != length:
+            raise bad(f"is truncated or has bytes appended: {length} bytes, expected {declared}")
+        if header_len > length - _PREFIX.size - _DIGEST:
+            raise bad(f"is corrupt: header length {header_len} runs past the end of the file")
+
+        digest = _check_digest(f, prefix, length, bad)
+        f.seek(start + _PREFIX.size)
+        header_bytes = f.read(header_len)
+        reread = hashlib.sha256(prefix + header_bytes)
+        args, size, position, max_priority, rng_state = cls._parse_header(header_bytes, bad)
+        row_bytes = [math.prod(shape) * np.dtype(dt).itemsize for _, shape, dt in args["fields"]]
+        body = size * (sum(row_bytes) + (4 if cls._prioritized else 0))
+        if _PREFIX.size + header_len + body + _DIGEST != length:
+            raise bad(f"is corrupt: its header declares {body} bytes of rows, the file holds "
+                      f"{length - _PREFIX.size - header_len - _DIGEST}")
+
         buf = cls.__new__(cls)
-        buf._init_core(capacity, fields, num_options, 0, **buf._core_kwargs_from_header(header))
-        targets = [buf.column(i)[:size] for i in range(len(fields))]
-        prios = buf.priorities()
-        if prios is not None:
-            targets.append(np.empty(size, np.float32))
-        if len(targets) != len(blocks):
-            raise ValueError(f"path: {path!r} is corrupt: {len(blocks)} data blocks, expected {len(targets)}")
-        for i, (dst, (nbytes, crc)) in enumerate(zip(targets, blocks)):
-            view = _bytes(dst)
-            if view.nbytes != nbytes or f.readinto(view) != view.nbytes:
-                raise ValueError(f"path: {path!r} is corrupt: data block {i} has the wrong size")
-            if zlib.crc32(view) != crc:
-                raise ValueError(f"path: {path!r} is corrupt: checksum mismatch in data block {i}")
         try:
-            buf.restore(size, position, max_priority, targets[-1] if prios is not None else None)
+            buf._init_core(**args)
+        except ValueError as exc:  # the core's checks of the sizes the header declares
+            raise bad(f"has an invalid header: {exc}") from None
+        except MemoryError as exc:
+            raise MemoryError(f"path: {where}: {exc}") from None
+        targets = [buf.column(i)[:size] for i in range(len(args["fields"]))]
+        if cls._prioritized:
+            targets.append(np.empty(size, np.float32))
+        for dst in targets:
+            view = _bytes(dst)
+            if f.readinto(view) != view.nbytes:
+                raise bad("is truncated: it ended while being read")
+            reread.update(view)
+        if reread.digest() != digest:
+            raise bad("changed while being read: its contents no longer match its SHA-256 checksum")
+        try:
+            buf.restore(size, position, max_priority, targets[-1] if cls._prioritized else None)
+            if seed is None:
+                buf.set_rng_state(rng_state)
+            else:
+                buf.reseed(seed)
         except ValueError as exc:
-            raise ValueError(f"path: {path!r} is corrupt: {exc}") from exc
-        if seed is None:
-            buf.set_rng_state(rng_state)
-        else:
-            buf.reseed(_fresh_seed(seed))
+            raise bad(f"has an invalid header: {exc}") from None
         return buf
 
-    def _core_kwargs_from_header(self, header: dict) -> dict:
-        return {}
+    @classmethod
+    def _parse_header(cls, header_bytes: bytes, bad) -> tuple[dict, int, int, float, list[int]]:
+        """The header's constructor arguments, checked by the constructor's own checks, and the
+        saved state (size, position, max_priority, RNG state); ``bad`` makes the errors."""
+        try:
+            header = json.loads(header_bytes, object_pairs_hook=_unique_keys)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            raise bad(f"has a corrupt header ({exc})") from None
+        if not isinstance(header, dict):
+            raise bad(f"has a corrupt header (expected a JSON object, got {describe(header)})")
+        saved_class = header.get("class")
+        if saved_class != cls.__name__:
+            if saved_class in ("ReplayBuffer", "PrioritizedReplayBuffer"):
+                raise bad(f"holds a {saved_class}, expected a {cls.__name__}; use {saved_class}.load")
+            raise bad(f"has a corrupt header (class {describe(saved_class)})")
+        extra = cls._HEADER_KEYS
+        expected = {"class", "capacity", "spec", "num_options", "size", "position", "max_priority", "rng_state", *extra}
+        if set(header) != expected:
+            raise bad(f"has a corrupt header (missing keys {sorted(expected - set(header))}, "
+                      f"unexpected keys {sorted(set(header) - expected)})")
+        try:
+            args = cls._checked_args(header["capacity"], header["spec"], num_options=header["num_options"], seed=0,
+                                     **{k: header[k] for k in extra})
+            size = check_int("size", header["size"], minimum=0, maximum=args["capacity"])
+            position = check_int("position", header["position"], minimum=0, maximum=args["capacity"] - 1)
+            max_priority = check_float("max_priority", header["max_priority"])
+            rng_state = header["rng_state"]
+            if not isinstance(rng_state, list) or len(rng_state) != 4:
+                raise ValueError(f"rng_state: expected a list of 4 integers, got {describe(rng_state)}")
+            rng_state = [check_int(f"rng_state[{i}]", x, minimum=0, maximum=UINT64_MAX) for i, x in enumerate(rng_state)]
+        except (TypeError, ValueError) as exc:
+            raise bad(f"has an invalid header: {exc}") from None
+        return args, size, position, max_priority, rng_state
 
 
 class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
@@ -290,6 +368,7 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
     """
 
     _prioritized = True
+    _HEADER_KEYS = ("alpha", "beta", "eps")
 
     def __init__(
         self,
@@ -303,13 +382,15 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
         seed: int | None = None,
         device: Any = None,
     ):
-        capacity = check_int("capacity", capacity, minimum=1)
-        num_options = check_int("num_options", num_options, minimum=1, allow_none=True)
-        alpha = check_float("alpha", alpha, low=0.0)
-        beta = check_float("beta", beta, low=0.0)
-        eps = check_float("eps", eps, low=0.0)
-        fields = _normalize_spec(spec, num_options)
-        self._init_core(capacity, fields, num_options or 0, _fresh_seed(seed), alpha=alpha, beta=beta, eps=eps)
+        self._init_core(**self._checked_args(capacity, spec, alpha=alpha, beta=beta, eps=eps, num_options=num_options,
+                                             seed=seed))
+
+    @classmethod
+    def _checked_args(cls, capacity: Any, spec: Any, *, alpha: Any = 0.6, beta: Any = 0.4, eps: Any = 1e-6,
+                      num_options: Any = None, seed: Any = None) -> dict:
+        args = super()._checked_args(capacity, spec, num_options=num_options, seed=seed)
+        return {**args, "alpha": check_float("alpha", alpha, low=0.0), "beta": check_float("beta", beta, low=0.0),
+                "eps": check_float("eps", eps, low=0.0)}
 
     def _init_core(self, capacity, fields, num_options, seed, *, alpha=0.6, beta=0.4, eps=1e-6) -> None:
         _core.Replay.__init__(self, capacity, fields, num_options, True, alpha, eps, seed)
@@ -351,12 +432,6 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
     def _header_extra(self) -> dict:
         return {"alpha": self.alpha, "beta": self._beta, "eps": self.eps}
 
-    def _core_kwargs_from_header(self, header: dict) -> dict:
-        try:
-            return {"alpha": float(header["alpha"]), "beta": float(header["beta"]), "eps": float(header["eps"])}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"corrupt replay file header: missing prioritization parameters ({exc})") from exc
-
 
 def to_bytes(buffer) -> bytes:
     """A buffer (host or device) in the replay file format, in memory (e.g. inside a checkpoint)."""
@@ -369,7 +444,32 @@ def from_bytes_like(buffer, blob: bytes):
     """The buffer saved in ``blob``, of ``buffer``'s kind (prioritized or not) and on its device."""
     cls = PrioritizedReplayBuffer if buffer.prioritized else ReplayBuffer
     device = None if isinstance(buffer, ReplayBuffer) else buffer.device
-    return cls.load(io.BytesIO(blob), device=device)
+    return cls._load(io.BytesIO(blob), "<bytes>", None, device)
+
+
+def _check_digest(f: BinaryIO, prefix: bytes, length: int, bad) -> bytes:
+    """The SHA-256 that ends a replay file of ``length`` bytes, checked against the file's other
+    bytes (``f`` is just past ``prefix``); read in chunks, so a file is never held in memory."""
+    checked = hashlib.sha256(prefix)
+    remaining = length - _PREFIX.size - _DIGEST
+    while remaining > 0:
+        chunk = f.read(min(remaining, _CHUNK))
+        if not chunk:
+            raise bad("is truncated: it ended while being read")
+        checked.update(chunk)
+        remaining -= len(chunk)
+    digest = f.read(_DIGEST)
+    if checked.digest() != digest:
+        raise bad("is corrupt: its SHA-256 checksum does not match its contents")
+    return digest
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refusing repeated keys (json keeps the last silently)."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"repeated keys {sorted({k for k in keys if keys.count(k) > 1})}")
+    return dict(pairs)
 
 
 def _bytes(a: np.ndarray) -> np.ndarray:
