@@ -89,7 +89,7 @@ def _loss(agent, batch):
 
 @pytest.mark.parametrize("env", [POINT, "hrlkit/FourRooms-v0"])
 def test_each_loss_term_trains_only_its_own_network(env):
-    agent = hrlkit.DIAYN(env, seed=0, autotune_alpha=True, **SMALL)
+    agent = hrlkit.DIAYN(env, seed=0, autotune_entropy_coef=True, **SMALL)
     agent.learn(100, run_dir=None, **QUIET)
     batch = {k: torch.as_tensor(v) for k, v in agent.buffer.sample(SMALL["batch_size"]).items()}
     nets = {"actor": agent.actor, "critic": agent.critic, "critic_target": agent.critic_target,
@@ -187,8 +187,10 @@ def test_predict_skills_from_state_and_errors():
     ({"num_skills": 1}, "num_skills"),
     ({"discriminator_dims": [0, 5]}, "discriminator_dims"),
     ({"discriminator_dims": [0, 0]}, "discriminator_dims"),
-    ({"alpha": 0.0}, "alpha"),
-    ({"hidden_sizes": []}, "hidden_sizes"),
+    ({"entropy_coef": 0.0}, "entropy_coef: expected a number > 0, got 0.0"),
+    ({"alpha": 0.1}, "alpha: renamed to 'entropy_coef'"),
+    ({"discriminator_lr": 1e-3}, "discriminator_lr: renamed to 'discriminator_learning_rate'"),
+    ({"hidden_sizes": []}, "hidden_sizes: expected a non-empty list of ints >= 1"),
 ])
 def test_bad_config_names_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):

@@ -363,3 +363,20 @@ def test_messages_instead_of_tracebacks(tmp_path, capsys):
         hrlkit.OptionCritic.load(lacking)
     assert cli(["eval", str(run), "--checkpoint", lacking]) == 2
     assert lacking in capsys.readouterr().err
+
+
+def test_checkpoints_written_before_the_renames_still_load(tmp_path):
+    """Configs saved with the old names (tau, alpha, actor_lr, ...) load under the new ones."""
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, polyak=0.02, entropy_coef=0.5, actor_learning_rate=1e-3,
+                                    hidden_sizes=[8], option_hidden_sizes=[8], buffer_size=64)
+    payload = agent.checkpoint_payload()
+    cfg = payload["config"]
+    for new, old in (("polyak", "tau"), ("entropy_coef", "alpha"), ("actor_learning_rate", "actor_lr"),
+                     ("autotune_entropy_coef", "autotune_alpha"), ("option_learning_rate", "option_lr")):
+        cfg[old] = cfg.pop(new)
+    path = str(tmp_path / "old_names.pt")
+    checkpoint.save(path, payload)
+    loaded = hrlkit.SoftOptionCritic.load(path)
+    assert (loaded.config.polyak, loaded.config.entropy_coef, loaded.config.actor_learning_rate) == (0.02, 0.5, 1e-3)
+    with pytest.raises(ConfigError, match="tau: renamed to 'polyak'"):
+        hrlkit.SoftOptionCritic("Pendulum-v1", tau=0.02)

@@ -339,7 +339,10 @@ def test_checkpoint_without_replay_is_smaller_and_still_loads(tmp_path):
 @pytest.mark.parametrize("kw, key", [
     (dict(batch_size=10), "batch_size"),
     (dict(num_options=0), "num_options"),
-    (dict(tau=0.0), "tau"),
+    (dict(polyak=0.0), r"polyak: expected a number in \(0, 1\], got 0.0"),
+    (dict(tau=0.01), "tau: renamed to 'polyak'"),
+    (dict(autotune_alpha=False), "autotune_alpha: renamed to 'autotune_entropy_coef'"),
+    (dict(actor_lr=1e-3), "actor_lr: renamed to 'actor_learning_rate'"),
     (dict(option_value="max"), "option_value"),
     (dict(option_temperature=-1.0), "option_temperature"),
     (dict(utd_ratio=0.0), "utd_ratio"),

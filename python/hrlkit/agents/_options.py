@@ -6,22 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..nets import ACTIVATIONS
-from ..runtime.config import check
 from .base import Algorithm
-
-
-def check_option_agent_config(cfg: Any, hidden_fields: tuple[str, ...] = ("hidden_sizes",), allow_empty: bool = False) -> None:
-    """Range checks of the hyperparameters every option agent has (``allow_empty``: a hidden
-    size list may be empty, i.e. linear heads on the observation)."""
-    check(cfg.num_options >= 1, "num_options", "an int >= 1", cfg.num_options)
-    check(cfg.num_envs >= 1, "num_envs", "an int >= 1", cfg.num_envs)
-    check(0.0 <= cfg.gamma <= 1.0, "gamma", "a number in [0, 1]", cfg.gamma)
-    for name in hidden_fields:
-        sizes = getattr(cfg, name)
-        check((allow_empty or len(sizes) >= 1) and all(h >= 1 for h in sizes), name,
-              "a list of positive ints" if allow_empty else "a non-empty list of positive ints", sizes)
-    check(cfg.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", cfg.activation)
 
 
 class OptionTracker:

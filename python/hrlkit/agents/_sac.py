@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..nets import ACTIVATIONS
-from ..runtime.config import check, field
+from ..runtime.config import field
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _LOG2 = math.log(2.0)
@@ -22,34 +22,21 @@ _LOG2 = math.log(2.0)
 class SACConfig:
     """The hyperparameters every SAC-based agent has (Soft Option-Critic, DIAYN)."""
 
-    num_envs: int = field(1, "parallel environments")
-    buffer_size: int = field(1_000_000, "replay capacity (transitions)")
-    batch_size: int = field(256, "transitions per gradient step")
-    learning_starts: int = field(1_000, "env steps of uniform random actions before learning")
-    utd_ratio: float = field(1.0, "gradient steps per env step (update-to-data ratio)")
-    gamma: float = field(0.99, "discount")
-    tau: float = field(0.005, "polyak coefficient of the target networks")
-    actor_lr: float = field(3e-4, "Adam learning rate of the actors")
-    critic_lr: float = field(3e-4, "Adam learning rate of the critics")
-    alpha_lr: float = field(3e-4, "Adam learning rate of log(alpha) (when autotune_alpha)")
-    hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the actors and critics")
-    activation: str = field("relu", f"activation: one of {sorted(ACTIVATIONS)}")
+    num_envs: int = field(1, "parallel environments", ge=1)
+    buffer_size: int = field(1_000_000, "replay capacity (transitions)", ge=1)
+    batch_size: int = field(256, "transitions per gradient step", ge=1)
+    learning_starts: int = field(1_000, "env steps of uniform random actions before learning", ge=0)
+    utd_ratio: float = field(1.0, "gradient steps per env step (update-to-data ratio)", gt=0)
+    gamma: float = field(0.99, "discount", ge=0, le=1)
+    polyak: float = field(0.005, "rate of the target networks' soft update, target += polyak (online - target)",
+                          gt=0, le=1, renamed_from=("tau",))
+    actor_learning_rate: float = field(3e-4, "Adam learning rate of the actors", gt=0, renamed_from=("actor_lr",))
+    critic_learning_rate: float = field(3e-4, "Adam learning rate of the critics", gt=0, renamed_from=("critic_lr",))
+    entropy_coef_learning_rate: float = field(3e-4, "Adam learning rate of log(entropy_coef) (when "
+                                              "autotune_entropy_coef)", gt=0, renamed_from=("alpha_lr",))
+    hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the actors and critics", ge=1, nonempty=True)
+    activation: str = field("relu", "activation", choices=sorted(ACTIVATIONS))
     save_replay: bool = field(False, "checkpoints include the replay buffer (exact resume)")
-
-    def validate_sac(self, lrs: tuple[str, ...] = ()) -> None:
-        """Range checks of the shared fields (and of the extra learning rates named in lrs)."""
-        check(self.num_envs >= 1, "num_envs", "an int >= 1", self.num_envs)
-        check(self.buffer_size >= 1, "buffer_size", "an int >= 1", self.buffer_size)
-        check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
-        check(self.learning_starts >= 0, "learning_starts", "an int >= 0", self.learning_starts)
-        check(self.utd_ratio > 0, "utd_ratio", "a number > 0", self.utd_ratio)
-        check(0.0 <= self.gamma <= 1.0, "gamma", "a number in [0, 1]", self.gamma)
-        check(0.0 < self.tau <= 1.0, "tau", "a number in (0, 1]", self.tau)
-        for name in ("actor_lr", "critic_lr", "alpha_lr", *lrs):
-            check(getattr(self, name) > 0, name, "a number > 0", getattr(self, name))
-        check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes), "hidden_sizes",
-              "a non-empty list of positive ints", self.hidden_sizes)
-        check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
 
 
 def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..runtime import checkpoint
-from ..runtime.config import ConfigError, build_config, to_dict
+from ..runtime.config import ConfigError, build_config, to_dict, with_current_names
 from ..runtime.envs import make_vector_env
 from ..runtime.errors import NonFiniteError
 from ..runtime.threads import DEFAULT_THREADS, check_threads, torch_threads
@@ -182,7 +182,7 @@ class Algorithm:
             device=device or "cpu",
             threads=data.get("threads", DEFAULT_THREADS) if threads is None else threads,
             env_kwargs=data.get("env_kwargs"),
-            config=data["config"],
+            config=with_current_names(cls.Config, data["config"]),  # a checkpoint from before a rename loads
         )
         mods = agent.modules()
         missing = set(mods) ^ set(data["modules"])

@@ -45,26 +45,26 @@ __all__ = ["DIAYN", "DIAYNConfig", "diayn_loss"]
 class DIAYNConfig(SACConfig):
     """The shared SAC fields, then the skills' and the discriminator's."""
 
-    num_skills: int = field(10, "number of skills Z (prior p(z) uniform and fixed)")
-    discriminator_lr: float = field(3e-4, "Adam learning rate of the discriminator")
-    discriminator_hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the discriminator")
-    alpha: float = field(0.1, "entropy temperature (fixed, as in DIAYN, unless autotune_alpha)")
-    autotune_alpha: bool = field(False, "tune alpha towards target_entropy instead")
+    num_skills: int = field(10, "number of skills Z (prior p(z) uniform and fixed)", ge=2)
+    discriminator_learning_rate: float = field(3e-4, "Adam learning rate of the discriminator", gt=0,
+                                               renamed_from=("discriminator_lr",))
+    discriminator_hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the discriminator", ge=1,
+                                                  nonempty=True)
+    entropy_coef: float = field(0.1, "SAC's temperature alpha (fixed, as in DIAYN, unless autotune_entropy_coef)",
+                                gt=0, renamed_from=("alpha",))
+    autotune_entropy_coef: bool = field(False, "tune entropy_coef towards target_entropy instead",
+                                        renamed_from=("autotune_alpha",))
     target_entropy: float | None = field(None, "target entropy (None: -action_dim, or 0.98 log |A| for discrete)")
-    discriminator_dims: list[int] | None = field(None, "observation dims the discriminator reads (None: all)")
+    discriminator_dims: list[int] | None = field(None, "observation dims the discriminator reads (None: all)",
+                                                 nonempty=True)
     extrinsic_coef: float = field(0.0, "weight of the env's reward added to the skill reward (0: unsupervised)")
-    feature_dim: int = field(256, "pixel observations: features of each conv encoder (critics', discriminator's)")
+    feature_dim: int = field(256, "pixel observations: features of each conv encoder (critics', discriminator's)",
+                             ge=1)
 
     def validate(self) -> None:
-        self.validate_sac(("discriminator_lr", "alpha"))
-        check(self.num_skills >= 2, "num_skills", "an int >= 2", self.num_skills)
-        check(self.feature_dim >= 1, "feature_dim", "an int >= 1", self.feature_dim)
-        sizes = self.discriminator_hidden_sizes
-        check(len(sizes) >= 1 and all(h >= 1 for h in sizes), "discriminator_hidden_sizes",
-              "a non-empty list of positive ints", sizes)
         if self.discriminator_dims is not None:
-            check(len(self.discriminator_dims) >= 1 and len(set(self.discriminator_dims)) == len(self.discriminator_dims),
-                  "discriminator_dims", "a non-empty list of distinct observation indices", self.discriminator_dims)
+            check(len(set(self.discriminator_dims)) == len(self.discriminator_dims), "discriminator_dims",
+                  "a non-empty list of distinct observation indices", self.discriminator_dims)
 
 
 def diayn_loss(
@@ -87,7 +87,7 @@ def diayn_loss(
         actor         = mean(alpha log pi(a|s, z) - min_j Q_j(s, a, z))
         alpha         = -mean(log alpha (log pi(a|s, z) + target_entropy))
         discriminator = mean(-log q_phi(z | s'))
-        total         = critic + actor + discriminator (+ alpha with autotune_alpha)
+        total         = critic + actor + discriminator (+ alpha with autotune_entropy_coef)
 
     Also returns the diagnostics target [B] (y), skill_reward [B] (r), discriminator_accuracy
     (the share of rows whose z is q_phi's most likely skill), entropy and temperature (alpha).
@@ -130,7 +130,7 @@ def diayn_loss(
         "discriminator": disc_loss,
     }
     total = terms["critic"] + terms["actor"] + terms["discriminator"]
-    if cfg.autotune_alpha:
+    if cfg.autotune_entropy_coef:
         total = total + terms["alpha"]
     with torch.no_grad():
         entropy = -logp_pi.mean() if probs is None else -(probs * logp_pi).sum(-1).mean()
@@ -212,16 +212,16 @@ class DIAYN(Algorithm):
         disc_in = cfg.feature_dim if self.pixels else len(dims)
         self.disc_dims = torch.as_tensor(dims, device=self.device)  # unused for pixels
         self.discriminator = EnsembleMLP(1, disc_in, cfg.discriminator_hidden_sizes, Z, cfg.activation).to(self.device)
-        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.alpha), device=self.device),
-                                      requires_grad=cfg.autotune_alpha)
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.entropy_coef), device=self.device),
+                                      requires_grad=cfg.autotune_entropy_coef)
         groups = [
-            {"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
-            {"params": list(self.critic.parameters()) + self._params(self.encoder), "lr": cfg.critic_lr},
+            {"params": list(self.actor.parameters()), "lr": cfg.actor_learning_rate},
+            {"params": list(self.critic.parameters()) + self._params(self.encoder), "lr": cfg.critic_learning_rate},
             {"params": list(self.discriminator.parameters()) + self._params(self.disc_encoder),
-             "lr": cfg.discriminator_lr},
+             "lr": cfg.discriminator_learning_rate},
         ]
-        if cfg.autotune_alpha:
-            groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
+        if cfg.autotune_entropy_coef:
+            groups.append({"params": [self.log_alpha], "lr": cfg.entropy_coef_learning_rate})
         self.optimizer = torch.optim.Adam(groups, **fused_adam(self.device))
         if cfg.target_entropy is not None:
             self.target_entropy = float(cfg.target_entropy)
@@ -350,9 +350,9 @@ class DIAYN(Algorithm):
         self.optimizer.zero_grad(set_to_none=True)
         out["total"].backward()
         self.optimizer.step()
-        soft_update(self.critic_target, self.critic, self.config.tau)
+        soft_update(self.critic_target, self.critic, self.config.polyak)
         if self.pixels:
-            soft_update(self.encoder_target, self.encoder, self.config.tau)
+            soft_update(self.encoder_target, self.encoder, self.config.polyak)
         return {
             "losses/critic": out["critic"].detach(),
             "losses/actor": out["actor"].detach(),

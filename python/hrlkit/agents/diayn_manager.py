@@ -39,38 +39,25 @@ __all__ = ["DIAYNManager", "DIAYNManagerConfig", "diayn_manager_loss"]
 @dataclasses.dataclass
 class DIAYNManagerConfig:
     skills: str = field("", "DIAYN run directory or checkpoint whose skills the manager picks (required)")
-    skill_steps: int = field(10, "env steps per manager decision (k)")
+    skill_steps: int = field(10, "env steps per manager decision (k)", ge=1)
     deterministic_skills: bool = field(True, "skills act with their mean action (false: sampled)")
-    num_envs: int = field(1, "parallel environments")
-    buffer_size: int = field(100_000, "replay capacity (manager decisions)")
-    batch_size: int = field(64, "decisions per gradient step")
-    learning_starts: int = field(500, "env steps of random skill choices before learning")
-    updates_per_decision: float = field(1.0, "gradient steps per manager decision")
-    gamma: float = field(0.99, "discount per env step (a decision of k steps discounts by gamma^k)")
-    lr: float = field(1e-3, "Adam learning rate of Q")
-    tau: float = field(0.01, "polyak coefficient of the target network")
-    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of Q(s, .)")
-    activation: str = field("relu", f"activation: one of {sorted(ACTIVATIONS)}")
-    epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy skill choice")
-    epsilon_end: float = field(0.05, "final epsilon")
-    exploration_fraction: float = field(0.3, "fraction of learn()'s steps over which epsilon decays")
+    num_envs: int = field(1, "parallel environments", ge=1)
+    buffer_size: int = field(100_000, "replay capacity (manager decisions)", ge=1)
+    batch_size: int = field(64, "decisions per gradient step", ge=1)
+    learning_starts: int = field(500, "env steps of random skill choices before learning", ge=0)
+    updates_per_decision: float = field(1.0, "gradient steps per manager decision", gt=0)
+    gamma: float = field(0.99, "discount per env step (a decision of k steps discounts by gamma^k)", ge=0, le=1)
+    learning_rate: float = field(1e-3, "Adam learning rate of Q", gt=0, renamed_from=("lr",))
+    polyak: float = field(0.01, "rate of the target network's soft update, target += polyak (online - target)",
+                          gt=0, le=1, renamed_from=("tau",))
+    hidden_sizes: list[int] = field([64, 64], "hidden layer widths of Q(s, .)", ge=1, nonempty=True)
+    activation: str = field("relu", "activation", choices=sorted(ACTIVATIONS))
+    epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy skill choice", ge=0, le=1)
+    epsilon_end: float = field(0.05, "final epsilon", ge=0, le=1)
+    exploration_fraction: float = field(0.3, "fraction of learn()'s steps over which epsilon decays", ge=0, le=1)
 
     def validate(self) -> None:
         check(bool(self.skills), "skills", "a DIAYN run directory or checkpoint (--skills RUN_DIR)", self.skills)
-        check(self.skill_steps >= 1, "skill_steps", "an int >= 1", self.skill_steps)
-        check(self.num_envs >= 1, "num_envs", "an int >= 1", self.num_envs)
-        check(self.buffer_size >= 1, "buffer_size", "an int >= 1", self.buffer_size)
-        check(self.batch_size >= 1, "batch_size", "an int >= 1", self.batch_size)
-        check(self.learning_starts >= 0, "learning_starts", "an int >= 0", self.learning_starts)
-        check(self.updates_per_decision > 0, "updates_per_decision", "a number > 0", self.updates_per_decision)
-        check(0.0 <= self.gamma <= 1.0, "gamma", "a number in [0, 1]", self.gamma)
-        check(self.lr > 0, "lr", "a number > 0", self.lr)
-        check(0.0 < self.tau <= 1.0, "tau", "a number in (0, 1]", self.tau)
-        check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes), "hidden_sizes",
-              "a non-empty list of positive ints", self.hidden_sizes)
-        check(self.activation in ACTIVATIONS, "activation", f"one of {sorted(ACTIVATIONS)}", self.activation)
-        for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, "a number in [0, 1]", getattr(self, name))
 
 
 def diayn_manager_loss(batch: dict[str, torch.Tensor], *, q_net: EnsembleMLP,
@@ -132,7 +119,7 @@ class DIAYNManager(Algorithm):
         self.q_target = EnsembleMLP(1, self.obs_dim, cfg.hidden_sizes, Z, cfg.activation).to(self.device)
         hard_update(self.q_target, self.q)
         self.q_target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.lr, **fused_adam(self.device))
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, **fused_adam(self.device))
         spec = {"obs": ((self.obs_dim,), "float32"), "reward": ((), "float32"), "next_obs": ((self.obs_dim,), "float32"),
                 "discount": ((), "float32")}
         self.buffer = ReplayBuffer(cfg.buffer_size, spec, num_options=Z, seed=int(self.rng.integers(2**63)))
@@ -210,7 +197,7 @@ class DIAYNManager(Algorithm):
         self.optimizer.zero_grad(set_to_none=True)
         out["q"].backward()
         self.optimizer.step()
-        soft_update(self.q_target, self.q, self.config.tau)
+        soft_update(self.q_target, self.q, self.config.polyak)
         return {"losses/q": out["q"].detach(), "charts/q": out["q_value"].detach().mean(),
                 "charts/epsilon": torch.tensor(self.epsilon())}
 

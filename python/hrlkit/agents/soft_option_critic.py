@@ -40,7 +40,7 @@ from ..nets import EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
 from ..runtime.cuda_graphs import CapturedStep
-from ._options import OptionAgent, OptionTracker, check_option_agent_config
+from ._options import OptionAgent, OptionTracker
 from .base import is_bounded_box, is_flat_box
 from ._sac import (ParamHolder, SACConfig, actor_loss, alpha_loss, critic_loss, fused_adam, sample_squashed, soft_value,
                    squashed_gaussian)
@@ -52,32 +52,31 @@ __all__ = ["SoftOptionCritic", "SoftOptionCriticConfig", "soft_option_critic_los
 class SoftOptionCriticConfig(SACConfig):
     """The shared SAC fields (batch_size: a multiple of num_options), then the options'."""
 
-    num_options: int = field(4, "number of options K")
-    option_lr: float = field(3e-4, "Adam learning rate of the option network (Q_Omega and beta)")
-    option_hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the option network")
-    alpha: float = field(1.0, "entropy temperature: the initial value when autotune_alpha, else fixed")
-    autotune_alpha: bool = field(True, "tune each option's alpha towards target_entropy")
+    num_options: int = field(4, "number of options K", ge=1)
+    option_learning_rate: float = field(3e-4, "Adam learning rate of the option network (Q_Omega and beta)", gt=0,
+                                        renamed_from=("option_lr",))
+    option_hidden_sizes: list[int] = field([64, 64], "hidden layer widths of the option network", ge=1, nonempty=True)
+    entropy_coef: float = field(1.0, "SAC's temperature alpha, per option: the initial value when "
+                                "autotune_entropy_coef, else fixed", gt=0, renamed_from=("alpha",))
+    autotune_entropy_coef: bool = field(True, "tune each option's entropy_coef towards target_entropy",
+                                        renamed_from=("autotune_alpha",))
     target_entropy: float | None = field(None, "target entropy per option (None: -action_dim)")
-    option_temperature: float = field(1.0, "tau_Omega of the Boltzmann option policy (0: greedy)")
-    option_value: str = field("expected", "V(s) over options: 'expected' (E_pi_Omega Q_Omega) or 'soft' (tau logsumexp)")
+    option_temperature: float = field(1.0, "tau_Omega of the Boltzmann option policy (0: greedy)", ge=0)
+    option_value: str = field("expected", "V(s) over options: 'expected' (E_pi_Omega Q_Omega) or 'soft' "
+                              "(option_temperature logsumexp)", choices=("expected", "soft"))
     deliberation_cost: float = field(0.01, "xi, margin added to the termination advantage")
     learn_from_all_data: bool = field(True, "deal all data to every option (False: each option trains on its own rows)")
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
-    per_alpha: float = field(0.6, "priority exponent of prioritized replay")
-    per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())")
-    replay_device: str = field("auto", "where the replay lives: auto (on the agent's device where hrlkit._cuda is built), cpu")
-    cuda_graph: bool = field(True, "on CUDA with a device replay: capture the gradient step and act's forward as CUDA graphs")
+    per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
+    per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())", ge=0, le=1)
+    replay_device: str = field("auto", "where the replay lives: auto (on the agent's device where hrlkit._cuda is "
+                               "built), cpu", choices=("auto", "cpu"))
+    cuda_graph: bool = field(True, "on CUDA with a device replay: capture the gradient step and act's forward as CUDA "
+                             "graphs")
 
     def validate(self) -> None:
-        check_option_agent_config(self, ("hidden_sizes", "option_hidden_sizes"))
-        self.validate_sac(("option_lr", "alpha"))
-        check(self.batch_size >= self.num_options and self.batch_size % self.num_options == 0, "batch_size",
+        check(self.batch_size % self.num_options == 0, "batch_size",
               f"a positive multiple of num_options ({self.num_options})", self.batch_size)
-        check(self.option_temperature >= 0, "option_temperature", "a number >= 0", self.option_temperature)
-        check(self.option_value in ("expected", "soft"), "option_value", "'expected' or 'soft'", self.option_value)
-        check(self.replay_device in ("auto", "cpu"), "replay_device", "'auto' or 'cpu'", self.replay_device)
-        check(self.per_alpha >= 0, "per_alpha", "a number >= 0", self.per_alpha)
-        check(0.0 <= self.per_beta <= 1.0, "per_beta", "a number in [0, 1]", self.per_beta)
 
 
 def soft_option_critic_loss(
@@ -101,7 +100,7 @@ def soft_option_critic_loss(
         option_value = 1/2 mean((Q_Omega(s, w) - [min_j Q_j(s, a_w, w) - alpha_w log pi_w(a_w|s)])^2)
         termination  = mean(beta_w(s') (Q_Omega'(s', w) - V(s') + xi) (1 - d))
         alpha        = -mean(log alpha_w (log pi_w(a_w|s) + target_entropy))
-        total        = critic + actor + option_value + termination (+ alpha with autotune_alpha)
+        total        = critic + actor + option_value + termination (+ alpha with autotune_entropy_coef)
 
     Each term trains only its own network (the others' outputs enter detached). Also returns the
     diagnostics target [B] (y), q [2, B] (Q_j(s, a, w)), beta_next [B] and entropy (-mean log pi_w).
@@ -139,7 +138,7 @@ def soft_option_critic_loss(
         "alpha": alpha_loss(log_alpha_w, logp_pi, target_entropy),
     }
     total = terms["critic"] + terms["actor"] + terms["option_value"] + terms["termination"]
-    if cfg.autotune_alpha:
+    if cfg.autotune_entropy_coef:
         total = total + terms["alpha"]
     return {**terms, "total": total, "target": t.target, "q": q, "beta_next": beta_next,
             "entropy": -logp_pi.detach().mean()}
@@ -181,15 +180,15 @@ class SoftOptionCritic(OptionAgent):
         self.option_net = EnsembleMLP(1, obs_dim, cfg.option_hidden_sizes, 2 * K, cfg.activation).to(self.device)
         self.targets = nn.ModuleDict({"critic": self.critic, "option_net": self.option_net})
         self.targets_copy = copy.deepcopy(self.targets).requires_grad_(False)
-        self.log_alpha = nn.Parameter(torch.full((K,), math.log(cfg.alpha), device=self.device),
-                                      requires_grad=cfg.autotune_alpha)
+        self.log_alpha = nn.Parameter(torch.full((K,), math.log(cfg.entropy_coef), device=self.device),
+                                      requires_grad=cfg.autotune_entropy_coef)
         groups = [
-            {"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
-            {"params": list(self.critic.parameters()), "lr": cfg.critic_lr},
-            {"params": list(self.option_net.parameters()), "lr": cfg.option_lr},
+            {"params": list(self.actor.parameters()), "lr": cfg.actor_learning_rate},
+            {"params": list(self.critic.parameters()), "lr": cfg.critic_learning_rate},
+            {"params": list(self.option_net.parameters()), "lr": cfg.option_learning_rate},
         ]
-        if cfg.autotune_alpha:
-            groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
+        if cfg.autotune_entropy_coef:
+            groups.append({"params": [self.log_alpha], "lr": cfg.entropy_coef_learning_rate})
         self.optimizer = torch.optim.Adam(groups, **fused_adam(self.device), capturable=self.device.type == "cuda")
         self.target_entropy = float(-A if cfg.target_entropy is None else cfg.target_entropy)
         low, high = self.action_space.low.astype(np.float32), self.action_space.high.astype(np.float32)
@@ -358,7 +357,7 @@ class SoftOptionCritic(OptionAgent):
         self.optimizer.zero_grad(set_to_none=True)
         out["total"].backward()
         self.optimizer.step()
-        soft_update(self.targets_copy, self.targets, self.config.tau)
+        soft_update(self.targets_copy, self.targets, self.config.polyak)
         if self.buffer.prioritized:
             td = (out["q"].detach() - out["target"]).abs().mean(dim=0)
             if isinstance(self.buffer, ReplayBuffer):  # host memory

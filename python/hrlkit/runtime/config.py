@@ -98,6 +98,17 @@ def renamed_fields(cls) -> dict[str, str]:
     return {old: f.name for f in dataclasses.fields(cls) for old in _spec(f).renamed_from}
 
 
+def with_current_names(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the former names of ``cls``'s fields replaced by the current ones (a
+    configuration saved before a rename, e.g. in an old checkpoint)."""
+    renamed = renamed_fields(cls)
+    return {renamed.get(k, k) if k not in _field_names(cls) else k: v for k, v in values.items()}
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def _strip_optional(tp):
     args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in _UNIONS else [tp]
     return args[0] if len(args) == 1 else tp
@@ -163,13 +174,13 @@ def _coerce(key: str, value: Any, tp) -> Any:
         raise ConfigError(f"{key}: expected {exc.args[0] if exc.args else _type_name(tp)}, got {value!r}") from None
 
 
-def build_config(cls, *sources: Mapping[str, Any], legacy_names: bool = False):
+def build_config(cls, *sources: Mapping[str, Any]):
     """A ``cls`` instance from its defaults updated by each mapping in turn (later wins).
 
     Unknown keys, values of the wrong type and values outside a field's declared bounds or
     choices raise ConfigError naming the key; then the dataclass's ``validate()``, where it has
     one, checks what relates several fields. A field's former name is refused naming the new
-    one, unless ``legacy_names`` (a configuration read from an old checkpoint).
+    one (:func:`with_current_names` translates a saved configuration first).
     """
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -178,10 +189,8 @@ def build_config(cls, *sources: Mapping[str, Any], legacy_names: bool = False):
     for src in sources:
         for key, value in src.items():
             if key in renamed and key not in hints:
-                if not legacy_names:
-                    raise ConfigError(f"{key}: renamed to {renamed[key]!r} (see the README's table of names); "
-                                      f"use {renamed[key]}={value!r}")
-                key = renamed[key]
+                raise ConfigError(f"{key}: renamed to {renamed[key]!r} (see the README's table of names); "
+                                  f"use {renamed[key]}={value!r}")
             if key not in hints:
                 raise ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}; valid keys: {', '.join(names)}")
             values[key] = _coerce(key, value, hints[key])
