@@ -380,3 +380,15 @@ def test_checkpoints_written_before_the_renames_still_load(tmp_path):
     assert (loaded.config.polyak, loaded.config.entropy_coef, loaded.config.actor_learning_rate) == (0.02, 0.5, 1e-3)
     with pytest.raises(ConfigError, match="tau: renamed to 'polyak'"):
         hrlkit.SoftOptionCritic("Pendulum-v1", tau=0.02)
+
+
+def test_the_converter_leaves_out_a_format_1_replay(tmp_path, capsys):
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, hidden_sizes=[8], option_hidden_sizes=[8], buffer_size=64,
+                                    save_replay=True)
+    payload = agent.checkpoint_payload()
+    payload["extra"]["replay"] = b"HRLKIT-REPLAY format 1 bytes"
+    torch.save({"format": checkpoint.FORMAT, "version": 1, **payload}, tmp_path / "old.pt")
+    assert cli(["convert-checkpoint", str(tmp_path / "old.pt"), str(tmp_path / "new.pt")]) == 0
+    assert "replay buffer (an old, unchecksummed format) was left out" in capsys.readouterr().out
+    loaded = hrlkit.SoftOptionCritic.load(str(tmp_path / "new.pt"))
+    assert len(loaded.buffer) == 0

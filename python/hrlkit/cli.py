@@ -183,7 +183,8 @@ def cmd_convert(args) -> int:
 
     payload = checkpoint.convert(args.old_path, args.new_path)
     print(f"{args.new_path}: {payload['algo']} checkpoint at step {payload['global_step']} in format "
-          f"{checkpoint.VERSION}")
+          f"{checkpoint.VERSION}" + ("; its replay buffer (an old, unchecksummed format) was left out: a resumed run "
+                                     "refills it" if payload.get("dropped_replay") else ""))
     return 0
 
 

@@ -180,5 +180,11 @@ def convert(old_path: str, new_path: str) -> dict[str, Any]:
         raise CheckpointError(f"old_path: {old_path!r} is not a format-1 hrlkit checkpoint")
     check_payload(data, old_path, trust_pickle=True)
     payload = {k: v for k, v in data.items() if k not in ("format", "version")}
+    extra = payload.get("extra") or {}
+    if extra.get("replay") is not None:
+        # replay bytes of format 1 carry no checksum and are no longer read: the converted run
+        # resumes with an empty replay (networks, optimizers, counters and RNG states are kept)
+        payload["extra"] = {**extra, "replay": None}
+        payload["dropped_replay"] = True
     save(new_path, payload)
     return payload
