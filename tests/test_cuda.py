@@ -1,5 +1,5 @@
 """The CUDA twins (hrlkit._cuda) against the CPU kernels and the torch references, and the
-device-resident replay buffers against the C++ buffers. Skipped where no GPU (or no _cuda build)
+replay buffers on a CUDA storage against the same buffers in host memory. Skipped where no GPU (or no _cuda build)
 is present; CI has none, the lent GPU machine runs them (benchmarks/gpu/run_device_checks.sh).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 import hrlkit
 from hrlkit import _cuda_ops, targets
-from hrlkit._device_replay import DevicePrioritizedReplayBuffer, DeviceReplayBuffer
+from hrlkit._cuda_storage import CudaStorage
 from hrlkit.runtime.cuda_graphs import CapturedStep
 
 pytestmark = pytest.mark.skipif(not _cuda_ops.available(), reason="needs a GPU and hrlkit._cuda")
@@ -133,7 +133,7 @@ def test_auto_backend_routes_cuda_tensors_to_the_kernel_and_cpp_refuses_them():
         targets.option_values(q, backend="cpp")
 
 
-# ---- device replay --------------------------------------------------------------------------------
+# ---- replay on a CUDA storage ---------------------------------------------------------------------
 SPEC = {"obs": ((3,), "float32"), "action": ((2,), "float32"), "reward": ((), "float32"), "done": ((), "bool"),
         "step": ((), "int64")}
 
@@ -151,6 +151,11 @@ def twins(cls, capacity, seed=0, **kw):
     return cls(capacity, SPEC, seed=seed, **kw), cls(capacity, SPEC, seed=seed, device="cuda", **kw)
 
 
+def on_cuda(buf, cls) -> bool:
+    """One class for both storages: the buffer is of ``cls`` itself, its storage on a CUDA device."""
+    return type(buf) is cls and buf.device.type == "cuda" and isinstance(buf._storage, CudaStorage)
+
+
 def assert_same_rows(cpu, dev):
     assert len(cpu) == len(dev) and cpu.position == dev.position
     n = len(cpu)
@@ -165,13 +170,15 @@ def assert_same_rows(cpu, dev):
 def test_device_buffer_adds_like_the_cpu_buffer(num_options):
     rng = np.random.default_rng(6)
     cpu, dev = twins(hrlkit.ReplayBuffer, 50, num_options=num_options)
-    assert isinstance(dev, DeviceReplayBuffer)
+    assert on_cuda(dev, hrlkit.ReplayBuffer) and cpu.device.type == "cpu"
+    assert dev.to("cpu").device.type == "cpu" and dev.to("cuda") is dev and cpu.to("cpu") is cpu
     start = 0
     for n in (1, 7, 30, 20, 64, 3):  # wraps around, and one add larger than the capacity
         d = rows(rng, n, start, num_options)
         start += n
         cpu.add(**d)
-        dev.add(**{k: (torch.from_numpy(np.asarray(v)).cuda() if n % 2 else v) for k, v in d.items()})
+        # CUDA tensors for odd n; validate=False once: ids that are CUDA tensors are then not read
+        dev.add(**{k: (torch.from_numpy(np.asarray(v)).cuda() if n % 2 else v) for k, v in d.items()}, validate=n != 7)
         assert_same_rows(cpu, dev)
         if num_options:
             for k in range(num_options):
@@ -187,18 +194,24 @@ def test_device_buffer_bad_adds_change_nothing():
     dev.add(**rows(np.random.default_rng(7), 4, 0, 2))
     before = {k: host(v).copy() for k, v in dev.get(np.arange(4)).items()}
     good = rows(np.random.default_rng(8), 2, 0, 2)
-    cases = [
-        ({**good, "obs": np.zeros((2, 4), np.float32)}, ValueError, "obs"),
-        ({**good, "step": np.zeros(2, np.float32)}, TypeError, "step"),
-        ({**good, "option": np.array([0, 2])}, IndexError, "option"),
-        ({**good, "option": torch.tensor([0, -1]).cuda()}, IndexError, "option"),
+    cases = [  # the checks and messages of the host storage (one copy of them: hrlkit._replay_checks)
+        ({**good, "obs": np.zeros((2, 4), np.float32)}, ValueError, "^obs: expected shape"),
+        ({**good, "step": np.zeros(2, np.float32)}, ValueError, "^step: expected dtype int64"),
+        ({**good, "step": torch.zeros(2, dtype=torch.float32).cuda()}, ValueError, "^step: expected dtype int64"),
+        ({**good, "option": np.array([0, 2])}, ValueError, r"^option: expected ids in \[0, 2\), got 2"),
+        ({**good, "option": torch.tensor([0, -1]).cuda()}, ValueError, r"^option: expected ids in \[0, 2\), got -1"),
         ({**good, "reward": np.zeros(3, np.float32)}, ValueError, "rows"),
+        ({**good, "reward": np.zeros(0, np.float32)}, ValueError, "^reward: expected shape"),
         ({k: v for k, v in good.items() if k != "done"}, ValueError, "done"),
         ({**good, "extra": np.zeros(2)}, ValueError, "extra"),
     ]
+    in_memory = hrlkit.ReplayBuffer(10, SPEC, num_options=2)
     for fields, exc, match in cases:
-        with pytest.raises(exc, match=match):
+        with pytest.raises(exc, match=match) as on_device:
             dev.add(**fields)
+        with pytest.raises(exc) as on_host:
+            in_memory.add(**{k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in fields.items()})
+        assert str(on_device.value) == str(on_host.value)
     assert len(dev) == 4 and dev.position == 4
     for k, v in dev.get(np.arange(4)).items():
         np.testing.assert_array_equal(host(v), before[k])
@@ -216,7 +229,7 @@ def expected_draws(leaves: np.ndarray, rand: np.ndarray) -> np.ndarray:
 
 def next_rand(buf, n):
     g = torch.Generator(device=buf.device)
-    g.set_state(buf._gen.get_state())
+    g.set_state(buf.generator.get_state())
     return host(torch.rand(n, generator=g, device=buf.device, dtype=torch.float64))
 
 
@@ -291,7 +304,10 @@ def test_update_priorities_rejects_bad_input_and_changes_nothing():
         dev.update_priorities([0, 1], [1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match="indices"):
         dev.update_priorities([0.5], [1.0])
+    with pytest.raises(ValueError, match="^td_errors: expected finite values, got nan at position 1"):
+        dev.update_priorities(torch.tensor([0, 1]).cuda(), torch.tensor([1.0, float("nan")]).cuda())
     np.testing.assert_array_equal(host(dev.priorities()), before)
+    assert hrlkit.ReplayBuffer(4, SPEC, device="cuda").priorities() is None
 
 
 @pytest.mark.parametrize("prioritized", [False, True])
@@ -326,20 +342,20 @@ def test_soft_option_critic_trains_on_the_gpu_with_a_device_buffer(tmp_path):
     kw = dict(progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=100)
     agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, device="cuda", learning_starts=64, batch_size=64,
                                     hidden_sizes=[32, 32], option_hidden_sizes=[32], buffer_size=1000)
-    assert isinstance(agent.buffer, DevicePrioritizedReplayBuffer)
+    assert on_cuda(agent.buffer, hrlkit.PrioritizedReplayBuffer)
     agent.learn(300, run_dir=str(tmp_path / "a"), **kw)
     assert agent.num_updates > 200
     for p in agent.actor.parameters():
         assert torch.isfinite(p).all()
     host_agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, device="cuda", replay_device="cpu", batch_size=64,
                                          learning_starts=64, hidden_sizes=[32, 32], option_hidden_sizes=[32])
-    assert isinstance(host_agent.buffer, hrlkit.PrioritizedReplayBuffer)
+    assert type(host_agent.buffer) is hrlkit.PrioritizedReplayBuffer and host_agent.buffer.device.type == "cpu"
     host_agent.learn(150, run_dir=str(tmp_path / "b"), **kw)
     # a checkpoint with the replay resumes into a device buffer again
     agent.config.save_replay = True
     agent.save(str(tmp_path / "ckpt.pt"))
     again = hrlkit.SoftOptionCritic.load(str(tmp_path / "ckpt.pt"), device="cuda")
-    assert isinstance(again.buffer, DevicePrioritizedReplayBuffer) and len(again.buffer) == len(agent.buffer)
+    assert on_cuda(again.buffer, hrlkit.PrioritizedReplayBuffer) and len(again.buffer) == len(agent.buffer)
 
 
 # ---- CUDA graphs ----------------------------------------------------------------------------------

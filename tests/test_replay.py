@@ -1085,8 +1085,9 @@ BAD_CALLS = [
 def test_bad_input_names_argument_and_changes_nothing(call, exc, name):
     buf = filled_tagged_per()
     before = snapshot(buf)
-    with pytest.raises(exc, match=name):
+    with pytest.raises(exc, match=name) as info:
         call(buf)
+    assert not str(info.value).startswith("Replay refused"), "the core's terse refusal, not the named error"
     assert_same_state(before, snapshot(buf))
     # still fully usable afterwards
     buf.add(**good_rows(2))
@@ -1298,3 +1299,141 @@ def test_device_argument_errors_name_the_argument_and_write_nothing(tmp_path):
         with pytest.raises(ValueError, match="needs a GPU"):
             cpu.to("cuda")
         assert len(cpu) == 3  # the host buffer is untouched
+
+
+# ---- one class tree --------------------------------------------------------------------------------
+REPLAY_MODULES = ["replay", "_host_storage", "_cuda_storage", "_replay_checks", "_replay_file"]
+
+
+def _hrlkit_imports(module: str) -> set[str]:
+    """The hrlkit modules ``hrlkit.<module>`` imports anywhere in its source, inside functions too."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"hrlkit.{module}")
+    tree = ast.parse(open(spec.origin).read())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:  # from . import x / from .x import y
+                out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif node.level == 0 and (node.module or "").startswith("hrlkit."):
+                out.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("hrlkit.")}
+    return out - {module}
+
+
+def test_replay_imports_nothing_that_imports_it_back():
+    """The modules behind hrlkit.replay (found by importing it with the package's own __init__
+    left out, which imports the agents) import nothing of the buffer tree that imports them
+    back; read from their source, so imports inside functions count too."""
+    probe = textwrap.dedent(
+        """
+        import importlib.util, json, sys, types
+        spec = importlib.util.find_spec("hrlkit")
+        bare = types.ModuleType("hrlkit")  # the package without its __init__ (which imports the agents)
+        bare.__path__ = list(spec.submodule_search_locations)
+        sys.modules["hrlkit"] = bare
+        import hrlkit.replay
+        print(json.dumps(sorted(m.split(".", 1)[1] for m in sys.modules if m.startswith("hrlkit."))))
+        """
+    )
+    import json
+
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert {"replay", "_host_storage", "_cuda_storage", "_replay_checks", "_replay_file"} <= loaded
+    assert not {m for m in loaded if m.startswith("agents") or m.startswith("runtime")}, loaded
+    python_modules = {m for m in loaded if m not in ("_core", "_cuda")}  # the extensions import nothing
+    graph = {m: _hrlkit_imports(m) for m in python_modules}
+    for start in python_modules - {"replay"}:  # nothing hrlkit.replay loads reaches it again
+        seen, todo = set(), [start]
+        while todo:
+            m = todo.pop()
+            if m in seen or m not in graph:
+                continue
+            seen.add(m)
+            todo += graph[m]
+        assert "replay" not in seen, f"hrlkit.{start} imports hrlkit.replay (through {sorted(seen)})"
+
+
+def test_one_class_per_rule_whatever_the_storage():
+    """No class swaps itself for another: a buffer is of the class it was made as, and where its
+    rows are is its storage's device."""
+    import io
+
+    from hrlkit.replay import to_bytes
+
+    for cls in BUFFERS:
+        assert "__new__" not in vars(cls)
+        for device in (None, "cpu"):
+            buf = cls(8, SPEC, seed=0, device=device)
+            assert type(buf) is cls and buf.device.type == "cpu" and buf.generator is None
+            assert buf.to("cpu") is buf and buf.to(None) is buf
+        loaded = cls.load(io.BytesIO(to_bytes(buf)))
+        assert type(loaded) is cls
+    per = PrioritizedReplayBuffer(8, SPEC, alpha=0.5, beta=0.3, eps=1e-3, seed=0)
+    assert (per.alpha, per.beta, per.eps) == (0.5, 0.3, 1e-3)
+    assert "alpha" not in dir(ReplayBuffer(8, SPEC))  # the exponents are the prioritized rule's
+    assert ReplayBuffer(8, SPEC).priorities() is None
+    assert repr(ReplayBuffer(8, SPEC, num_options=2)) == (
+        "ReplayBuffer(capacity=8, size=0, num_options=2, fields=['obs', 'action', 'reward', 'done', 'next_obs', 'option'])")
+
+
+def test_validate_is_accepted_in_host_memory_and_reserved_in_the_spec():
+    buf = ReplayBuffer(8, SPEC, num_options=2, seed=0)
+    buf.add(**rows_for([1, 2], options=[0, 1]), validate=False)  # the host core checks anyway
+    assert len(buf) == 2
+    with pytest.raises(ValueError, match="option: expected ids in"):
+        buf.add(**rows_for([3], options=[2]), validate=False)
+    with pytest.raises(ValueError, match="reserved for add's keyword"):
+        ReplayBuffer(8, {"validate": ((), "bool")})
+
+
+CHECKED_VALUES = [
+    True, False, 0, 1, -1, 255, 256, 2**31, 2**63, -(2**63) - 1, 0.5, -2.5, float("nan"), np.float64(1.5),
+    np.float32(1.5), np.int64(3), np.uint8(7), np.bool_(True), "a", None, object(), [], [1, 2], [[1, 2]], [1.0, 2.5],
+    [True, False], [[1], [2, 3]], np.zeros(0), np.zeros((0, 2)), np.ones((2, 2), np.float16),
+    torch.ones(2), torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.int64), torch.ones(2, dtype=torch.uint8),
+    torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.int8), torch.ones(2, dtype=torch.bfloat16),
+    torch.ones(2, dtype=torch.complex64), torch.ones((2, 2)),
+] + [np.ones(n, dtype) for n in (1, 2) for dtype in ["float32", "float64", "int64", "int32", "uint8", "bool", "int8",
+                                                         "uint64", "complex64", "U1", "datetime64[s]"]]
+
+
+CHECKED_SPEC = {**SCALAR_SPEC, "vec": ((2,), "float32")}
+
+
+@pytest.mark.parametrize("field", [*CHECKED_SPEC, "option"])
+def test_the_checks_refuse_exactly_what_the_core_refuses(field):
+    """add's checks (hrlkit._replay_checks.check_rows, which the CUDA storage runs before it
+    writes) accept exactly the rows the host core accepts, so both storages take the same rows
+    and every refusal of the core gets the checks' message."""
+    from hrlkit._host_storage import HostStorage
+    from hrlkit._replay_checks import check_rows, normalize_spec
+
+    fields = normalize_spec(CHECKED_SPEC, 3)
+    valid = {**VALID_SCALARS, "vec": np.ones(2, np.float32), "option": 1}
+    extra = [np.ones((2, 2), np.float32), np.ones((1, 2)), np.ones((2, 3)), [[1, 2], [3, 4]], torch.ones(2, 2), [0, 3],
+             [-1, 0], np.array([2, 1]), torch.tensor([2, 5])]
+    for value in CHECKED_VALUES + extra:
+        batched = hasattr(value, "__len__") and not isinstance(value, str)  # the other fields: as many rows
+        row = {k: np.repeat(np.asarray(v, dtype=dict(CHECKED_SPEC, option=((), "int64"))[k][1])[None], len(value), axis=0)
+               if batched else v for k, v in valid.items()}
+        row[field] = value
+        core = HostStorage(4, fields, 3, 0)
+        try:
+            core.add(row, True)
+            core_error = None
+        except (ValueError, TypeError, IndexError) as exc:
+            core_error = exc
+        try:
+            check_rows(fields, 3, row)
+            check_error = None
+        except (ValueError, TypeError, IndexError) as exc:
+            check_error = exc
+        assert (core_error is None) == (check_error is None), (field, value, core_error, check_error)
+        if core_error is not None:
+            assert str(core_error).startswith("Replay refused") and not str(check_error).startswith("Replay")

@@ -229,8 +229,8 @@ def test_a_sealed_edit_the_constructor_accepts_loads_as_written(edit, original):
 
 def test_declared_sizes_are_checked_against_the_file_before_any_allocation(original, monkeypatch):
     built = []
-    real = PrioritizedReplayBuffer._init_core
-    monkeypatch.setattr(PrioritizedReplayBuffer, "_init_core", lambda self, *a, **k: (built.append(a or k), real(self, *a, **k)))
+    real = PrioritizedReplayBuffer._new_storage
+    monkeypatch.setattr(PrioritizedReplayBuffer, "_new_storage", lambda args, device: (built.append(args), real(args, device))[1])
     header, body = split(original)
     for size, cut in [(10**12, 0), (12, 1), (11, 0)]:
         h = dict(header, size=size)
@@ -334,8 +334,8 @@ def test_mutated_files_load_identical_or_raise_naming_the_file(kind, tmp_path, m
     original = to_bytes(buf)
     reference = snapshot(cls.load(io.BytesIO(original)))
     built = []
-    real = cls._init_core
-    monkeypatch.setattr(cls, "_init_core", lambda self, *a, **k: (built.append(1), real(self, *a, **k)))
+    real = cls._new_storage
+    monkeypatch.setattr(cls, "_new_storage", lambda args, device: (built.append(1), real(args, device))[1])
     rng = np.random.default_rng(20261129)
     trials = 400 if kind == "tagged-prioritized" else 200
     outcomes = {"identical": 0, "raised": 0}

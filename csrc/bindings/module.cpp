@@ -1,5 +1,7 @@
-// pybind11 glue: argument checks, numpy views and GIL handling. No algorithmic code lives here;
-// everything it calls is in csrc/core.
+// pybind11 glue: numpy views, conversions and GIL handling. No algorithmic code lives here;
+// everything it calls is in csrc/core. The replay's arguments are checked by its Python face
+// (hrlkit._replay_checks), which names the problem when the core refuses a call; the checks here
+// are the invariants the copies rely on (a row's size, dtype and count), with terse messages.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -31,42 +33,35 @@ const char* dtype_name(DType d) {
     return "?";
 }
 
-std::string shape_str(const std::vector<int64_t>& s, bool batched) {
+// An array's shape as Python prints a tuple: (), (3,), (2, 3).
+std::string array_shape_str(const py::array& a) {
     std::ostringstream o;
     o << "(";
-    if (batched) o << "n" << (s.empty() ? ",)" : ", ");
-    for (size_t i = 0; i < s.size(); ++i) o << s[i] << (s.size() == 1 && !batched ? ",)" : (i + 1 < s.size() ? ", " : ")"));
-    if (s.empty() && !batched) o << ")";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) o << a.shape(i) << (a.ndim() == 1 ? "," : (i + 1 < a.ndim() ? ", " : ""));
+    o << ")";
     return o.str();
 }
 
-std::string array_shape_str(const py::array& a) {
-    std::vector<int64_t> s(a.shape(), a.shape() + a.ndim());
-    return shape_str(s, false);
-}
+[[noreturn]] void refuse_field(const std::string& name) { hrlkit::refuse("add: field '" + name + "'"); }
 
 // One scalar written from a Python bool/int/float, with numpy's "same_kind" rule.
 bool write_python_scalar(PyObject* o, DType d, const std::string& name, uint8_t* dst) {
     const bool is_bool = PyBool_Check(o), is_int = !is_bool && PyLong_Check(o), is_float = PyFloat_Check(o);
     if (!is_bool && !is_int && !is_float) return false;
-    auto fail = [&](const char* what) {
-        throw py::value_error(name + ": expected a value castable to " + dtype_name(d) + " (numpy 'same_kind'), got a Python " + what);
-    };
     switch (d) {
         case DType::float32: { float v = static_cast<float>(PyFloat_AsDouble(o)); std::memcpy(dst, &v, 4); return true; }
         case DType::float64: { double v = PyFloat_AsDouble(o); std::memcpy(dst, &v, 8); return true; }
         case DType::bool_:
-            if (!is_bool) fail(is_int ? "int" : "float");
+            if (!is_bool) refuse_field(name);
             dst[0] = o == Py_True;
             return true;
         case DType::int64: case DType::int32: case DType::uint8: {
-            if (is_float) fail("float");
+            if (is_float) refuse_field(name);
             int overflow = 0;
             const long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
             const long long lo = d == DType::int64 ? INT64_MIN : d == DType::int32 ? INT32_MIN : 0;
             const long long hi = d == DType::int64 ? INT64_MAX : d == DType::int32 ? INT32_MAX : 255;
-            if (overflow || v < lo || v > hi)
-                throw py::value_error(name + ": value " + py::str(o).cast<std::string>() + " does not fit in " + dtype_name(d));
+            if (overflow || v < lo || v > hi) refuse_field(name);
             if (d == DType::int64) { int64_t x = v; std::memcpy(dst, &x, 8); }
             else if (d == DType::int32) { int32_t x = static_cast<int32_t>(v); std::memcpy(dst, &x, 4); }
             else dst[0] = static_cast<uint8_t>(v);
@@ -109,21 +104,21 @@ public:
         }
     }
 
-    // ---- add: the hot path; the whole row set is validated before the core writes anything.
-    void add(const py::kwargs& kw) {
+    // ---- add: the hot path; the whole row set is checked before the core writes anything. `validate`
+    // is the storages' common signature: these checks are part of the copy and always run.
+    void add(const py::dict& kw, bool /*validate*/) {
         const auto& fields = core_.storage().fields();
         const size_t nf = fields.size();
         std::vector<py::object> keep(nf);
         std::vector<const void*> ptrs(nf);
         std::vector<std::array<uint8_t, 8>> scalars(nf);
         int64_t n = -1;
-        size_t first_field = 0;
         for (size_t f = 0; f < nf; ++f) {
             const Field& fd = fields[f];
             PyObject* o = PyDict_GetItemWithError(kw.ptr(), names_[f].ptr());
             if (!o) {
                 if (PyErr_Occurred()) throw py::error_already_set();
-                throw py::value_error("add: missing field '" + fd.name + "' (expected fields: " + field_list() + ")");
+                refuse_field(fd.name);
             }
             int64_t rows;
             if (fd.shape.empty() && write_python_scalar(o, fd.dtype, fd.name, scalars[f].data())) {
@@ -135,17 +130,16 @@ public:
                 ptrs[f] = a.data();
                 keep[f] = std::move(a);
             }
-            if (n < 0) { n = rows; first_field = f; }
+            if (n < 0) n = rows;
             else if (rows != n)
-                throw py::value_error("add: fields disagree on the number of rows: '" + fields[first_field].name + "' has " +
-                                      std::to_string(n) + ", '" + fd.name + "' has " + std::to_string(rows));
+                refuse_field(fd.name);
         }
         if (static_cast<size_t>(PyDict_Size(kw.ptr())) != nf) {
             for (auto item : kw) {
                 const std::string key = py::str(item.first).cast<std::string>();
                 bool known = false;
                 for (const Field& fd : fields) known = known || fd.name == key;
-                if (!known) throw py::value_error("add: unknown field '" + key + "' (expected fields: " + field_list() + ")");
+                if (!known) refuse_field(key);
             }
         }
         py::gil_scoped_release nogil;
@@ -154,8 +148,7 @@ public:
 
     // ---- sample / gather: outputs allocated with the GIL, filled without it.
     py::dict sample(int64_t batch_size, int64_t option, double beta) {
-        if (batch_size <= 0)
-            throw py::value_error("batch_size: expected an integer > 0, got " + std::to_string(batch_size));
+        if (batch_size <= 0) hrlkit::refuse("sample: batch_size <= 0");  // before the batch is allocated
         std::vector<void*> outs;
         py::dict batch = alloc_batch(batch_size, outs);
         auto idx = new_array<int64_t>({batch_size});
@@ -175,7 +168,7 @@ public:
     }
 
     py::dict gather(const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices) {
-        if (indices.ndim() != 1) throw py::value_error("indices: expected a 1-D array, got shape " + array_shape_str(indices));
+        if (indices.ndim() != 1) hrlkit::refuse("gather: indices not 1-D");
         std::vector<void*> outs;
         py::dict batch = alloc_batch(indices.shape(0), outs);
         {
@@ -188,11 +181,8 @@ public:
 
     void update_priorities(const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& indices,
                            const py::array_t<double, py::array::c_style | py::array::forcecast>& td) {
-        if (!core_.prioritized()) throw py::type_error("update_priorities: this buffer is not prioritized");
-        if (indices.ndim() != 1) throw py::value_error("indices: expected a 1-D array, got shape " + array_shape_str(indices));
-        if (td.ndim() != 1 || td.shape(0) != indices.shape(0))
-            throw py::value_error("td_errors: expected shape (" + std::to_string(indices.shape(0)) +
-                                  ",) to match indices, got " + array_shape_str(td));
+        if (indices.ndim() != 1 || td.ndim() != 1 || td.shape(0) != indices.shape(0))
+            hrlkit::refuse("update_priorities: not one TD error per index");
         py::gil_scoped_release nogil;
         core_.update_priorities(indices.data(), td.data(), indices.shape(0));
     }
@@ -227,12 +217,6 @@ public:
     hrlkit::Replay& core() { return core_; }
 
 private:
-    std::string field_list() const {
-        std::string s;
-        for (const Field& f : core_.storage().fields()) s += (s.empty() ? "" : ", ") + f.name;
-        return s;
-    }
-
     // Numpy array of field f's dtype, C-contiguous; casts only under numpy's 'same_kind' rule.
     py::array as_field_array(py::object o, size_t f) {
         const py::dtype& want = dtypes_[f];
@@ -246,16 +230,11 @@ private:
         py::array a;
         try {
             a = np_asarray(o);
-        } catch (py::error_already_set& e) {
-            throw py::value_error(names_[f].cast<std::string>() + ": expected an array-like of " +
-                                  std::string(dtype_name(core_.storage().field(static_cast<int64_t>(f)).dtype)) + ", got " +
-                                  py::str(py::type::of(o)).cast<std::string>());
+        } catch (py::error_already_set&) {
+            refuse_field(names_[f].cast<std::string>());
         }
-        if (!a.dtype().is(want)) {
-            if (!np_can_cast(a.dtype(), want, "same_kind").cast<bool>())
-                throw py::value_error(names_[f].cast<std::string>() + ": expected dtype " + py::str(want).cast<std::string>() +
-                                      " (or one numpy casts to it under 'same_kind'), got " + py::str(a.dtype()).cast<std::string>());
-        }
+        if (!a.dtype().is(want) && !np_can_cast(a.dtype(), want, "same_kind").cast<bool>())
+            refuse_field(names_[f].cast<std::string>());
         return py::array::ensure(a.attr("astype")(want, py::arg("order") = "C", py::arg("copy") = false),
                                  py::array::c_style);
     }
@@ -271,9 +250,7 @@ private:
             for (size_t i = 0; i < fnd; ++i) ok = ok && a.shape(static_cast<py::ssize_t>(off + i)) == fd.shape[i];
             rows = off ? a.shape(0) : 1;
         }
-        if (!ok || rows <= 0)
-            throw py::value_error(fd.name + ": expected shape " + shape_str(fd.shape, false) + " or " + shape_str(fd.shape, true) +
-                                  " with n >= 1, got " + array_shape_str(a));
+        if (!ok || rows <= 0) refuse_field(fd.name);
         return rows;
     }
 
@@ -428,7 +405,7 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init<int64_t, const Spec&, int64_t, bool, double, double, uint64_t>(), py::arg("capacity"), py::arg("spec"),
              py::arg("num_options") = 0, py::arg("prioritized") = false, py::arg("alpha") = 0.6, py::arg("eps") = 1e-6,
              py::arg("seed") = 0)
-        .def("add", &PyReplay::add)
+        .def("add", &PyReplay::add, py::arg("fields"), py::arg("validate") = true)
         .def("sample", &PyReplay::sample, py::arg("batch_size"), py::arg("option") = -1, py::arg("beta") = 0.0)
         .def("gather", &PyReplay::gather, py::arg("indices"))
         .def("update_priorities", &PyReplay::update_priorities, py::arg("indices"), py::arg("td_errors"))

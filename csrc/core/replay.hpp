@@ -3,8 +3,11 @@
 // PriorityTree of (|delta| + eps)^alpha; an untagged uniform buffer keeps none; a tagged uniform
 // buffer keeps a tree of unit priorities, so "a uniform row of option k" is the same descent.
 //
-// Every public mutating/sampling method validates all of its input before it touches state and
-// holds the buffer's mutex while it works, so rows are never torn between threads.
+// Every public mutating/sampling method refuses bad input before it touches state and holds the
+// buffer's mutex while it works, so rows are never torn between threads. The arguments of add,
+// sample, gather, update_priorities and count are the Python face's to check (hrlkit.replay, which
+// also names the problem when the core refuses a call): here those checks are only the invariants
+// the memory accesses rely on, and their messages are terse.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -22,6 +25,9 @@
 #include "sum_tree.hpp"
 
 namespace hrlkit {
+
+// A call whose arguments break an invariant of the core (see the comment at the top).
+[[noreturn]] inline void refuse(const std::string& what) { throw std::invalid_argument("Replay refused " + what); }
 
 struct ReplayOptions {
     int64_t num_options = 0;  // 0: untagged
@@ -92,20 +98,18 @@ public:
 
     int64_t count(int64_t option) const {
         if (option < 0) return size_;
-        check_option("option", option);
+        check_option(option);
         return counts_[static_cast<size_t>(option)];
     }
 
     // ---- add -----------------------------------------------------------------------------
     // src[f]: contiguous [n, row] array of field f.
     void add(int64_t n, const void* const* src) {
-        if (n <= 0) throw std::invalid_argument("add: expected at least one row, got " + std::to_string(n));
-        if (opt_.num_options > 0) {  // validate the tags before anything is written
+        if (n <= 0) refuse("add: no rows");
+        if (opt_.num_options > 0) {  // the tags index the per-option counts: checked before anything is written
             const int64_t* t = static_cast<const int64_t*>(src[option_field_]);
             for (int64_t j = 0; j < n; ++j)
-                if (t[j] < 0 || t[j] >= opt_.num_options)
-                    throw std::invalid_argument("option: expected ids in [0, " + std::to_string(opt_.num_options) +
-                                                "), got " + std::to_string(t[j]));
+                if (t[j] < 0 || t[j] >= opt_.num_options) refuse("add: an option id out of range");
         }
         std::lock_guard<std::mutex> g(mu_);
         const int64_t cap = capacity(), old_size = size_;
@@ -129,18 +133,12 @@ public:
     // w_i = (N P(i))^-beta / max_j w_j = (p_min / p_i)^beta; then gathers every field into out.
     // option < 0: all rows. weights may be null for an unprioritized buffer.
     void sample(int64_t n, int64_t option, double beta, int64_t* idx, float* weights, void* const* out) {
-        if (n <= 0) throw std::invalid_argument("batch_size: expected an integer > 0, got " + std::to_string(n));
-        if (option >= 0) check_option("option", option);
-        if (opt_.prioritized && !(beta >= 0.0 && std::isfinite(beta)))
-            throw std::invalid_argument("beta: expected a finite number >= 0, got " + std::to_string(beta));
+        if (n <= 0) refuse("sample: batch_size <= 0");
+        if (option >= 0) check_option(option);
+        if (opt_.prioritized && !(beta >= 0.0 && std::isfinite(beta))) refuse("sample: beta not a finite number >= 0");
         std::lock_guard<std::mutex> g(mu_);
         const int64_t available = option >= 0 ? counts_[static_cast<size_t>(option)] : size_;
-        if (available == 0) {
-            if (option >= 0)
-                throw std::invalid_argument("option: no rows of option " + std::to_string(option) +
-                                            " in the buffer yet (count(option=" + std::to_string(option) + ") == 0)");
-            throw std::invalid_argument("sample: the buffer is empty; add rows before sampling");
-        }
+        if (available == 0) refuse("sample: no rows to draw from");
         if (opt_.prioritized) {
             sample_prioritized(n, option, beta, idx, weights);
         } else if (option >= 0) {
@@ -163,11 +161,9 @@ public:
 
     // ---- priorities ----------------------------------------------------------------------
     void update_priorities(const int64_t* idx, const double* td, int64_t n) {
-        if (!opt_.prioritized) throw std::logic_error("update_priorities: this buffer is not prioritized");
+        if (!opt_.prioritized) refuse("update_priorities: the buffer is not prioritized");
         for (int64_t j = 0; j < n; ++j)
-            if (!std::isfinite(td[j]))
-                throw std::invalid_argument("td_errors: expected finite values, got " + std::to_string(td[j]) +
-                                            " at position " + std::to_string(j));
+            if (!std::isfinite(td[j])) refuse("update_priorities: a TD error not finite");
         std::lock_guard<std::mutex> g(mu_);
         check_indices(idx, n);
         for (int64_t j = 0; j < n; ++j) {
@@ -265,19 +261,13 @@ private:
 
     float leaf_value(double p) const { return leaf_priority(p, opt_.alpha); }
 
-    void check_option(const char* what, int64_t option) const {
-        if (opt_.num_options == 0)
-            throw std::invalid_argument(std::string(what) + ": this buffer has no option tags (created without num_options)");
-        if (option < 0 || option >= opt_.num_options)
-            throw std::out_of_range(std::string(what) + ": expected an option id in [0, " +
-                                    std::to_string(opt_.num_options) + "), got " + std::to_string(option));
+    void check_option(int64_t option) const {
+        if (option < 0 || option >= opt_.num_options) refuse("an option id out of range");
     }
 
     void check_indices(const int64_t* idx, int64_t n) const {
         for (int64_t j = 0; j < n; ++j)
-            if (idx[j] < 0 || idx[j] >= size_)
-                throw std::out_of_range("indices: expected slots in [0, " + std::to_string(size_) + ") (rows written), got " +
-                                        std::to_string(idx[j]) + " at position " + std::to_string(j));
+            if (idx[j] < 0 || idx[j] >= size_) refuse("an index outside the rows written");
     }
 
     // Each slot is written at most once per add, so the rows a chunk replaces are the ones that

@@ -1,95 +1,57 @@
-"""Replay buffers on the C++ column storage.
+"""Replay buffers: ``ReplayBuffer`` samples uniformly, ``PrioritizedReplayBuffer`` proportionally
+to (|delta| + eps)^alpha with importance weights. Either can carry option tags (``num_options=K``):
+every row then has an int64 ``option`` field and ``sample(B, option=k)`` draws only rows of
+option k. Either keeps its rows in host memory or on a CUDA device (``device=``).
 
-``ReplayBuffer`` samples uniformly, ``PrioritizedReplayBuffer`` proportionally to
-(|delta| + eps)^alpha with importance weights. Either can carry option tags
-(``num_options=K``): every row then has an int64 ``option`` field and ``sample(B, option=k)``
-draws only rows of option k.
+The parts, after TorchRL's split of a buffer into storage, sampler and writer:
 
-``add`` and the sampling core are C++ methods (``hrlkit._core.Replay``); this module declares
-the spec, converts to torch, and saves/loads. ``device="cuda"`` gives the GPU-resident twin of
-either class (``hrlkit._device_replay``): same arguments, same file format, CUDA tensors out.
+- the storage holds the rows and does the work where they are: ``HostStorage`` is the C++ core
+  (column ring, sum tree, sampling stream: ``hrlkit._host_storage``), ``CudaStorage`` the same
+  on a GPU (torch tensors and ``hrlkit._cuda`` kernels: ``hrlkit._cuda_storage``). The device is
+  the storage's (``buffer.device``); ``buffer.to(device)`` is a copy on another storage.
+- the buffer classes here are the sampling rule (uniform, or prioritized with its exponents and
+  ``update_priorities``), the same over either storage.
+- the arguments are checked once for both storages (``hrlkit._replay_checks``), and one file
+  format serves both (``hrlkit._replay_file``).
+
+Writer and sampler are not objects of their own: each storage writes its ring and draws from its
+tree in one native call, which a split across Python calls would slow (a host ``add`` of one row
+takes about a microsecond).
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
-import json
-import math
 import os
-import struct
 from typing import Any, BinaryIO, Mapping
 
-import numpy as np
-
-from . import _core, _device_replay
-from ._io import atomic_write
-from ._validate import INT64_MAX, UINT64_MAX, check_float, check_int, describe, to_numpy
+from . import _replay_file
+from ._cuda_storage import CudaStorage
+from ._host_storage import HostStorage
+from ._replay_checks import (
+    REFUSALS,
+    SUPPORTED_DTYPES,
+    check_index_range,
+    check_option,
+    check_rows,
+    check_rows_to_draw,
+    check_whole_priority_update,
+    checked_exponents,
+    checked_layout,
+    fresh_seed,
+    named,
+    resolve_device,
+)
+from ._validate import check_float, check_int
 
 __all__ = ["ReplayBuffer", "PrioritizedReplayBuffer", "SUPPORTED_DTYPES", "to_bytes", "from_bytes_like"]
 
-SUPPORTED_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
-_RESERVED = ("indices", "weights")
 
-# The replay file: a prefix (magic, format version, header length, file length), the JSON
-# header, one block per column (its first `size` rows, C order) then the priorities of those
-# rows (prioritized buffers), and last the SHA-256 of every byte before it. The digest is
-# checked over the whole file before the header is trusted or anything is allocated.
-_MAGIC = b"HRLKITRB"
-_FORMAT_VERSION = 2
-_VERSION = struct.Struct("<8sI")  # magic, format version: the part every version shares
-_PREFIX = struct.Struct("<8sIQQ")  # magic, format version, header length, file length
-_DIGEST = hashlib.sha256().digest_size
-_CHUNK = 1 << 20
+def _of_storage(name: str, doc: str) -> property:
+    """A read-only property that is the storage's own."""
+    return property(lambda self: getattr(self._storage, name), doc=doc)
 
 
-def _normalize_spec(spec: Any, num_options: int | None) -> list[tuple[str, tuple[int, ...], str]]:
-    if not isinstance(spec, Mapping) or not spec:
-        raise ValueError(f"spec: expected a non-empty dict {{name: (shape, dtype)}}, got {describe(spec)}")
-    fields = []
-    for name, entry in spec.items():
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"spec: field names must be identifiers, got {name!r}")
-        if name in _RESERVED:
-            raise ValueError(f"spec: field name {name!r} is reserved for sampled batches (reserved: {_RESERVED})")
-        if name == "option" and num_options is not None:
-            raise ValueError("spec: 'option' is added automatically when num_options is given; remove it from spec")
-        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-            raise ValueError(f"spec[{name!r}]: expected (shape, dtype), got {describe(entry)}")
-        shape, dtype = entry
-        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-            shape = (int(shape),)
-        if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 < s <= INT64_MAX for s in shape
-        ):
-            raise ValueError(f"spec[{name!r}]: expected a shape tuple of positive ints (below 2**63), got {shape!r}")
-        try:
-            dt = np.dtype(dtype)
-        except TypeError as exc:
-            raise ValueError(f"spec[{name!r}]: unknown dtype {dtype!r}; expected one of {SUPPORTED_DTYPES}") from exc
-        if dt.name not in SUPPORTED_DTYPES:
-            raise ValueError(f"spec[{name!r}]: unsupported dtype {dt.name}; expected one of {SUPPORTED_DTYPES}")
-        fields.append((name, tuple(int(s) for s in shape), dt.name))
-    if num_options is not None:
-        fields.append(("option", (), "int64"))
-    return fields
-
-
-def _checked_layout(capacity: Any, spec: Any, num_options: Any) -> tuple[int, list, int]:
-    """The checks of capacity, spec and num_options that every constructor (host and device)
-    and ``load`` share: (capacity, fields, num_options or 0)."""
-    capacity = check_int("capacity", capacity, minimum=1, maximum=INT64_MAX)
-    num_options = check_int("num_options", num_options, minimum=1, maximum=INT64_MAX, allow_none=True)
-    return capacity, _normalize_spec(spec, num_options), num_options or 0
-
-
-def _fresh_seed(seed: int | None) -> int:
-    if seed is None:
-        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
-    return check_int("seed", seed, minimum=0, maximum=UINT64_MAX)
-
-
-class ReplayBuffer(_core.Replay):
+class ReplayBuffer:
     """Uniform replay over a fixed-capacity ring of named columns.
 
     Args:
@@ -97,87 +59,154 @@ class ReplayBuffer(_core.Replay):
         spec: ``{name: (shape, dtype)}``, dtype one of ``SUPPORTED_DTYPES``.
         num_options: tag every row with an option id in ``[0, num_options)`` (field ``option``).
         seed: seed of the buffer's own sampling stream (random when None).
-        device: None or "cpu" for host memory; "cuda" / "cuda:N" returns the device-resident
-            twin (rows, tree and sampling on the GPU; ``sample`` returns CUDA tensors).
+        device: None or "cpu" for host memory; "cuda" / "cuda:N" keeps the rows, the tree and the
+            sampling on that GPU (``sample`` then returns CUDA tensors).
 
     ``add(**fields)`` takes one row (each field of its shape) or a batch of n rows (a leading
     dimension n on every field). Values are cast to the field dtype under numpy's 'same_kind'
     rule (float64 into float32 is fine; float into int is not).
     """
 
-    _prioritized = False
+    prioritized = False
     _HEADER_KEYS: tuple[str, ...] = ()  # the keys of _header_extra()
-
-    def __new__(cls, *args: Any, device: Any = None, **kwargs: Any):
-        if _device_replay.cuda_device(device) is not None:
-            twin = _device_replay.DevicePrioritizedReplayBuffer if cls._prioritized else _device_replay.DeviceReplayBuffer
-            return twin(*args, device=device, **kwargs)
-        return super().__new__(cls)
 
     def __init__(self, capacity: int, spec: Mapping[str, Any], *, num_options: int | None = None, seed: int | None = None,
                  device: Any = None):
-        self._init_core(**self._checked_args(capacity, spec, num_options=num_options, seed=seed))
+        device = resolve_device(device)
+        args = self._checked_args(capacity, spec, num_options=num_options, seed=seed)
+        self._attach(self._new_storage(args, device), args)
 
     @classmethod
     def _checked_args(cls, capacity: Any, spec: Any, *, num_options: Any = None, seed: Any = None) -> dict:
-        """The constructor's checks, giving ``_init_core``'s arguments. ``load`` passes a file's
+        """The constructor's checks, giving the constructor's arguments. ``load`` passes a file's
         header through them too, so a header gets the checks and messages of ``ReplayBuffer(...)``."""
-        capacity, fields, num_options = _checked_layout(capacity, spec, num_options)
-        return {"capacity": capacity, "fields": fields, "num_options": num_options, "seed": _fresh_seed(seed)}
+        capacity, fields, num_options = checked_layout(capacity, spec, num_options)
+        return {"capacity": capacity, "fields": fields, "num_options": num_options, "seed": fresh_seed(seed)}
 
-    def _init_core(self, capacity: int, fields, num_options: int, seed: int) -> None:
-        super().__init__(capacity, fields, num_options, False, 0.6, 1e-6, seed)
-        self._fields = fields
+    @classmethod
+    def _new_storage(cls, args: dict, device: Any) -> HostStorage | CudaStorage:
+        """The storage for checked arguments ``args`` on ``device`` (None: host memory); the one
+        place a buffer's memory is allocated."""
+        layout = (args["capacity"], args["fields"], args["num_options"], args["seed"])
+        exponents = {"prioritized": cls.prioritized, "alpha": args.get("alpha", 0.6), "eps": args.get("eps", 1e-6)}
+        if device is None:
+            return HostStorage(*layout, **exponents)
+        return CudaStorage(*layout, device, **exponents)
+
+    def _attach(self, storage: HostStorage | CudaStorage, args: dict) -> None:
+        self._storage = storage
+
+    @classmethod
+    def _wrap(cls, storage: HostStorage | CudaStorage, args: dict) -> "ReplayBuffer":
+        """A buffer of this class over an existing storage (a loaded or moved one)."""
+        buf = cls.__new__(cls)
+        buf._attach(storage, args)
+        return buf
+
+    def _sampling_args(self) -> dict:
+        """The arguments of the sampling rule, which a copy on another storage keeps."""
+        return {}
 
     # ---- introspection ------------------------------------------------------------------
+    device = _of_storage("device", "Where the rows are: the storage's torch.device (``cpu`` for host memory).")
+    capacity = _of_storage("capacity", "Rows kept; the oldest is overwritten when full.")
+    num_options = _of_storage("num_options", "Option ids per row, 0 for an untagged buffer.")
+    position = _of_storage("position", "The slot the next row goes to.")
+    max_priority = _of_storage("max_priority", "Largest |td| + eps seen (new rows of a prioritized buffer enter with "
+                                               "it); 1 at first.")
+    nbytes = _of_storage("nbytes", "Bytes of the rows (all ``capacity`` of them, padding excluded).")
+    generator = _of_storage("generator", "The torch generator sampling draws from on a CUDA storage (register it "
+                                         "with a CUDA graph that captures ``sample``); None in host memory, where "
+                                         "the core has its own stream.")
+
     @property
     def spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """The fields, including ``option`` for a tagged buffer."""
-        return {name: (shape, dtype) for name, shape, dtype in self._fields}
+        return {name: (shape, dtype) for name, shape, dtype in self._storage.fields}
+
+    def __len__(self) -> int:
+        return len(self._storage)
 
     def count(self, option: int | None = None) -> int:
         """Rows stored, of one option when ``option`` is given."""
-        option = check_int("option", option, minimum=0, allow_none=True)
-        return _core.Replay.count(self, -1 if option is None else option)
+        if option is None:
+            return len(self._storage)
+        return self._storage.count(check_option(option, self._storage.num_options))
+
+    def column(self, i: int):
+        """Field ``i``'s rows, all ``capacity`` of them (a numpy view, or a device tensor)."""
+        return self._storage.column(i)
+
+    def priorities(self):
+        """The leaves p_i^alpha of a prioritized buffer (a numpy view of all ``capacity`` slots in
+        host memory, a tensor of the rows written on a device); None for a uniform buffer."""
+        return self._storage.priorities()
+
+    def rng_state(self):
+        """The state of the sampling stream (the core's four 64-bit words; a device generator's state)."""
+        return self._storage.rng_state()
 
     def __repr__(self) -> str:
         tags = f", num_options={self.num_options}" if self.num_options else ""
-        return f"{type(self).__name__}(capacity={self.capacity}, size={len(self)}{tags}, fields={list(self.spec)})"
+        where = "" if self.device.type == "cpu" else f", device={self.device}"
+        return f"{type(self).__name__}(capacity={self.capacity}, size={len(self)}{tags}{where}, fields={list(self.spec)})"
 
-    def to(self, device: Any):
-        """This buffer on ``device``: itself for 'cpu', else a device-resident copy."""
-        dev = _device_replay.cuda_device(device)
-        if dev is None:
+    def to(self, device: Any) -> "ReplayBuffer":
+        """This buffer on ``device``: itself if its storage is there already, else a copy on a
+        storage there ('cpu': host memory)."""
+        target = resolve_device(device)
+        storage = self._storage
+        if target == (None if storage.device.type == "cpu" else storage.device):
             return self
-        twin = _device_replay.DevicePrioritizedReplayBuffer if self._prioritized else _device_replay.DeviceReplayBuffer
-        self.lock()
+        host = storage.to_host()
+        return self._wrap(host if target is None else CudaStorage.from_host(host, target), self._sampling_args())
+
+    # ---- add ----------------------------------------------------------------------------
+    def add(self, *, validate: bool = True, **fields: Any) -> None:
+        """Append one row or a batch of n rows (numpy, Python values or torch tensors; CUDA tensors
+        for a CUDA storage). The whole call is checked before anything is written.
+        ``validate=False`` lets a CUDA storage skip reading option ids that are CUDA tensors (a
+        host sync); in host memory the checks are part of the copy and always run."""
         try:
-            return twin.from_host(self, dev)
-        finally:
-            self.unlock()
+            self._storage.add(fields, validate)
+        except REFUSALS as refused:
+            raise named(refused, check_rows, self._storage.fields, self._storage.num_options, fields, validate) from None
 
     # ---- sampling -----------------------------------------------------------------------
     def sample(self, batch_size: int, *, option: int | None = None, as_torch: bool = False, device: Any = None) -> dict:
         """Draw ``batch_size`` rows with replacement: a dict of arrays plus ``indices``.
 
         ``option=k`` draws only rows of option k (tagged buffers). ``as_torch`` returns torch
-        tensors sharing the sampled arrays' memory (moved to ``device`` when given).
+        tensors sharing the sampled arrays' memory (moved to ``device`` when given); a CUDA
+        storage always returns CUDA tensors (moved to ``device`` when given).
         """
-        return self._sample(batch_size, option, 0.0, as_torch, device)
+        return self._draw(batch_size, option, 0.0, as_torch, device)
 
-    def _sample(self, batch_size, option, beta, as_torch, device) -> dict:
+    def _draw(self, batch_size: Any, option: Any, beta: float, as_torch: bool, device: Any) -> dict:
         if type(batch_size) is not int or batch_size < 1:
             batch_size = check_int("batch_size", batch_size, minimum=1)
-        if option is not None:
-            option = check_int("option", option, minimum=0)
-        batch = _core.Replay.sample(self, batch_size, -1 if option is None else option, beta)
-        return _to_torch(batch, device) if as_torch else batch
+        storage = self._storage
+        option = -1 if option is None else check_option(option, storage.num_options)
+        try:
+            batch = storage.sample(batch_size, option, beta)
+        except REFUSALS as refused:
+            raise named(refused, check_rows_to_draw, storage, option) from None
+        return storage.deliver(batch, as_torch, device) if as_torch or device is not None else batch
 
     def get(self, indices: Any, *, as_torch: bool = False, device: Any = None) -> dict:
-        """Rows at the given slot indices (e.g. the ``indices`` of an earlier sample)."""
-        idx = _check_indices(indices)
-        batch = _core.Replay.gather(self, idx)
-        return _to_torch(batch, device) if as_torch else batch
+        """Rows at the given slot indices (e.g. the ``indices`` of an earlier sample), plus
+        ``indices``; as torch tensors like ``sample``."""
+        storage = self._storage
+        idx = storage.indices(indices)
+        try:
+            batch = storage.gather(idx)
+        except REFUSALS as refused:
+            raise named(refused, check_index_range, idx, len(storage)) from None
+        return storage.deliver(batch, as_torch, device) if as_torch or device is not None else batch
+
+    def update_priorities(self, indices: Any, td_errors: Any, *, validate: bool = True) -> None:
+        """Only prioritized buffers have priorities (see :class:`PrioritizedReplayBuffer`)."""
+        raise TypeError("update_priorities: this buffer is not prioritized")
 
     # ---- save / load --------------------------------------------------------------------
     def _header_extra(self) -> dict:
@@ -190,59 +219,33 @@ class ReplayBuffer(_core.Replay):
         The file is written to a temporary name beside ``path``, synced, then renamed over it,
         so ``path`` always holds either the old file or the complete new one. ``path`` may also
         be an open binary file (e.g. ``io.BytesIO``), written from its current position. The file
-        ends with a SHA-256 digest of all its other bytes, which :meth:`load` checks first.
+        ends with a SHA-256 digest of all its other bytes, which :meth:`load` checks first. A CUDA
+        storage is copied to host memory and written from there, in the same format.
         """
-        if hasattr(path, "write"):
-            return self._write(path, None)
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"path: directory {directory!r} does not exist")
-        self._write(None, path)
-
-    def _write(self, file: BinaryIO | None, path: str | None) -> None:
-        """Serialize under the buffer's lock into ``file``, or atomically into ``path``."""
-        self.lock()
-        try:
-            size = len(self)
-            payload = [self.column(i)[:size] for i in range(len(self._fields))]
-            if self.prioritized:
-                payload.append(self.priorities()[:size])
-            tagged = self.num_options > 0
-            header = json.dumps({
-                "class": type(self).__name__,
-                "capacity": self.capacity,
-                # the constructor's own spec: a tagged buffer adds its `option` field itself
-                "spec": {n: [list(s), d] for n, s, d in self._fields if not (tagged and n == "option")},
-                "num_options": self.num_options or None,
-                **self._header_extra(),
-                "size": size,
-                "position": self.position,
-                "max_priority": self.max_priority,
-                "rng_state": [int(x) for x in self.rng_state()],
-            }).encode()
-            length = _PREFIX.size + len(header) + sum(a.nbytes for a in payload) + _DIGEST
-            digest = hashlib.sha256()
-            with contextlib.nullcontext(file) if path is None else atomic_write(path) as f:
-                for part in [_PREFIX.pack(_MAGIC, _FORMAT_VERSION, len(header), length), header, *map(_bytes, payload)]:
-                    digest.update(part)
-                    f.write(part)
-                f.write(digest.digest())
-        finally:
-            self.unlock()
+        storage = self._storage
+        tagged = storage.num_options > 0
+        header = {
+            "class": type(self).__name__,
+            "capacity": storage.capacity,
+            # the constructor's own spec: a tagged buffer adds its `option` field itself
+            "spec": {n: [list(s), d] for n, s, d in storage.fields if not (tagged and n == "option")},
+            "num_options": storage.num_options or None,
+            **self._header_extra(),
+        }
+        _replay_file.save(storage.to_host(), header, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike | BinaryIO, *, seed: int | None = None, device: Any = None) -> "ReplayBuffer":
         """Read a buffer written by :meth:`save` from a path, or from an open binary file
         (read from its current position to its end). ``seed`` reseeds the sampling stream;
-        by default the saved stream continues where it stopped. ``device="cuda"`` loads it into
-        a device-resident buffer.
+        by default the saved stream continues where it stopped. ``device="cuda"`` loads it onto
+        a CUDA storage.
 
         The file's SHA-256 digest is checked before anything in it is used, and its header goes
         through the constructor's checks; a file that fails any check raises ValueError naming
         it (format 1 files, which carry no digest over their header, are refused)."""
-        _device_replay.cuda_device(device)  # bad arguments fail before the file is read
-        seed = None if seed is None else _fresh_seed(seed)
+        resolve_device(device)  # bad arguments fail before the file is read
+        seed = None if seed is None else fresh_seed(seed)
         if hasattr(path, "read"):
             name = getattr(path, "name", None)
             return cls._load(path, repr(name) if isinstance(name, str) else f"<{type(path).__name__}>", seed, device)
@@ -252,113 +255,14 @@ class ReplayBuffer(_core.Replay):
 
     @classmethod
     def _load(cls, f: BinaryIO, where: str, seed: int | None, device: Any) -> "ReplayBuffer":
-        buf = cls._read(f, where, seed)
+        storage, args = _replay_file.read(f, where, kind=cls.__name__, extra_keys=cls._HEADER_KEYS,
+                                          prioritized=cls.prioritized, checked_args=cls._checked_args,
+                                          new_storage=lambda a: cls._new_storage(a, None), seed=seed)
+        buf = cls._wrap(storage, args)
         return buf.to(device) if device is not None else buf
 
-    @classmethod
-    def _read(cls, f: BinaryIO, where: str, seed: int | None) -> "ReplayBuffer":
-        """A new buffer from ``f`` (its position to its end), ``where`` naming it in errors. The
-        file is read twice: once to check its digest before anything is allocated, once into
-        the new buffer, checking that the bytes read are the bytes checked."""
 
-        def bad(what: str) -> ValueError:
-            return ValueError(f"path: {where} {what}")
-
-        try:
-            start = f.tell()
-            length = f.seek(0, io.SEEK_END) - start
-            f.seek(start)
-        except (OSError, ValueError) as exc:
-            raise bad(f"cannot be read: expected a seekable binary file ({exc})") from None
-        prefix = f.read(_PREFIX.size)
-        if len(prefix) < _VERSION.size or prefix[:8] != _MAGIC:
-            raise bad("is not an hrlkit replay file (bad magic)")
-        version = _VERSION.unpack_from(prefix)[1]
-        if version != _FORMAT_VERSION:
-            hint = "; format 1 files carry no checksum over their header and are no longer read" if version == 1 else ""
-            raise bad(f"has format version {version}, expected {_FORMAT_VERSION}{hint}")
-        if len(prefix) != _PREFIX.size or length < _PREFIX.size + _DIGEST:
-            raise bad(f"is truncated: {length} bytes")
-        _, _, header_len, declared = _PREFIX.unpack(prefix)
-        if declared != length:
-            raise bad(f"is truncated or has bytes appended: {length} bytes, expected {declared}")
-        if header_len > length - _PREFIX.size - _DIGEST:
-            raise bad(f"is corrupt: header length {header_len} runs past the end of the file")
-
-        digest = _check_digest(f, prefix, length, bad)
-        f.seek(start + _PREFIX.size)
-        header_bytes = f.read(header_len)
-        reread = hashlib.sha256(prefix + header_bytes)
-        args, size, position, max_priority, rng_state = cls._parse_header(header_bytes, bad)
-        row_bytes = [math.prod(shape) * np.dtype(dt).itemsize for _, shape, dt in args["fields"]]
-        body = size * (sum(row_bytes) + (4 if cls._prioritized else 0))
-        if _PREFIX.size + header_len + body + _DIGEST != length:
-            raise bad(f"is corrupt: its header declares {body} bytes of rows, the file holds "
-                      f"{length - _PREFIX.size - header_len - _DIGEST}")
-
-        buf = cls.__new__(cls)
-        try:
-            buf._init_core(**args)
-        except ValueError as exc:  # the core's checks of the sizes the header declares
-            raise bad(f"has an invalid header: {exc}") from None
-        except MemoryError as exc:
-            raise MemoryError(f"path: {where}: {exc}") from None
-        targets = [buf.column(i)[:size] for i in range(len(args["fields"]))]
-        if cls._prioritized:
-            targets.append(np.empty(size, np.float32))
-        for dst in targets:
-            view = _bytes(dst)
-            if f.readinto(view) != view.nbytes:
-                raise bad("is truncated: it ended while being read")
-            reread.update(view)
-        if reread.digest() != digest:
-            raise bad("changed while being read: its contents no longer match its SHA-256 checksum")
-        try:
-            buf.restore(size, position, max_priority, targets[-1] if cls._prioritized else None)
-            if seed is None:
-                buf.set_rng_state(rng_state)
-            else:
-                buf.reseed(seed)
-        except ValueError as exc:
-            raise bad(f"has an invalid header: {exc}") from None
-        return buf
-
-    @classmethod
-    def _parse_header(cls, header_bytes: bytes, bad) -> tuple[dict, int, int, float, list[int]]:
-        """The header's constructor arguments, checked by the constructor's own checks, and the
-        saved state (size, position, max_priority, RNG state); ``bad`` makes the errors."""
-        try:
-            header = json.loads(header_bytes, object_pairs_hook=_unique_keys)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise bad(f"has a corrupt header ({exc})") from None
-        if not isinstance(header, dict):
-            raise bad(f"has a corrupt header (expected a JSON object, got {describe(header)})")
-        saved_class = header.get("class")
-        if saved_class != cls.__name__:
-            if saved_class in ("ReplayBuffer", "PrioritizedReplayBuffer"):
-                raise bad(f"holds a {saved_class}, expected a {cls.__name__}; use {saved_class}.load")
-            raise bad(f"has a corrupt header (class {describe(saved_class)})")
-        extra = cls._HEADER_KEYS
-        expected = {"class", "capacity", "spec", "num_options", "size", "position", "max_priority", "rng_state", *extra}
-        if set(header) != expected:
-            raise bad(f"has a corrupt header (missing keys {sorted(expected - set(header))}, "
-                      f"unexpected keys {sorted(set(header) - expected)})")
-        try:
-            args = cls._checked_args(header["capacity"], header["spec"], num_options=header["num_options"], seed=0,
-                                     **{k: header[k] for k in extra})
-            size = check_int("size", header["size"], minimum=0, maximum=args["capacity"])
-            position = check_int("position", header["position"], minimum=0, maximum=args["capacity"] - 1)
-            max_priority = check_float("max_priority", header["max_priority"])
-            rng_state = header["rng_state"]
-            if not isinstance(rng_state, list) or len(rng_state) != 4:
-                raise ValueError(f"rng_state: expected a list of 4 integers, got {describe(rng_state)}")
-            rng_state = [check_int(f"rng_state[{i}]", x, minimum=0, maximum=UINT64_MAX) for i, x in enumerate(rng_state)]
-        except (TypeError, ValueError) as exc:
-            raise bad(f"has an invalid header: {exc}") from None
-        return args, size, position, max_priority, rng_state
-
-
-class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
+class PrioritizedReplayBuffer(ReplayBuffer):
     """Proportional prioritized replay (Schaul et al., 2016).
 
     Rows are drawn with probability P(i) = p_i / sum_j p_j, p_i = (|delta_i| + eps)^alpha, by
@@ -367,7 +271,7 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
     max over the rows that could be drawn (over option k's rows with ``option=k``).
     """
 
-    _prioritized = True
+    prioritized = True
     _HEADER_KEYS = ("alpha", "beta", "eps")
 
     def __init__(
@@ -382,20 +286,36 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
         seed: int | None = None,
         device: Any = None,
     ):
-        self._init_core(**self._checked_args(capacity, spec, alpha=alpha, beta=beta, eps=eps, num_options=num_options,
-                                             seed=seed))
+        device = resolve_device(device)
+        args = self._checked_args(capacity, spec, alpha=alpha, beta=beta, eps=eps, num_options=num_options, seed=seed)
+        self._attach(self._new_storage(args, device), args)
 
     @classmethod
     def _checked_args(cls, capacity: Any, spec: Any, *, alpha: Any = 0.6, beta: Any = 0.4, eps: Any = 1e-6,
                       num_options: Any = None, seed: Any = None) -> dict:
         args = super()._checked_args(capacity, spec, num_options=num_options, seed=seed)
-        return {**args, "alpha": check_float("alpha", alpha, low=0.0), "beta": check_float("beta", beta, low=0.0),
-                "eps": check_float("eps", eps, low=0.0)}
+        return {**args, **checked_exponents(alpha, beta, eps)}
 
-    def _init_core(self, capacity, fields, num_options, seed, *, alpha=0.6, beta=0.4, eps=1e-6) -> None:
-        _core.Replay.__init__(self, capacity, fields, num_options, True, alpha, eps, seed)
-        self._fields = fields
-        self._beta = beta
+    def _attach(self, storage: HostStorage | CudaStorage, args: dict) -> None:
+        super()._attach(storage, args)
+        self._beta = args["beta"]
+        storage.set_beta(self._beta)
+
+    def _sampling_args(self) -> dict:
+        return {"beta": self._beta}
+
+    alpha = _of_storage("alpha", "The priority exponent: p_i = (|td_i| + eps)^alpha.")
+    eps = _of_storage("eps", "Added to |td_i| so that no row's priority is 0.")
+
+    @property
+    def beta(self) -> float:
+        """Default importance-sampling exponent of ``sample`` (anneal it towards 1)."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = check_float("beta", value, low=0.0)
+        self._storage.set_beta(self._beta)  # outside any graph capture: a CUDA storage reads it on the device
 
     def sample(
         self,
@@ -408,88 +328,31 @@ class PrioritizedReplayBuffer(_device_replay.BetaProperty, ReplayBuffer):
     ) -> dict:
         """Draw ``batch_size`` rows by priority: arrays plus ``indices`` and ``weights``."""
         beta = self._beta if beta is None else check_float("beta", beta, low=0.0)
-        return self._sample(batch_size, option, beta, as_torch, device)
+        return self._draw(batch_size, option, beta, as_torch, device)
 
-    def update_priorities(self, indices: Any, td_errors: Any) -> None:
-        """Set p_i = (|td_i| + eps)^alpha for the given slots (batched; numpy or torch)."""
-        if (
-            type(indices) is np.ndarray
-            and type(td_errors) is np.ndarray
-            and indices.dtype.kind in "iu"
-            and td_errors.dtype.kind == "f"
-            and indices.ndim == 1
-        ):  # fast path: the core checks lengths, ranges and finiteness before it changes anything
-            _core.Replay.update_priorities(self, indices, td_errors)
-            return
-        idx = _check_indices(indices)
-        td = to_numpy("td_errors", td_errors)
-        if td.dtype.kind not in "fiu":
-            raise TypeError(f"td_errors: expected real numbers, got {describe(td)}")
-        if td.ndim == 2 and td.shape[1] == 1:  # a (B, 1) column of TD errors
-            td = td[:, 0]
-        _core.Replay.update_priorities(self, idx, td.astype(np.float64, copy=False))
+    def update_priorities(self, indices: Any, td_errors: Any, *, validate: bool = True) -> None:
+        """Set p_i = (|td_i| + eps)^alpha for the given slots (batched; numpy or torch; the last of
+        duplicated indices wins). ``validate=False`` lets a CUDA storage skip the range and
+        finiteness checks (host syncs); in host memory they are part of the update and always run."""
+        storage = self._storage
+        try:
+            storage.update_priorities(indices, td_errors, validate)
+        except REFUSALS as refused:
+            raise named(refused, check_whole_priority_update, indices, td_errors, len(storage)) from None
 
     def _header_extra(self) -> dict:
         return {"alpha": self.alpha, "beta": self._beta, "eps": self.eps}
 
 
-def to_bytes(buffer) -> bytes:
-    """A buffer (host or device) in the replay file format, in memory (e.g. inside a checkpoint)."""
+def to_bytes(buffer: ReplayBuffer) -> bytes:
+    """A buffer (on either storage) in the replay file format, in memory (e.g. inside a checkpoint)."""
     stream = io.BytesIO()
     buffer.save(stream)
     return stream.getvalue()
 
 
-def from_bytes_like(buffer, blob: bytes):
+def from_bytes_like(buffer: ReplayBuffer, blob: bytes) -> ReplayBuffer:
     """The buffer saved in ``blob``, of ``buffer``'s kind (prioritized or not) and on its device."""
     cls = PrioritizedReplayBuffer if buffer.prioritized else ReplayBuffer
-    device = None if isinstance(buffer, ReplayBuffer) else buffer.device
-    return cls._load(io.BytesIO(blob), "<bytes>", None, device)
-
-
-def _check_digest(f: BinaryIO, prefix: bytes, length: int, bad) -> bytes:
-    """The SHA-256 that ends a replay file of ``length`` bytes, checked against the file's other
-    bytes (``f`` is just past ``prefix``); read in chunks, so a file is never held in memory."""
-    checked = hashlib.sha256(prefix)
-    remaining = length - _PREFIX.size - _DIGEST
-    while remaining > 0:
-        chunk = f.read(min(remaining, _CHUNK))
-        if not chunk:
-            raise bad("is truncated: it ended while being read")
-        checked.update(chunk)
-        remaining -= len(chunk)
-    digest = f.read(_DIGEST)
-    if checked.digest() != digest:
-        raise bad("is corrupt: its SHA-256 checksum does not match its contents")
-    return digest
-
-
-def _unique_keys(pairs: list) -> dict:
-    """A JSON object, refusing repeated keys (json keeps the last silently)."""
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"repeated keys {sorted({k for k in keys if keys.count(k) > 1})}")
-    return dict(pairs)
-
-
-def _bytes(a: np.ndarray) -> np.ndarray:
-    """A flat uint8 view of a C-contiguous array (zero rows included), for I/O and checksums."""
-    return a.reshape(-1).view(np.uint8)
-
-
-def _check_indices(indices: Any) -> np.ndarray:
-    idx = to_numpy("indices", indices)
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"indices: expected integers, got {describe(idx)}")
-    if idx.ndim != 1:
-        raise ValueError(f"indices: expected a 1-D array, got shape {idx.shape}")
-    return idx.astype(np.int64, copy=False)
-
-
-def _to_torch(batch: dict, device: Any) -> dict:
-    import torch
-
-    out = {k: torch.from_numpy(v) for k, v in batch.items()}
-    if device is not None and torch.device(device).type != "cpu":
-        out = {k: v.to(device, non_blocking=True) for k, v in out.items()}
-    return out
+    device = buffer.device
+    return cls._load(io.BytesIO(blob), "<bytes>", None, None if device.type == "cpu" else device)

@@ -315,7 +315,7 @@ class SoftOptionCritic(OptionAgent):
         data, until capturing the gradient step fails."""
         cfg = self.config
         return (not self._train_step.failed and cfg.cuda_graph and self.device.type == "cuda"
-                and cfg.learn_from_all_data and not isinstance(self.buffer, ReplayBuffer))
+                and cfg.learn_from_all_data and self.buffer.device.type != "cpu")
 
     @property
     def _graph(self) -> Any:
@@ -332,7 +332,7 @@ class SoftOptionCritic(OptionAgent):
             batch = self.buffer.sample(B)
             # deal the (stratified, position-ordered) rows to the options in turn
             order = np.arange(B).reshape(m, K).T.reshape(-1)
-            if isinstance(batch["indices"], torch.Tensor):  # a device buffer's batch
+            if self.buffer.device.type != "cpu":  # a CUDA storage's batch: tensors
                 if self._order is None:  # made once: no host-to-device copy inside a captured step
                     self._order = torch.as_tensor(order, device=batch["indices"].device)
                 order = self._order
@@ -341,7 +341,7 @@ class SoftOptionCritic(OptionAgent):
         for w in range(K):
             # an option with no rows of its own yet learns from all data
             parts.append(self.buffer.sample(m, option=w if self.buffer.count(option=w) > 0 else None))
-        if isinstance(parts[0]["indices"], torch.Tensor):
+        if self.buffer.device.type != "cpu":
             return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -360,9 +360,9 @@ class SoftOptionCritic(OptionAgent):
         soft_update(self.targets_copy, self.targets, self.config.polyak)
         if self.buffer.prioritized:
             td = (out["q"].detach() - out["target"]).abs().mean(dim=0)
-            if isinstance(self.buffer, ReplayBuffer):  # host memory
+            if self.buffer.device.type == "cpu":  # host memory
                 self.buffer.update_priorities(batch["indices"].cpu().numpy(), td.cpu().numpy())
-            else:  # device-resident: indices and errors stay on the GPU, no host sync
+            else:  # on the GPU: indices and errors stay there, no host sync
                 self.buffer.update_priorities(batch["indices"], td, validate=False)
         logged = {f"losses/{k}": out[k].detach() for k in ("critic", "actor", "option_value", "termination", "alpha")}
         logged["losses/q"] = out["q"].detach().mean()
