@@ -19,7 +19,12 @@ def read_run(run_dir: str, metric: str) -> tuple[dict, np.ndarray, np.ndarray]:
         cfg = json.load(f)
     steps, values = [], []
     with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        columns = [c for c in reader.fieldnames or [] if c != "global_step"]
+        if metric not in columns:
+            raise ValueError(f"--metric: {metric!r} is not a column of {csv_path!r}; "
+                             f"its columns: {', '.join(columns) or '(none: nothing logged yet)'}")
+        for row in reader:
             v = row.get(metric)
             if v not in (None, ""):
                 steps.append(float(row["global_step"]))
