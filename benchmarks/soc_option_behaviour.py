@@ -28,7 +28,7 @@ def rollout(agent, episodes: int, seed: int = 10_000):
         opts, rews, vels = [], [], []
         while not done:
             action, state = agent.predict(obs, state, deterministic=True)
-            obs, r, term, trunc, info = env.step(action[0])
+            obs, r, term, trunc, info = env.step(action)
             opts.append(int(state["option"][0]))
             rews.append(float(r))
             vels.append(float(info.get("x_velocity", np.nan)))

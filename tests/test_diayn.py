@@ -355,7 +355,7 @@ def test_pixels_carracing_trains_logs_checkpoints_and_resumes(tmp_path):
                   tensorboard=False, log_every=30)
     assert resumed.global_step == 60
     actions, state = resumed.predict(resumed.obs[0], {"skill": [2]})
-    assert actions.shape == (1, 3) and resumed.action_space.contains(actions[0].astype(np.float32))
+    assert actions.shape == (3,) and resumed.action_space.contains(actions.astype(np.float32))
     with pytest.raises(ConfigError, match="buffer_size"):
         hrlkit.DIAYN("CarRacing-v3", seed=0, **{**kw, "buffer_size": 10**7})
     with pytest.raises(ConfigError, match="discriminator_dims"):

@@ -195,7 +195,7 @@ def test_pixels_carracing_runs_checkpoints_and_resumes(tmp_path):
     resumed.learn(40, run_dir=str(tmp_path / "again"), **QUIET)
     assert resumed.global_step == 40
     a, _ = resumed.predict(resumed.obs[0])
-    assert a.shape == (1, 3) and resumed.action_space.contains(a[0].astype(np.float32))
+    assert a.shape == (3,) and resumed.action_space.contains(a.astype(np.float32))
 
 
 def test_cli_trains_feudal(tmp_path):

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from . import envs, targets
 from .agents import DIAYN, DIAYNManager, FeudalNetwork, OptionCritic, SoftOptionCritic, TabularOptionCritic
+from .agents.base import set_random_seed
 from .replay import SUPPORTED_DTYPES, PrioritizedReplayBuffer, ReplayBuffer
+from .runtime.callbacks import (BaseCallback, CallbackList, CheckpointCallback, EvalCallback,
+                                StopTrainingOnRewardThreshold)
+from .runtime.policy_evaluation import evaluate_policy
 from .targets import nstep_returns, option_bootstrap, option_values, soft_option_targets
 
 __version__ = "0.1.0"
@@ -23,5 +27,12 @@ __all__ = [
     "option_bootstrap",
     "soft_option_targets",
     "targets",
+    "evaluate_policy",
+    "set_random_seed",
+    "BaseCallback",
+    "CallbackList",
+    "EvalCallback",
+    "CheckpointCallback",
+    "StopTrainingOnRewardThreshold",
     "__version__",
 ]

@@ -25,7 +25,14 @@ def _hyperparameter_help(name: str, cls) -> str:
 def _train_options() -> argparse.ArgumentParser:
     """The options of ``hrlkit train ALGO``, shared by every algorithm's sub-command."""
     t = argparse.ArgumentParser(add_help=False)
-    t.add_argument("--env", help="gymnasium environment id (e.g. CartPole-v1, hrlkit/FourRooms-v0)")
+    t.add_argument("--env", help="gymnasium environment id (e.g. CartPole-v1, hrlkit/FourRooms-v0, mypkg.envs:MyEnv-v0)")
+    t.add_argument("--env-module", action="append", default=[], metavar="MODULE",
+                   help="import MODULE before making the env (it registers your ids); recorded, re-imported by "
+                        "eval, skills and --resume (repeatable)")
+    t.add_argument("--wrap", action="append", default=[], metavar="NAME[:key=value,...]",
+                   help="a gymnasium wrapper around each env, applied in order (repeatable): a gymnasium.wrappers "
+                        "name or package.module:Class, e.g. --wrap GrayscaleObservation --wrap "
+                        "ResizeObservation:shape=[64,64]; a config file's 'wrappers:' list does the same")
     t.add_argument("--total-steps", type=int, default=None, help="environment steps to train for (default 100000)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-envs", type=int, default=None, help="parallel environments (overrides num_envs)")
@@ -51,11 +58,19 @@ def _train_options() -> argparse.ArgumentParser:
     t.add_argument("--video", action="store_true", help="record an MP4 of the first episode of each evaluation")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--no-tensorboard", action="store_true", help="CSV only")
+    t.add_argument("--track", action="store_true",
+                   help="also log the scalars and hyperparameters to Weights & Biases (needs wandb; "
+                        "WANDB_MODE=offline to log locally and `wandb sync` later)")
+    t.add_argument("--track-project", default=None, help="--track: the wandb project (default hrlkit)")
+    t.add_argument("--track-entity", default=None, help="--track: the wandb entity (default: your wandb default)")
     return t
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="hrlkit", description="Hierarchical RL: train, evaluate and plot agents.")
+    p.add_argument("--version", action="version", version=f"hrlkit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train an agent (hrlkit train ALGO --help: its options and hyperparameters)")
@@ -73,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt); never unpickled")
     e.add_argument("--seed", type=int, default=None, help="first evaluation seed")
+    e.add_argument("--env", help="evaluate on this env id instead of the run's own (needed when the run's env was "
+                                 "handed over as an object)")
     e.add_argument("--video", action="store_true", help="write an MP4 of the first episode to RUN_DIR/videos")
 
     pl = sub.add_parser("plot", help="learning curves (mean ± std over seeds) to PNG")
@@ -88,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--seed", type=int, default=0, help="seed of episode 0 of every skill")
     sk.add_argument("--video", action="store_true", help="an MP4 per skill in RUN_DIR/skills")
     sk.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/latest.pt)")
+    sk.add_argument("--env", help="roll the skills out on this env id instead of the run's own")
 
     cv = sub.add_parser("convert-checkpoint",
                         help="rewrite a checkpoint of an older hrlkit (format 1) in the safe format; format 1 loads "
@@ -102,33 +120,47 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from .agents.base import load_agent
     from .runtime.threads import DEFAULT_THREADS
+    from .runtime.trainer import default_run_dir
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads: expected an int >= 1, got {args.threads}")
+    if args.total_steps is not None and args.total_steps < 1:
+        raise ConfigError(f"--total-steps: expected an int >= 1, got {args.total_steps}")
+    if not args.track and (args.track_project or args.track_entity):
+        raise ConfigError("--track-project/--track-entity: only with --track")
+    extra = {"track": _track_options(args)} if args.track else {}  # Logger(track=...): the trainer passes it on
     cls = _algorithms()[args.algo]
-    overrides = {}
+    overrides, wrappers, env_modules = {}, [], list(args.env_module)
     if args.config:
         overrides.update(load_config_file(args.config))
+        wrappers = overrides.pop("wrappers", None) or []  # the env's, not hyperparameters
+        if not isinstance(wrappers, list):
+            raise ConfigError(f"--config: 'wrappers' must be a list, got {wrappers!r}")
+        modules = overrides.pop("env_module", None) or []
+        env_modules = ([modules] if isinstance(modules, str) else list(modules)) + env_modules
+    wrappers = wrappers + list(args.wrap)
     overrides.update(parse_overrides(args.set))
     if args.num_envs is not None:
         overrides["num_envs"] = args.num_envs
     if getattr(args, "skills", None) is not None:
         overrides["skills"] = args.skills
     if args.resume:
-        if overrides:
-            raise ConfigError("--resume: hyperparameters come from the checkpoint; drop --set/--config/--num-envs")
+        if overrides or wrappers or env_modules:
+            raise ConfigError("--resume: hyperparameters and the env come from the checkpoint; drop --set/--config/"
+                              "--num-envs/--wrap/--env-module")
         path = _resume_checkpoint(args.resume, args.resume_fallback)
         agent = load_agent(path, cls, device=args.device, threads=args.threads, trust_pickle=args.trust_checkpoint)
         with open(os.path.join(args.resume, "config.json")) as f:
-            total = args.total_steps or json.load(f)["total_steps"]
+            total = args.total_steps if args.total_steps is not None else json.load(f)["total_steps"]
         run_dir = args.resume
     else:
         if not args.env:
             raise ConfigError("--env: required (e.g. --env CartPole-v1); `hrlkit list` names the registered ids")
         agent = cls(args.env, seed=args.seed, device=args.device, async_envs=args.async_envs, config=overrides,
+                    wrappers=wrappers, env_module=env_modules,
                     threads=DEFAULT_THREADS if args.threads is None else args.threads)
-        total = args.total_steps or 100_000
-        run_dir = args.run_dir
+        total = args.total_steps if args.total_steps is not None else 100_000
+        run_dir = args.run_dir or default_run_dir(agent)
     agent.learn(
         total,
         run_dir=run_dir,
@@ -139,9 +171,19 @@ def cmd_train(args) -> int:
         progress=not args.quiet,
         tensorboard=not args.no_tensorboard,
         video=args.video,
+        **extra,
     )
     print(f"run saved in {agent.run_dir}")
     return 0
+
+
+def _track_options(args) -> dict:
+    """``track`` for the run's Logger from --track-project/--track-entity; fails before anything is
+    built when wandb is not installed."""
+    from .runtime.tracking import require_wandb
+
+    require_wandb("--track")
+    return {"project": args.track_project or "hrlkit", "entity": args.track_entity}
 
 
 def _resume_checkpoint(run_dir: str, fallback: bool) -> str:
@@ -192,12 +234,14 @@ def cmd_eval(args) -> int:
     import numpy as np
 
     from .agents.base import load_agent
-    from .runtime.evaluation import evaluate
+    from .runtime.evaluation import check_video_support, evaluate
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
     path = args.checkpoint or os.path.join(args.run_dir, "checkpoints", "latest.pt")
-    agent = load_agent(path)
+    agent = load_agent(path, env=args.env)
+    if args.video:
+        check_video_support(agent)
     returns = evaluate(agent, args.episodes, seed=args.seed, video_dir=os.path.join(args.run_dir, "videos") if args.video else None)
     print(json.dumps({"episodes": args.episodes, "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
                       "returns": [float(r) for r in returns]}))
@@ -206,15 +250,18 @@ def cmd_eval(args) -> int:
 
 def cmd_skills(args) -> int:
     from .agents.base import load_agent
+    from .runtime.evaluation import check_video_support
     from .runtime.threads import torch_threads
     from .skills import discriminator_accuracy, endpoint_spread, plot_skills, rollout_skills
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
     path = args.checkpoint or os.path.join(args.run_dir, "checkpoints", "latest.pt")
-    agent = load_agent(path)
+    agent = load_agent(path, env=args.env)
     if agent.name != "diayn":
         raise ConfigError(f"run_dir: {args.run_dir!r} holds a {agent.name!r} run; skills are drawn for diayn runs")
+    if args.video:
+        check_video_support(agent)
     with torch_threads(agent.threads):
         rollouts = rollout_skills(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
                                   video_dir=os.path.join(args.run_dir, "skills") if args.video else None)

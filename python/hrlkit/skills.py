@@ -31,12 +31,11 @@ def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed
     (qpos[0] and qvel[0]). ``video_dir``: an MP4 of each skill's first episode."""
     import gymnasium as gym
 
-    from .runtime.envs import make_env
     from .runtime.evaluation import OptionOverlay
 
     out: dict[int, list[dict[str, Any]]] = {}
     for k in range(agent.config.num_skills):
-        env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_dir else None)
+        env, owned = agent.make_eval_env(render_mode="rgb_array" if video_dir else None)
         if video_dir:
             os.makedirs(video_dir, exist_ok=True)
             overlay = OptionOverlay(env)
@@ -67,7 +66,8 @@ def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed
                     rec["x"], rec["xvel"] = (np.array(c) for c in zip(*xs))
                 episodes_k.append(rec)
         finally:
-            env.close()
+            if owned:
+                env.close()
         out[k] = episodes_k
     return out
 

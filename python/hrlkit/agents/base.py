@@ -25,7 +25,8 @@ import torch
 
 from ..runtime import checkpoint
 from ..runtime.config import ConfigError, build_config, to_dict, with_current_names
-from ..runtime.envs import make_vector_env
+from ..runtime.envs import (EnvMaker, normalization_state, set_normalization_state,
+                             share_observation_statistics)
 from ..runtime.errors import NonFiniteError
 from ..runtime.threads import DEFAULT_THREADS, check_threads, torch_threads
 
@@ -36,26 +37,47 @@ class Algorithm:
 
     def __init__(
         self,
-        env_id: str,
+        env: Any,
         *,
         seed: int = 0,
         device: str = "cpu",
         async_envs: bool = False,
         env_kwargs: dict | None = None,
+        wrappers: list | None = None,
+        env_module: list[str] | str | None = None,
+        eval_env: Any = None,
         threads: int = DEFAULT_THREADS,
         config: dict | None = None,
         **hparams: Any,
     ):
+        """``env``: an env id (``"CartPole-v1"``, ``"mypkg.envs:MyEnv-v0"``), a gymnasium.Env, a
+        zero-argument factory or a gymnasium.vector.VectorEnv (SAME_STEP autoreset);
+        ``num_envs`` applies to ids and factories. ``wrappers``: gymnasium wrappers applied in
+        order to each env (names, ``"NAME:key=value,..."``, ``"package.module:Class"`` or
+        ``{"name": ..., **kwargs}``); ``env_module``: modules to import first (they register
+        ids); ``eval_env``: the evaluation env (default: a new env made like the training ones,
+        with their observation-normalization statistics, frozen)."""
+        maker = env if isinstance(env, EnvMaker) else EnvMaker(env, env_kwargs=env_kwargs, wrappers=wrappers,
+                                                                 env_module=env_module)
         self.config = build_config(self.Config, config or {}, hparams)
+        fixed = maker.fixed_num_envs()
+        if fixed is not None and fixed != self.config.num_envs:
+            if "num_envs" in {**(config or {}), **hparams}:
+                raise ConfigError(f"num_envs: {self.config.num_envs} asked, but the env given is {fixed} env(s); "
+                                  f"num_envs applies to env ids and factories")
+            self.config = build_config(self.Config, config or {}, hparams, {"num_envs": fixed})
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ConfigError(f"seed: expected an int >= 0, got {seed!r}")
         self.threads = check_threads(threads)
         self.device = self._check_device(device)
-        self.env_id = env_id
-        self.env_kwargs = dict(env_kwargs or {})
+        self.env_maker = maker
+        self.eval_env_maker = None if eval_env is None else (
+            eval_env if isinstance(eval_env, EnvMaker) else EnvMaker(eval_env))
+        self.env_id = maker.name  # the env's id, or a name for an env handed over as an object
+        self.env_kwargs = maker.env_kwargs
         self.seed = int(seed)
         self.async_envs = async_envs
-        self.envs = make_vector_env(env_id, self.config.num_envs, async_envs=async_envs, env_kwargs=self.env_kwargs)
+        self.envs = maker.vector_env(self.config.num_envs, async_envs=async_envs)
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self._check_spaces()
@@ -138,11 +160,86 @@ class Algorithm:
         checkpoint.save(path, self.checkpoint_payload(include_envs=include_envs))
 
     @classmethod
-    def load(cls, path: str, *, device: str | None = None, env_id: str | None = None,
+    def load(cls, path: str, *, device: str | None = None, env: Any = None,
              threads: int | None = None, trust_pickle: bool = False) -> "Algorithm":
-        """The agent saved at ``path``. Loading runs no code from the file. ``trust_pickle=True``
-        also restores the pickled environments (an exact resume): only for files you trust."""
-        return load_agent(path, cls, device=device, env_id=env_id, threads=threads, trust_pickle=trust_pickle)
+        """The agent saved at ``path``. Loading runs no code from the file (it imports the env
+        modules and wrapper classes the run names, by name). ``env``: the env to run it on (any
+        form ``__init__`` takes), needed when the run's env was handed over as an object; by
+        default the run's own, rebuilt. ``trust_pickle=True`` also restores the pickled
+        environments (an exact resume): only for files you trust."""
+        return load_agent(path, cls, device=device, env=env, threads=threads, trust_pickle=trust_pickle)
+
+    def get_parameters(self) -> dict[str, dict[str, Any]]:
+        """The state dict of each module and optimizer of :meth:`modules`, by its name there
+        (Stable-Baselines3's ``get_parameters``); copies, so training on leaves them as they are."""
+        import copy
+
+        return {name: copy.deepcopy(m.state_dict()) for name, m in self.modules().items()}
+
+    def set_parameters(self, params: dict[str, dict[str, Any]], exact_match: bool = True) -> None:
+        """Load ``params`` (as :meth:`get_parameters` gives them) into the modules and optimizers
+        (Stable-Baselines3's ``set_parameters``). ``exact_match``: every name of :meth:`modules`
+        and every key of each module's state dict must be given (else a subset loads). Names,
+        keys and tensor shapes are checked first: a mismatch raises ValueError naming each
+        difference, and nothing changes."""
+        mods = self.modules()
+        if not isinstance(params, dict):
+            raise TypeError(f"params: expected a dict of state dicts by module name, got {type(params).__name__}")
+        problems = [f"unknown name {k!r}" for k in sorted(set(params) - set(mods), key=str)]
+        if exact_match:
+            problems += [f"{k!r} missing" for k in sorted(set(mods) - set(params))]
+
+        def shapes(state: Any) -> dict[str, tuple]:
+            return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+        for name, given in params.items():
+            if name not in mods:
+                continue
+            if not isinstance(given, dict):
+                problems.append(f"{name!r}: expected a state dict, got {type(given).__name__}")
+                continue
+            current = mods[name].state_dict()
+            if isinstance(mods[name], torch.optim.Optimizer):
+                ours = [len(g["params"]) for g in current["param_groups"]]
+                theirs = [len(g.get("params", ())) for g in given.get("param_groups", ())]
+                if ours != theirs:
+                    problems.append(f"{name!r}: parameter groups of {theirs} parameters given, {ours} here")
+                    continue
+                ids = [i for g in given["param_groups"] for i in g["params"]]
+                ref = [p for g in mods[name].param_groups for p in g["params"]]
+                for pid, state in given.get("state", {}).items():
+                    p = ref[ids.index(pid)] if pid in ids else None
+                    for k, shape in shapes(state).items():
+                        if p is not None and len(shape) > 0 and shape != tuple(p.shape):
+                            problems.append(f"{name!r}: state {k!r} of parameter {pid} has shape {shape}, "
+                                            f"the parameter {tuple(p.shape)}")
+                continue
+            ours, theirs = shapes(current), shapes(given)
+            unexpected = sorted(set(theirs) - set(ours))
+            absent = sorted(set(ours) - set(theirs)) if exact_match else []
+            if unexpected or absent:
+                problems.append(f"{name!r}: keys {absent} missing, {unexpected} unexpected")
+            problems += [f"{name!r}: {k!r} has shape {theirs[k]} given, {ours[k]} here"
+                         for k in sorted(set(ours) & set(theirs)) if ours[k] != theirs[k]]
+        if problems:
+            raise ValueError(f"set_parameters: params do not match {type(self).__name__}'s (modules "
+                             f"{sorted(mods)}); nothing was changed: " + "; ".join(problems))
+        backup = self.get_parameters()
+        try:
+            for name, given in params.items():
+                if isinstance(mods[name], torch.optim.Optimizer):
+                    mods[name].load_state_dict(given)
+                else:
+                    mods[name].load_state_dict(given, strict=exact_match)
+        except Exception:
+            for name, state in backup.items():
+                mods[name].load_state_dict(state)
+            raise
+        from ..runtime.cuda_graphs import CapturedStep
+
+        for value in vars(self).values():  # captured CUDA graphs read the optimizers' old state tensors
+            if isinstance(value, CapturedStep):
+                value.reset()
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def checkpoint_payload(self, *, include_envs: bool = True) -> dict[str, Any]:
@@ -156,6 +253,8 @@ class Algorithm:
             "algo": self.name,
             "env_id": self.env_id,
             "env_kwargs": self.env_kwargs,
+            "env_spec": self.env_maker.spec(),
+            "normalization": normalization_state(self.envs),
             "seed": self.seed,
             "threads": self.threads,
             "config": to_dict(self.config),
@@ -173,15 +272,18 @@ class Algorithm:
         }
 
     @classmethod
-    def from_payload(cls, data: dict[str, Any], *, device: str | None = None, env_id: str | None = None,
+    def from_payload(cls, data: dict[str, Any], *, device: str | None = None, env: Any = None,
                      threads: int | None = None) -> "Algorithm":
-        """The agent a checkpoint holds; ``threads`` (default: the run's own) as in ``__init__``."""
+        """The agent a checkpoint holds, on ``env`` (default: the run's own env, rebuilt from its
+        recorded id, kwargs, wrappers and env modules); ``threads`` (default: the run's own)."""
+        own_env = env is None
+        if own_env:
+            env = run_env_maker(data)
         agent = cls(
-            env_id or data["env_id"],
+            env,
             seed=data["seed"],
             device=device or "cpu",
             threads=data.get("threads", DEFAULT_THREADS) if threads is None else threads,
-            env_kwargs=data.get("env_kwargs"),
             config=with_current_names(cls.Config, data["config"]),  # a checkpoint from before a rename loads
         )
         mods = agent.modules()
@@ -197,7 +299,10 @@ class Algorithm:
         agent.num_updates = int(data["num_updates"])
         agent.total_steps = int(data.get("total_steps", 0))
         agent.best_eval_return = float(data.get("best_eval_return", -np.inf))
-        same_env = env_id in (None, data["env_id"])
+        # the run's own env (rebuilt, or handed over because it could not be): its state carries on
+        same_env = own_env or data.get("env_spec", "legacy") is None
+        if data.get("normalization") and same_env:
+            set_normalization_state(agent.envs, data["normalization"])
         if data.get("envs") is not None and same_env:
             agent.envs.close()
             agent.envs = pickle.loads(data["envs"])
@@ -215,6 +320,18 @@ class Algorithm:
         return agent
 
     # ---- helpers ---------------------------------------------------------------------------------
+    def make_eval_env(self, render_mode: str | None = None) -> tuple[gym.Env, bool]:
+        """An evaluation env (the ``eval_env`` given, or one made like the training envs, with
+        their observation statistics, frozen) and whether the caller should close it (not an
+        instance the user handed over)."""
+        if self.eval_env_maker is not None:
+            env = self.eval_env_maker.make(render_mode)
+        else:
+            env = self.env_maker.make(render_mode, for_eval=True)
+        share_observation_statistics(self.envs, env)
+        owned = self.eval_env_maker is None or self.eval_env_maker.instance is None
+        return env, owned
+
     def check_finite_parameters(self) -> None:
         """Raise NonFiniteError naming the first module whose parameters or buffers hold NaN/inf."""
         for name, m in self.modules().items():
@@ -270,8 +387,19 @@ class Algorithm:
         self.envs.close()
 
 
+def run_env_maker(data: dict[str, Any]) -> EnvMaker:
+    """The env maker a run recorded (checkpoint payload or config.json): its id, kwargs, wrappers
+    and env modules; a ConfigError when its env was handed over as an object."""
+    if "env_spec" not in data:  # written before env specs were recorded: an id and its kwargs
+        return EnvMaker(data["env_id"], env_kwargs=data.get("env_kwargs"))
+    if data["env_spec"] is None:
+        raise ConfigError(f"env: this run's env ({data.get('env_id')}) was handed over as an object and cannot be "
+                          f"rebuilt; pass env= (hrlkit eval/skills: --env)")
+    return EnvMaker.from_spec(data["env_spec"])
+
+
 def load_agent(path: str, cls: type[Algorithm] | None = None, *, device: str | None = None,
-               env_id: str | None = None, threads: int | None = None, trust_pickle: bool = False) -> Algorithm:
+               env: Any = None, threads: int | None = None, trust_pickle: bool = False) -> Algorithm:
     """The agent of the checkpoint at ``path`` (of class ``cls``, or the one its ``algo`` names).
     Every error names the file. ``trust_pickle``: see :meth:`Algorithm.load`."""
     from . import ALGORITHMS
@@ -282,7 +410,7 @@ def load_agent(path: str, cls: type[Algorithm] | None = None, *, device: str | N
             raise checkpoint.CheckpointError(f"path: {path!r} holds an unknown algorithm {data['algo']!r}")
         cls = ALGORITHMS[data["algo"]]
     try:
-        return cls.from_payload(data, device=device, env_id=env_id, threads=threads)
+        return cls.from_payload(data, device=device, env=env, threads=threads)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (in checkpoint {path!r})") from exc
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
@@ -319,3 +447,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and torch (every device), as each agent does
+    with its ``seed`` (Stable-Baselines3's ``set_random_seed``)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed: expected an int >= 0, got {seed!r}")
+    seed_everything(int(seed))

@@ -35,6 +35,7 @@ from .. import _cuda_ops, targets
 from ..nets import ConvEncoder, EnsembleMLP, is_image_space, soft_update
 from ..replay import ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
+from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder, SACConfig, actor_loss, alpha_loss, critic_loss, fused_adam, sample_squashed, soft_value
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
@@ -365,21 +366,28 @@ class DIAYN(Algorithm):
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        """Actions for a batch of observations under skills: ``state`` is ``{"skill": ids}`` (one
-        per row), an int (every row), or None (a fresh skill per row from p(z), e.g. at an
-        episode start). Deterministic: the tanh of the Gaussian mean, or the most likely action."""
-        x_obs = self._obs(obs if isinstance(obs, torch.Tensor) else np.asarray(obs))
-        if x_obs.ndim == (3 if self.pixels else 1):
-            x_obs = x_obs[None]
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True, *,
+                episode_start: Any = None) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations, or the action for one (unbatched) observation,
+        under skills: ``state`` is ``{"skill": ids}`` (one per row), an int (every row), or None
+        (a fresh skill per row from p(z), e.g. at an episode start); ``episode_start`` (SB3's: a
+        bool per row) draws a fresh skill for the rows whose episode starts. Deterministic: the
+        tanh of the Gaussian mean, or the most likely action."""
+        obs, single = batch_observation(self.observation_space, obs)
+        x_obs = self._obs(obs)
         n = x_obs.shape[0]
         skills = self._skills_for(state, n)
+        starts = None if state is None else episode_start_mask(episode_start, n)
+        if starts is not None:
+            skills = skills.copy()  # not the caller's state
+            skills[starts] = self._predict_rng.integers(self.config.num_skills, size=int(starts.sum()))
         out = self.actor(self._x(x_obs, torch.as_tensor(skills, device=self.device)))[0]
         if self.discrete:
             actions = out.argmax(-1) if deterministic else torch.distributions.Categorical(logits=out).sample()
         else:
             actions = torch.tanh(out[:, :self.action_dim]) if deterministic else sample_squashed(out, self.action_dim)[0]
-        return self._env_actions(actions.cpu().numpy()), {"skill": skills}
+        actions = self._env_actions(actions.cpu().numpy())
+        return (actions[0] if single else actions), {"skill": skills}
 
     def _skills_for(self, state: Any, n: int) -> np.ndarray:
         Z = self.config.num_skills

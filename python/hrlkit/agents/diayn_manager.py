@@ -29,6 +29,7 @@ from ..nets import ACTIVATIONS, EnsembleMLP, hard_update, soft_update
 from ..replay import ReplayBuffer
 from ..runtime import checkpoint
 from ..runtime.config import ConfigError, check, field
+from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import fused_adam
 from .base import Algorithm
 from .diayn import DIAYN
@@ -203,23 +204,27 @@ class DIAYNManager(Algorithm):
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        """Greedy skills, re-chosen every ``skill_steps`` steps; ``state`` carries each row's skill
-        and the steps it has run (None at an episode start)."""
-        obs = np.asarray(obs)
-        if obs.ndim == len(self.observation_space.shape or ()):
-            obs = obs[None]
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True, *,
+                episode_start: Any = None) -> tuple[np.ndarray, Any]:
+        """Greedy skills, re-chosen every ``skill_steps`` steps, for a batch of observations or
+        one (unbatched) observation; ``state`` carries each row's skill and the steps it has run
+        (None at an episode start; a batch of one for one observation), ``episode_start`` (SB3's:
+        a bool per row) re-chooses the skill of the rows whose episode starts."""
+        obs, single = batch_observation(self.observation_space, np.asarray(obs))
         n = obs.shape[0]
         if state is None:
             skills, age = np.zeros(n, dtype=np.int64), np.full(n, self.config.skill_steps)
         else:
             skills, age = np.asarray(state["skill"]).copy(), np.asarray(state["age"]).copy()
+        starts = episode_start_mask(episode_start, n)
+        if starts is not None:
+            age[starts] = self.config.skill_steps
         due = age >= self.config.skill_steps
         if due.any():
             skills[due] = self._q(obs[due]).argmax(dim=1).cpu().numpy()
             age[due] = 0
         actions, _ = self.skill_agent.predict(obs, {"skill": skills}, deterministic=self.config.deterministic_skills)
-        return actions, {"skill": skills, "age": age + 1}
+        return (actions[0] if single else actions), {"skill": skills, "age": age + 1}
 
     def active_option(self, state: Any) -> int | None:
         return None if state is None else int(np.asarray(state["skill"]).reshape(-1)[0])

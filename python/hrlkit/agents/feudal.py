@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from .. import targets
 from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, mlp
 from ..runtime.config import ConfigError, field
+from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
@@ -350,20 +351,26 @@ class FeudalNetwork(Algorithm):
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        """Actions for a batch of observations; ``state`` carries the recurrent states and the
-        goal window (None at an episode start). Deterministic: the most likely action, or the
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True, *,
+                episode_start: Any = None) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations, or the action for one (unbatched) observation;
+        ``state`` carries the recurrent states and the goal window (None at an episode start; a
+        batch of one for one observation), ``episode_start`` (SB3's: a bool per row) starts them
+        afresh for the rows whose episode starts. Deterministic: the most likely action, or the
         Gaussian's mean."""
-        obs = np.asarray(obs)
-        if obs.ndim == len(self.observation_space.shape or ()):
-            obs = obs[None]
-        state = self.initial_state(obs.shape[0]) if state is None else state
+        obs, single = batch_observation(self.observation_space, obs)
+        starts = None if state is None else episode_start_mask(episode_start, obs.shape[0])
+        if state is None:
+            state = self.initial_state(obs.shape[0])
+        elif starts is not None:
+            state = self._reset(state, torch.as_tensor(starts, device=self.device))
         step = self._step(self._features(obs), state)
         if deterministic:
             a = step.out.argmax(-1) if self.discrete else step.out
         else:
             a = self._dist(step.out).sample()
-        return self._env_actions(a), step.state
+        actions = self._env_actions(a)
+        return (actions[0] if single else actions), step.state
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def state_extra(self) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from torch import nn
 from .. import targets
 from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
 from ..runtime.config import ConfigError, check, field
+from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._options import OptionAgent, OptionTracker
 from .base import is_flat_box, obs_width
 
@@ -369,22 +370,27 @@ class OptionCritic(OptionAgent):
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        """Actions for a batch of observations. ``state`` carries the running options between
-        calls (None at an episode start). Deterministic: the greedy option, terminated where
-        beta >= 0.5, and the most likely action (the Gaussian mean for continuous actions)."""
-        obs = np.asarray(obs)
-        if isinstance(self.observation_space, gym.spaces.Box) and obs.ndim == 1:
-            obs = obs[None]
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True, *,
+                episode_start: Any = None) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations, or the action for one (unbatched) observation.
+        ``state`` carries the running options between calls (None at an episode start; a batch
+        of one for one observation); ``episode_start`` (SB3's: a bool per row) drops the running
+        option of the rows whose episode starts. Deterministic: the greedy option, terminated
+        where beta >= 0.5, and the most likely action (the Gaussian mean for continuous actions)."""
+        obs, single = batch_observation(self.observation_space, obs)
         feats = self.net.body(self.obs_tensor(obs))
         greedy = self.net.q(feats).argmax(dim=1).cpu().numpy()
         options = self._predict_options(state, greedy, torch.sigmoid(self.net.beta(feats)).cpu().numpy(), deterministic)
+        starts = episode_start_mask(episode_start, len(options))
+        if starts is not None:
+            options = np.where(starts, greedy, options)
         dist = self.net.policy(feats, torch.as_tensor(options, device=self.device))
         if deterministic:
             raw = dist.probs.argmax(-1) if self.discrete else dist.mean
         else:
             raw = dist.sample()
-        return self._env_actions(raw), {"option": options}
+        actions = self._env_actions(raw)
+        return (actions[0] if single else actions), {"option": options}
 
     # ---- logging and checkpoints ------------------------------------------------------------------------
     def log_stats(self) -> dict[str, float]:

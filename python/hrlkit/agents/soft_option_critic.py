@@ -39,6 +39,7 @@ from .. import _cuda_ops, targets
 from ..nets import EnsembleMLP, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
+from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ..runtime.cuda_graphs import CapturedStep
 from ._options import OptionAgent, OptionTracker
 from .base import is_bounded_box, is_flat_box
@@ -373,24 +374,29 @@ class SoftOptionCritic(OptionAgent):
 
     # ---- evaluation ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, obs: Any, state: Any = None, deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        """Actions for a batch of observations; ``state`` carries the running options (None at an
-        episode start). Deterministic: the option with the highest Q_Omega, terminated where
+    def predict(self, obs: Any, state: Any = None, deterministic: bool = True, *,
+                episode_start: Any = None) -> tuple[np.ndarray, Any]:
+        """Actions for a batch of observations, or the action for one (unbatched) observation;
+        ``state`` carries the running options (None at an episode start; a batch of one for one
+        observation), ``episode_start`` (SB3's: a bool per row) drops those of the rows whose
+        episode starts. Deterministic: the option with the highest Q_Omega, terminated where
         beta >= 0.5, and the tanh of its Gaussian mean."""
-        obs = np.asarray(obs, dtype=np.float32)
-        if obs.ndim == 1:
-            obs = obs[None]
+        obs, single = batch_observation(self.observation_space, obs)
         x = self.obs_tensor(obs)
         n = x.shape[0]
         q_omega, beta = option_heads(self.option_net, x)
-        options = self._predict_options(state, self._choose_options(q_omega, greedy=deterministic),
-                                        beta.cpu().numpy(), deterministic)
+        chosen = self._choose_options(q_omega, greedy=deterministic)
+        options = self._predict_options(state, chosen, beta.cpu().numpy(), deterministic)
+        starts = episode_start_mask(episode_start, n)
+        if starts is not None:
+            options = np.where(starts, chosen, options)
         out = self.actor(x)[torch.as_tensor(options, device=self.device), torch.arange(n, device=self.device)]
         if deterministic:
             squashed = torch.tanh(out[:, :self.action_dim])
         else:
             squashed, _ = sample_squashed(out, self.action_dim)
-        return self._env_actions(squashed.cpu().numpy()), {"option": options}
+        actions = self._env_actions(squashed.cpu().numpy())
+        return (actions[0] if single else actions), {"option": options}
 
     # ---- logging and checkpoints ------------------------------------------------------------------------
     def log_stats(self) -> dict[str, float]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -57,33 +58,41 @@ class OptionOverlay(gym.Wrapper):
         return draw_option(self.env.render(), self.option)
 
 
-def check_video_support(env_id: str, env_kwargs: dict | None) -> None:
-    """Fail early (before training) when evaluation videos cannot be written."""
+def check_video_support(env: Any, env_kwargs: dict | None = None) -> None:
+    """Fail early (before training) when evaluation videos cannot be written. ``env``: an agent
+    (its evaluation env is tried), or an env id with its kwargs."""
     try:
         import moviepy  # noqa: F401
     except ImportError as exc:
         raise ConfigError("video: recording needs moviepy; pip install 'hrlkit[video]'") from exc
+    name = getattr(env, "env_id", env)
     try:
-        env = make_env(env_id, env_kwargs, render_mode="rgb_array")
+        if hasattr(env, "make_eval_env"):
+            made, owned = env.make_eval_env(render_mode="rgb_array")
+        else:
+            made, owned = make_env(env, env_kwargs, render_mode="rgb_array"), True
         try:
-            env.reset(seed=0)
-            frame = env.render()
+            made.reset(seed=0)
+            frame = made.render()
         finally:
-            env.close()
+            if owned:
+                made.close()
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the env raises, say it is about rendering
-        raise ConfigError(f"video: {env_id} cannot render rgb_array frames ({exc})") from exc
+        raise ConfigError(f"video: {name} cannot render rgb_array frames ({exc})") from exc
     if not (isinstance(frame, np.ndarray) and frame.ndim == 3):
-        raise ConfigError(f"video: {env_id} returned no rgb_array frame")
+        raise ConfigError(f"video: {name} returned no rgb_array frame")
 
 
 def evaluate(agent, episodes: int = 10, *, seed: int | None = None, video_dir: str | None = None) -> np.ndarray:
-    """Returns of ``episodes`` greedy episodes on a fresh env (seeded ``seed + i``; by default
-    ``agent.seed + 10_000 + i``, never a training seed). Uses no global RNG, so evaluating
-    does not change what training does next."""
+    """Returns of ``episodes`` greedy episodes on the agent's evaluation env (seeded ``seed + i``;
+    by default ``agent.seed + 10_000 + i``, never a training seed; observation statistics of
+    normalization wrappers are the training envs', frozen; reward normalizers are left out, so
+    the returns are the env's own). Uses no global RNG, so evaluating does not change what
+    training does next."""
     base_seed = agent.seed + 10_000 if seed is None else seed
-    env = make_env(agent.env_id, agent.env_kwargs, render_mode="rgb_array" if video_dir else None)
+    env, owned = agent.make_eval_env(render_mode="rgb_array" if video_dir else None)
     overlay = None
     if video_dir:
         overlay = OptionOverlay(env)
@@ -108,5 +117,6 @@ def evaluate(agent, episodes: int = 10, *, seed: int | None = None, video_dir: s
                     returns[ep] += float(reward)
                     done = terminated or truncated
         finally:
-            env.close()
+            if owned:
+                env.close()
     return returns

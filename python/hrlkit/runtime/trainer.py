@@ -6,12 +6,14 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
+from .callbacks import BaseCallback, as_callback
 from .config import ConfigError, to_dict
 from .envs import check_finite_step, real_next_obs, step_envs
 from .errors import NonFiniteError
@@ -31,6 +33,8 @@ def train(
     total_steps: int,
     *,
     run_dir: str | None = None,
+    tensorboard_log: str | None = None,
+    reset_num_timesteps: bool | None = None,
     log_every: int = 10_000,
     eval_every: int | None = 25_000,
     eval_episodes: int = 10,
@@ -38,18 +42,41 @@ def train(
     progress: bool = True,
     tensorboard: bool = True,
     video: bool = False,
+    track: Mapping[str, Any] | None = None,
     callback: Any = None,
     on_episode_end: Any = None,
-) -> str:
-    """Run ``agent`` until ``agent.global_step >= total_steps``; returns the run directory.
+) -> str | None:
+    """Train ``agent`` until ``agent.global_step`` reaches ``total_steps``; returns the run
+    directory (None when the run is kept in memory).
 
-    Every ``log_every`` env steps the scalars go to ``progress.csv`` and TensorBoard; every
-    ``eval_every`` steps a greedy evaluation over ``eval_episodes`` episodes is logged (and, with
-    ``video``, recorded); every ``checkpoint_every`` steps, and at the end, a checkpoint is
-    written to ``run_dir/checkpoints``. Checkpoints are taken right after an update, when an
-    on-policy agent's rollout is empty, so resuming from one continues exactly. ``callback``,
-    if given, is called as ``callback(agent, logged_scalars)`` after each log and may return
-    False to stop. ``on_episode_end``, if given, is called as
+    ``total_steps`` is the run's total, as ``hrlkit train --total-steps`` and ``--resume`` count
+    it: a second call continues the same run, so ``learn(1000)`` then ``learn(3000)`` trains 1000
+    then 2000 more steps, and ``learn(N)`` on an agent already at step N trains nothing (a
+    warning says so; nothing is written). ``reset_num_timesteps=False`` (SB3's name) makes
+    ``total_steps`` a number of steps to train MORE, as SB3's ``learn`` counts them;
+    ``reset_num_timesteps=True`` is refused on a trained agent (hrlkit never resets its step
+    count: schedules, logs and checkpoints follow it).
+
+    Where the run goes: ``run_dir`` (``config.json``, ``progress.csv``, TensorBoard events unless
+    ``tensorboard=False``, ``checkpoints/``; a directory already holding another run is refused);
+    or ``tensorboard_log`` (SB3's name), a folder in which a run directory
+    ``{env}__{algo}__{seed}__{time}`` is made (``hrlkit train``'s default is ``runs``); with
+    neither, the run directory of this agent's previous ``learn`` if it had one (the run
+    continues there), else nothing is written to disk: the log rows stay in memory
+    (``agent.logger.rows``), no checkpoint is taken, and evaluations (``eval_every``) still run
+    and are logged but no ``best.pt`` is kept.
+
+    Every ``log_every`` env steps the scalars are logged; every ``eval_every`` steps a greedy
+    evaluation over ``eval_episodes`` episodes is logged (and, with ``video``, recorded); every
+    ``checkpoint_every`` steps, and at the end, a checkpoint is written to
+    ``run_dir/checkpoints``. Checkpoints are taken right after an update, when an on-policy
+    agent's rollout is empty, so resuming from one continues exactly. ``track``: the Logger's
+    Weights & Biases settings (needs a run directory).
+
+    ``callback``: a :class:`~hrlkit.runtime.callbacks.BaseCallback` or a list of them (their hooks
+    run at every vector step; see :mod:`hrlkit.runtime.callbacks`), or a function called as
+    ``callback(agent, logged_scalars)`` after each log row, which may return False to stop.
+    ``on_episode_end``, if given, is called as
     ``on_episode_end(agent, env_index, episode_return, episode_length)`` whenever a sub-env's
     episode ends (before the agent's next action) and may return False to stop.
     """
@@ -59,36 +86,97 @@ def train(
     for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
             raise ConfigError(f"{name}: expected an int >= 1 or None, got {value!r}")
+    cb, log_callback = _split_callback(callback)
+    target = _target_step(agent, int(total_steps), reset_num_timesteps)
+    run_dir = _resolve_run_dir(agent, run_dir, tensorboard_log)
+    if run_dir is None:
+        for name, asked in (("video", video), ("track", track is not None)):
+            if asked:
+                raise ConfigError(f"{name}: needs a run directory to write to; pass run_dir= or tensorboard_log=")
     if video:
-        check_video_support(agent.env_id, agent.env_kwargs)
-    run_dir = run_dir or default_run_dir(agent)
-    with run_lock(run_dir), torch_threads(agent.threads):  # the run's threads; the caller's given back after
-        _run(agent, int(total_steps), run_dir, log_every, eval_every, eval_episodes, checkpoint_every, progress,
-             tensorboard, video, callback, on_episode_end)
+        check_video_support(agent)
+    if agent.global_step >= target:
+        agent.run_dir = run_dir
+        warnings.warn(f"learn({total_steps}): the agent is already at step {agent.global_step}, so nothing was trained; "
+                      f"learn(N) trains until global_step reaches N: pass a larger N, or reset_num_timesteps=False to "
+                      f"train N more steps", stacklevel=3)
+        return run_dir
+    lock = contextlib.nullcontext() if run_dir is None else run_lock(run_dir)
+    with lock, torch_threads(agent.threads):  # the run's threads; the caller's given back after
+        _run(agent, target, run_dir, log_every=log_every, eval_every=eval_every, eval_episodes=eval_episodes,
+             checkpoint_every=checkpoint_every, progress=progress, tensorboard=tensorboard, video=video, track=track,
+             cb=cb, log_callback=log_callback, on_episode_end=on_episode_end)
     return run_dir
 
 
-def _run(agent, total_steps, run_dir, log_every, eval_every, eval_episodes, checkpoint_every, progress, tensorboard,
-         video, callback, on_episode_end) -> None:
+def _split_callback(callback: Any) -> tuple[BaseCallback | None, Any]:
+    """``learn``'s ``callback`` as (a BaseCallback hooked at every step, a function called after
+    each log row): one of them, or neither."""
+    if callable(callback) and not isinstance(callback, BaseCallback):
+        return None, callback
+    return as_callback(callback), None
+
+
+def _target_step(agent, total_steps: int, reset_num_timesteps: bool | None) -> int:
+    if reset_num_timesteps is False:
+        return agent.global_step + total_steps
+    if reset_num_timesteps and agent.global_step > 0:
+        raise ConfigError(f"reset_num_timesteps: hrlkit never resets an agent's step count (at {agent.global_step}); "
+                          f"learn(N) trains until global_step reaches N, learn(N, reset_num_timesteps=False) trains "
+                          f"N more steps")
+    return total_steps
+
+
+def _resolve_run_dir(agent, run_dir: str | None, tensorboard_log: str | None) -> str | None:
+    """The run directory of this ``learn`` call (see :func:`train`), or None for a run in memory."""
+    previous = getattr(agent, "run_dir", None)
+    if run_dir is not None:
+        if tensorboard_log is not None:
+            raise ConfigError("tensorboard_log: pass run_dir or tensorboard_log, not both")
+        return os.fspath(run_dir)
+    if tensorboard_log is not None:
+        root = os.fspath(tensorboard_log)
+        if previous is not None and os.path.dirname(os.path.abspath(previous)) == os.path.abspath(root):
+            return previous  # a second learn() continues its run
+        return default_run_dir(agent, root)
+    return previous
+
+
+def _run(agent, total_steps, run_dir, *, log_every, eval_every, eval_episodes, checkpoint_every, progress, tensorboard,
+         video, track, cb, log_callback, on_episode_end) -> None:
     resuming = agent.global_step > 0
-    _start_run_dir(agent, run_dir, total_steps, resuming)
-    logger = Logger(run_dir, tensorboard=tensorboard)
-    if resuming:
-        logger.truncate_after(agent.global_step)
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    logger = _open_logger(agent, run_dir, total_steps, resuming, tensorboard, track)
+    ckpt_dir = None if run_dir is None else os.path.join(run_dir, "checkpoints")
     video_dir = os.path.join(run_dir, "videos") if video else None
-    log, evaluation, ckpt = (Every(n, agent.global_step) for n in (log_every, eval_every, checkpoint_every))
+    log, evaluation, ckpt = (Every(n, agent.global_step)
+                             for n in (log_every, eval_every, None if ckpt_dir is None else checkpoint_every))
     stats = _Stats(agent)
     bar = _progress_bar(progress, total_steps, agent.global_step)
+    if cb is not None:
+        cb.init_callback(agent)
+        cb.on_training_start({"self": agent, "total_steps": total_steps, "callback": cb}, globals())
+    rollout_started = False
     try:
         while agent.global_step < total_steps and not stats.stop:
             # 1. one vector step of every env: act, step, hand the agent its transitions
-            _collect(agent, stats, on_episode_end)
+            if cb is not None and not rollout_started:
+                cb.on_rollout_start()
+                rollout_started = True
+            step = _collect(agent, stats, on_episode_end)
             if bar is not None:
                 bar.update(agent.config.num_envs)
+            if cb is not None:
+                cb.update_locals(step)
+                with stats.paused():
+                    if not cb.on_step():
+                        stats.stop = True
+                        break
             # 2. a learning step when the agent has what it needs (a rollout, its update credit)
             if not agent.ready():
                 continue
+            if cb is not None:
+                cb.on_rollout_end()
+                rollout_started = False
             stats.add_losses(_checked(agent, agent.update()))
             agent.num_updates += 1
             # 3. what is due: checkpoint (right after an update, so a resume continues exactly), evaluation, log
@@ -101,18 +189,64 @@ def _run(agent, total_steps, run_dir, log_every, eval_every, eval_episodes, chec
                 scalars = stats.log(logger)
                 if bar is not None and "charts/episodic_return" in scalars:
                     bar.set_postfix(SPS=f"{scalars['charts/SPS']:.0f}", ret=f"{scalars['charts/episodic_return']:.1f}")
-                if callback is not None and callback(agent, scalars) is False:
+                if log_callback is not None and log_callback(agent, scalars) is False:
                     stats.stop = True
         # the end: what is left to log, a last evaluation, a last checkpoint
         if stats.pending():
             stats.log(logger)
         if evaluation.enabled and evaluation.last != agent.global_step:
             _evaluate(agent, logger, eval_episodes, video_dir, ckpt_dir)
-        _checkpoint(agent, ckpt_dir)
+        if ckpt_dir is not None:
+            _checkpoint(agent, ckpt_dir)
+        if cb is not None:
+            cb.on_training_end()
     finally:
         if bar is not None:
             bar.close()
         logger.close()
+
+
+def _open_logger(agent, run_dir: str | None, total_steps: int, resuming: bool, tensorboard: bool, track):
+    """The run's logger (``agent.logger``, as SB3 names it): a :class:`MemoryLogger` for a run
+    without a directory (a second ``learn`` goes on adding rows to the first one's), else a
+    :class:`Logger` of the run directory, which is checked and set up first."""
+    if run_dir is None:
+        agent.run_dir, agent.total_steps = None, total_steps
+        previous = getattr(agent, "logger", None)
+        agent.logger = previous if isinstance(previous, MemoryLogger) else MemoryLogger()
+        return agent.logger
+    _start_run_dir(agent, run_dir, total_steps, resuming)
+    logger = Logger(run_dir, tensorboard=tensorboard, **({} if track is None else {"track": track}))
+    if resuming:
+        logger.truncate_after(agent.global_step)
+    agent.logger = logger
+    return logger
+
+
+class MemoryLogger:
+    """The logger of a run without a run directory: ``record`` / ``dump`` as :class:`Logger`'s,
+    the rows (``{"global_step": step, name: value, ...}``, one per ``dump``) kept in ``rows``."""
+
+    def __init__(self):
+        self.run_dir = None
+        self.rows: list[dict[str, float]] = []
+        self._pending: dict[str, float] = {}
+
+    def record(self, name: str, value: float) -> None:
+        self._pending[name] = float(value)
+
+    def record_many(self, values: Mapping[str, float]) -> None:
+        self._pending.update({k: float(v) for k, v in values.items()})
+
+    def dump(self, step: int) -> dict[str, float]:
+        if not self._pending:
+            return {}
+        self.rows.append({"global_step": step, **self._pending})
+        out, self._pending = self._pending, {}
+        return out
+
+    def close(self) -> None:
+        pass
 
 
 def _start_run_dir(agent, run_dir: str, total_steps: int, resuming: bool) -> None:
@@ -131,15 +265,17 @@ def _start_run_dir(agent, run_dir: str, total_steps: int, resuming: bool) -> Non
     if not resuming or not os.path.exists(meta_path):
         with open(meta_path, "w") as f:
             json.dump(
-                {"algo": agent.name, "env_id": agent.env_id, "env_kwargs": agent.env_kwargs, "seed": agent.seed,
+                {"algo": agent.name, "env_id": agent.env_id, "env_kwargs": agent.env_kwargs,
+                 "env": agent.env_maker.spec(), "seed": agent.seed,
                  "threads": agent.threads, "total_steps": total_steps, "config": to_dict(agent.config)},
                 f, indent=2,
             )
 
 
-def _collect(agent, stats: "_Stats", on_episode_end) -> None:
+def _collect(agent, stats: "_Stats", on_episode_end) -> dict[str, Any]:
     """One step of the vector env: the agent acts, sees each transition with its real final
-    observation, and sub-envs whose episode ended start a new one."""
+    observation, and sub-envs whose episode ended start a new one. Returns the step (callbacks'
+    ``locals``, under SB3's names)."""
     obs = agent.obs
     actions = agent.act(obs)
     next_obs, rewards, terminated, truncated, infos = step_envs(agent, actions)
@@ -159,6 +295,7 @@ def _collect(agent, stats: "_Stats", on_episode_end) -> None:
     agent.global_step += agent.config.num_envs
     if done.any():
         agent.on_episode_start(done)
+    return {"actions": actions, "new_obs": next_obs, "rewards": rewards, "dones": done, "infos": infos}
 
 
 class Every:
@@ -264,8 +401,9 @@ def _mean(vals: list) -> float:
     return mean
 
 
-def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_dir: str) -> None:
-    """Greedy evaluation into the logs; the best so far is also kept as checkpoints/best.pt."""
+def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_dir: str | None) -> None:
+    """Greedy evaluation into the logs; the best so far is also kept as checkpoints/best.pt (when
+    the run has a directory)."""
     returns = evaluate(agent, episodes, video_dir=video_dir)
     mean = float(np.mean(returns))
     logger.record("eval/mean_return", mean)
@@ -273,7 +411,8 @@ def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_
     logger.dump(agent.global_step)
     if mean > getattr(agent, "best_eval_return", -np.inf):
         agent.best_eval_return = mean
-        agent.save(os.path.join(ckpt_dir, "best.pt"))
+        if ckpt_dir is not None:
+            agent.save(os.path.join(ckpt_dir, "best.pt"))
 
 
 def _checkpoint(agent, ckpt_dir: str) -> None:
