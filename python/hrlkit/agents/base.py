@@ -73,11 +73,11 @@ class Algorithm:
         self.env_maker = maker
         self.eval_env_maker = None if eval_env is None else (
             eval_env if isinstance(eval_env, EnvMaker) else EnvMaker(eval_env))
-        self.env_id = maker.name  # the env's id, or a name for an env handed over as an object
         self.env_kwargs = maker.env_kwargs
         self.seed = int(seed)
         self.async_envs = async_envs
         self.envs = maker.vector_env(self.config.num_envs, async_envs=async_envs)
+        self.env_id = maker.name  # the env's id, or a name for an env handed over as an object
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
         self._check_spaces()

@@ -215,7 +215,10 @@ class EnvMaker:
             return self.vector
         fns = [self.make for _ in range(num_envs)]
         cls = gym.vector.AsyncVectorEnv if async_envs and self.instance is None else gym.vector.SyncVectorEnv
-        return cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        envs = cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        if self.factory is not None and hasattr(envs, "envs"):  # name a factory's run by the env it makes
+            self.name = _env_name(envs.envs[0])
+        return envs
 
     def spec(self) -> dict[str, Any] | None:
         """How to make these envs again (recorded in config.json and checkpoints), or None when
