@@ -340,7 +340,9 @@ def step_envs(agent, actions):
 def check_finite_step(agent, rewards: np.ndarray, real_next: np.ndarray, next_obs: np.ndarray) -> None:
     """An EnvError naming the env, the step, the sub-env and the field when the env returned a NaN
     or infinite reward or observation (it would turn every parameter NaN within an update)."""
-    fields = [("reward", rewards), ("observation", real_next), ("observation", next_obs)]
+    fields = [("reward", rewards), ("observation", real_next)]
+    if next_obs is not real_next:  # an episode ended: the reset observations are new values too
+        fields.append(("observation", next_obs))
     for name, values in fields:
         values = np.asarray(values)
         if values.dtype.kind not in "fc" or np.isfinite(values).all():
