@@ -71,6 +71,128 @@ bool write_python_scalar(PyObject* o, DType d, const std::string& name, uint8_t*
     return false;
 }
 
+// ---- numpy values other than a field's own dtype, converted here rather than through numpy.
+// A numpy scalar (np.float32(0.5), np.bool_(True), np.int64(3)) or a small array of another
+// numeric dtype (a float64 row into a float32 field, a 0-d array) would otherwise cost an
+// np.asarray, an np.can_cast and an astype per field. The conversions are numpy's own C casts,
+// and only where numpy's 'same_kind' rule allows them (the table below is asked of numpy itself,
+// once); anything else takes the general path, which refuses it with the same message as before.
+
+struct NumericKind {
+    char kind = 0;  // 'b', 'i', 'u', 'f'; 0: not one we convert
+    int size = 0;
+};
+
+constexpr int kNumDTypes = 6;
+
+// kinds: b1 i1 i2 i4 i8 u1 u2 u4 u8 f4 f8
+constexpr NumericKind kKinds[] = {{'b', 1}, {'i', 1}, {'i', 2}, {'i', 4}, {'i', 8}, {'u', 1},
+                                  {'u', 2}, {'u', 4}, {'u', 8}, {'f', 4}, {'f', 8}};
+constexpr int kNumKinds = sizeof(kKinds) / sizeof(kKinds[0]);
+
+int kind_index(char kind, int size) {
+    for (int k = 0; k < kNumKinds; ++k)
+        if (kKinds[k].kind == kind && kKinds[k].size == size) return k;
+    return -1;
+}
+
+// What numpy knows, asked once: same_kind[k][d] (kind k casts to field dtype d), and the exact
+// numpy scalar types of each kind. The type objects are kept (one reference each, never
+// released) so their addresses stay valid for the whole run.
+struct NumpyTables {
+    bool same_kind[kNumKinds][kNumDTypes] = {};
+    std::vector<std::pair<PyTypeObject*, int>> scalar_types;  // exact type -> kind index
+};
+
+
+const NumpyTables& numpy_tables() {
+    static const NumpyTables* tables = [] {
+        auto* t = new NumpyTables();  // never freed: it must outlive every buffer, and holds no Python objects to release
+        const py::module_ np = py::module_::import("numpy");
+        const py::object can_cast = np.attr("can_cast"), dtype = np.attr("dtype");
+        for (int k = 0; k < kNumKinds; ++k) {
+            const py::object src = dtype(std::string(1, kKinds[k].kind) + std::to_string(kKinds[k].size));
+            for (int d = 0; d < kNumDTypes; ++d)
+                t->same_kind[k][d] = can_cast(src, dtype(dtype_name(static_cast<DType>(d))), "same_kind").cast<bool>();
+            // every scalar type of this kind (np.int64 and np.longlong are distinct types of one kind)
+            for (const char* name : {"bool_", "byte", "ubyte", "short", "ushort", "intc", "uintc", "int_", "uint",
+                                     "longlong", "ulonglong", "single", "double"}) {
+                if (!py::hasattr(np, name)) continue;
+                py::object type = np.attr(name);
+                const py::dtype dt = py::dtype::from_args(type);
+                if (kind_index(dt.kind(), static_cast<int>(dt.itemsize())) != k) continue;
+                auto* tp = reinterpret_cast<PyTypeObject*>(type.release().ptr());  // the kept reference
+                t->scalar_types.emplace_back(tp, k);
+            }
+        }
+        return t;
+    }();
+    return *tables;
+}
+
+template <class T>
+T load_as(const uint8_t* p) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    return v;
+}
+
+// n values of kind k at src into n values of dtype d at dst, as numpy's C casts do.
+template <class To>
+void convert_to(int k, const uint8_t* src, int64_t n, uint8_t* dst) {
+    const int size = kKinds[k].size;
+    for (int64_t j = 0; j < n; ++j, src += size, dst += sizeof(To)) {
+        To v;
+        switch (kKinds[k].kind) {
+            case 'b': v = static_cast<To>(*src != 0); break;
+            case 'i':
+                v = size == 1 ? static_cast<To>(load_as<int8_t>(src)) : size == 2 ? static_cast<To>(load_as<int16_t>(src))
+                  : size == 4 ? static_cast<To>(load_as<int32_t>(src)) : static_cast<To>(load_as<int64_t>(src));
+                break;
+            case 'u':
+                v = size == 1 ? static_cast<To>(load_as<uint8_t>(src)) : size == 2 ? static_cast<To>(load_as<uint16_t>(src))
+                  : size == 4 ? static_cast<To>(load_as<uint32_t>(src)) : static_cast<To>(load_as<uint64_t>(src));
+                break;
+            default: v = size == 4 ? static_cast<To>(load_as<float>(src)) : static_cast<To>(load_as<double>(src));
+        }
+        std::memcpy(dst, &v, sizeof(To));
+    }
+}
+
+void convert(int k, const uint8_t* src, int64_t n, DType d, uint8_t* dst) {
+    switch (d) {
+        case DType::float32: convert_to<float>(k, src, n, dst); return;
+        case DType::float64: convert_to<double>(k, src, n, dst); return;
+        case DType::int64: convert_to<int64_t>(k, src, n, dst); return;
+        case DType::int32: convert_to<int32_t>(k, src, n, dst); return;
+        case DType::uint8: convert_to<uint8_t>(k, src, n, dst); return;
+        case DType::bool_: convert_to<bool>(k, src, n, dst); return;  // only from bool: same_kind allows nothing else
+    }
+}
+
+// A numpy scalar of an exact numpy type into one value of field dtype d; false when it is not
+// one, or when 'same_kind' does not allow the cast (the general path then refuses it).
+bool write_numpy_scalar(PyObject* o, DType d, uint8_t* dst) {
+    const NumpyTables& t = numpy_tables();
+    for (const auto& [type, k] : t.scalar_types) {
+        if (Py_TYPE(o) != type) continue;
+        if (!t.same_kind[k][static_cast<int>(d)]) return false;
+        // numpy's scalar objects hold their value right after the object header (PyArrayScalar_VAL)
+        convert(k, reinterpret_cast<const uint8_t*>(o) + sizeof(PyObject), 1, d, dst);
+        return true;
+    }
+    return false;
+}
+
+// The numeric kind of a C-contiguous, native-endian array that same_kind lets into
+// field dtype d, or -1.
+int convertible_kind(const py::array& a, DType d) {
+    const py::dtype dt = a.dtype();
+    if (dt.byteorder() == '>' || !(a.flags() & py::array::c_style)) return -1;  // the copies read unaligned values (memcpy)
+    const int k = kind_index(dt.kind(), static_cast<int>(dt.itemsize()));
+    return k >= 0 && numpy_tables().same_kind[k][static_cast<int>(d)] ? k : -1;
+}
+
 using Spec = std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>>;
 
 std::vector<Field> make_fields(const Spec& spec) {
@@ -96,8 +218,9 @@ py::array_t<T> new_array(std::vector<py::ssize_t> shape) { return py::array_t<T>
 
 class PyReplay {
 public:
-    PyReplay(int64_t capacity, const Spec& spec, int64_t num_options, bool prioritized, double alpha, double eps, uint64_t seed)
-        : core_(capacity, make_fields(spec), hrlkit::ReplayOptions{num_options, prioritized, alpha, eps, seed}) {
+    PyReplay(int64_t capacity, const Spec& spec, int64_t num_options, bool prioritized, double alpha, double eps, uint64_t seed,
+             bool prefault)
+        : core_(capacity, make_fields(spec), hrlkit::ReplayOptions{num_options, prioritized, alpha, eps, seed, prefault}) {
         for (const Field& f : core_.storage().fields()) {
             names_.emplace_back(f.name);
             dtypes_.push_back(py::dtype(dtype_name(f.dtype)));
@@ -112,6 +235,7 @@ public:
         std::vector<py::object> keep(nf);
         std::vector<const void*> ptrs(nf);
         std::vector<std::array<uint8_t, 8>> scalars(nf);
+        std::vector<std::vector<uint8_t>> converted(nf);
         int64_t n = -1;
         for (size_t f = 0; f < nf; ++f) {
             const Field& fd = fields[f];
@@ -121,9 +245,25 @@ public:
                 refuse_field(fd.name);
             }
             int64_t rows;
-            if (fd.shape.empty() && write_python_scalar(o, fd.dtype, fd.name, scalars[f].data())) {
+            if (fd.shape.empty() &&
+                (write_python_scalar(o, fd.dtype, fd.name, scalars[f].data()) || write_numpy_scalar(o, fd.dtype, scalars[f].data()))) {
                 ptrs[f] = scalars[f].data();
                 rows = 1;
+            } else if (py::isinstance<py::array>(o) && !py::reinterpret_borrow<py::array>(o).dtype().is(dtypes_[f])) {
+                // another numeric dtype (a float64 row into a float32 field): converted here
+                const py::array a = py::reinterpret_borrow<py::array>(o);
+                const int k = convertible_kind(a, fd.dtype);
+                if (k < 0) {
+                    py::array c = as_field_array(py::reinterpret_borrow<py::object>(o), f);  // the general path
+                    rows = rows_of(c, fd);
+                    ptrs[f] = c.data();
+                    keep[f] = std::move(c);
+                } else {
+                    rows = rows_of(a, fd);
+                    converted[f].resize(static_cast<size_t>(a.size() * hrlkit::dtype_size(fd.dtype)));
+                    convert(k, static_cast<const uint8_t*>(a.data()), a.size(), fd.dtype, converted[f].data());
+                    ptrs[f] = converted[f].data();
+                }
             } else {
                 py::array a = as_field_array(py::reinterpret_borrow<py::object>(o), f);
                 rows = rows_of(a, fd);
@@ -402,9 +542,9 @@ PYBIND11_MODULE(_core, m) {
     m.attr("TREE_FAN") = hrlkit::kTreeFan;  // the priority tree's fan-out (the device tree's layout follows it)
 
     py::class_<PyReplay>(m, "Replay")
-        .def(py::init<int64_t, const Spec&, int64_t, bool, double, double, uint64_t>(), py::arg("capacity"), py::arg("spec"),
+        .def(py::init<int64_t, const Spec&, int64_t, bool, double, double, uint64_t, bool>(), py::arg("capacity"), py::arg("spec"),
              py::arg("num_options") = 0, py::arg("prioritized") = false, py::arg("alpha") = 0.6, py::arg("eps") = 1e-6,
-             py::arg("seed") = 0)
+             py::arg("seed") = 0, py::arg("prefault") = false)
         .def("add", &PyReplay::add, py::arg("fields"), py::arg("validate") = true)
         .def("sample", &PyReplay::sample, py::arg("batch_size"), py::arg("option") = -1, py::arg("beta") = 0.0)
         .def("gather", &PyReplay::gather, py::arg("indices"))

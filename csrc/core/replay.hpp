@@ -35,6 +35,7 @@ struct ReplayOptions {
     double alpha = 0.6;
     double eps = 1e-6;
     uint64_t seed = 0;
+    bool prefault = false;  // make every page resident in the constructor, not at the first writes
 };
 
 class Replay {
@@ -166,6 +167,7 @@ public:
             if (!std::isfinite(td[j])) refuse("update_priorities: a TD error not finite");
         std::lock_guard<std::mutex> g(mu_);
         check_indices(idx, n);
+        for (int64_t j = 0; j < n; ++j) tree_->prefetch_update(idx[j]);
         for (int64_t j = 0; j < n; ++j) {
             const double p = std::fabs(td[j]) + opt_.eps;
             max_priority_ = std::max(max_priority_, p);
@@ -228,6 +230,10 @@ private:
         if (opt_.prioritized || opt_.num_options > 0) {
             tree_ = std::make_unique<PriorityTree>(p.capacity, opt_.num_options);
             if (opt_.num_options > 0) tree_->set_tags(tags());
+        }
+        if (opt_.prefault) {
+            storage_.prefault();
+            if (tree_) tree_->prefault();
         }
     } catch (const std::bad_alloc&) {
         const std::string tags = p.opt.num_options > 0 ? " and num_options=" + std::to_string(p.opt.num_options) : "";

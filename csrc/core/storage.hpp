@@ -2,6 +2,7 @@
 // field is a single gather and a vector env's n rows are one or two memcpy's per field.
 #pragma once
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -86,6 +87,9 @@ public:
     uint8_t* column(int64_t i) { return columns_[static_cast<size_t>(i)].data(); }
     const uint8_t* column(int64_t i) const { return columns_[static_cast<size_t>(i)].data(); }
     int64_t bytes() const { return bytes_; }  // the rows' bytes, padding excluded
+    void prefault() {
+        for (ZeroedBuffer& c : columns_) c.populate_all();
+    }
 
     // Copy rows [src_row, src_row + n) of every source (contiguous [*, row] arrays) to slots
     // [slot, slot + n); the caller guarantees slot + n <= capacity. Offsets here and in gather
@@ -94,31 +98,58 @@ public:
     void write(int64_t slot, int64_t n, const void* const* src, int64_t src_row) {
         for (size_t f = 0; f < columns_.size(); ++f) {
             const int64_t rb = row_bytes_[f];
+            columns_[f].populate_until(static_cast<size_t>((slot + n) * rb));
             std::memcpy(columns_[f].data() + slot * rb, static_cast<const uint8_t*>(src[f]) + src_row * rb,
                         static_cast<size_t>(n * rb));
         }
     }
 
-    // out[f] is a contiguous [n, row] array.
+    // out[f] is a contiguous [n, row] array. Row by row over every column, with the rows
+    // kAhead draws later prefetched (all their cache lines, in every column), so the misses of
+    // about kAhead rows x columns are in flight at once; small rows are copied inline (16-byte
+    // moves), not through a libc call per field per row.
     void gather(const int64_t* idx, int64_t n, void* const* out) const {
-        for (size_t f = 0; f < columns_.size(); ++f) {
-            const int64_t rb = row_bytes_[f];
-            const uint8_t* col = columns_[f].data();
-            uint8_t* dst = static_cast<uint8_t*>(out[f]);
-            switch (rb) {  // fixed-size copies compile to single moves
-                case 1: gather_fixed<1>(col, idx, n, dst); break;
-                case 4: gather_fixed<4>(col, idx, n, dst); break;
-                case 8: gather_fixed<8>(col, idx, n, dst); break;
-                default:
-                    for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * rb, col + idx[j] * rb, static_cast<size_t>(rb));
+        const size_t nf = columns_.size();
+        const int64_t ahead = std::min(kAhead, n);
+        for (int64_t j = 0; j < ahead; ++j) prefetch_row(idx[j]);
+        for (int64_t j = 0; j < n; ++j) {
+            if (j + kAhead < n) prefetch_row(idx[j + kAhead]);
+            const int64_t i = idx[j];
+            for (size_t f = 0; f < nf; ++f) {
+                const int64_t rb = row_bytes_[f];
+                copy_row(static_cast<uint8_t*>(out[f]) + j * rb, columns_[f].data() + i * rb, rb);
             }
         }
     }
 
 private:
-    template <int RB>
-    static void gather_fixed(const uint8_t* col, const int64_t* idx, int64_t n, uint8_t* dst) {
-        for (int64_t j = 0; j < n; ++j) std::memcpy(dst + j * RB, col + idx[j] * RB, RB);
+    static constexpr int64_t kAhead = 12;          // rows prefetched ahead of the copy
+    static constexpr int64_t kPrefetchRowBytes = 512;  // longer rows: the hardware streams them
+
+    void prefetch_row(int64_t i) const {
+        for (size_t f = 0; f < columns_.size(); ++f) {
+            const int64_t rb = row_bytes_[f];
+            if (rb > kPrefetchRowBytes) continue;
+            const uint8_t* p = columns_[f].data() + i * rb;
+            for (int64_t off = 0; off < rb; off += 64) __builtin_prefetch(p + off);
+            __builtin_prefetch(p + rb - 1);  // the row's last line when it straddles one more
+        }
+    }
+
+    static void copy_row(uint8_t* dst, const uint8_t* src, int64_t rb) {
+        switch (rb) {  // fixed-size copies compile to single moves
+            case 1: *dst = *src; return;
+            case 4: std::memcpy(dst, src, 4); return;
+            case 8: std::memcpy(dst, src, 8); return;
+            default: break;
+        }
+        if (rb < 16 || rb > kPrefetchRowBytes) {
+            std::memcpy(dst, src, static_cast<size_t>(rb));
+            return;
+        }
+        int64_t off = 0;
+        for (; off + 16 <= rb; off += 16) std::memcpy(dst + off, src + off, 16);
+        if (off < rb) std::memcpy(dst + rb - 16, src + rb - 16, 16);  // the tail, overlapping
     }
 
     int64_t capacity_;

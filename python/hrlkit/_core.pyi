@@ -15,6 +15,7 @@ class Replay:
         alpha: float = 0.6,
         eps: float = 1e-6,
         seed: int = 0,
+        prefault: bool = False,
     ) -> None: ...
     def add(self, fields: dict[str, Any], validate: bool = True) -> None: ...  # validate: moot, the checks are the copy's
     def sample(self, batch_size: int, option: int = -1, beta: float = 0.0) -> dict[str, np.ndarray]: ...

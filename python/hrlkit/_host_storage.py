@@ -23,8 +23,8 @@ class HostStorage(_core.Replay):
     """Rows, priority tree and sampling stream in host memory (numpy views out)."""
 
     def __init__(self, capacity: int, fields: list, num_options: int, seed: int, *, prioritized: bool = False,
-                 alpha: float = 0.6, eps: float = 1e-6):
-        super().__init__(capacity, fields, num_options, prioritized, alpha, eps, seed)
+                 alpha: float = 0.6, eps: float = 1e-6, prefault: bool = False):
+        super().__init__(capacity, fields, num_options, prioritized, alpha, eps, seed, prefault)
         self.fields = fields
 
     @property

@@ -87,6 +87,13 @@ def checked_exponents(alpha: Any, beta: Any, eps: Any) -> dict:
             "eps": check_float("eps", eps, low=0.0)}
 
 
+def checked_prefault(prefault: Any) -> bool:
+    """The constructors' ``prefault`` flag (True or False, numpy's bools too)."""
+    if not isinstance(prefault, (bool, np.bool_)):
+        raise TypeError(f"prefault: expected True or False, got {describe(prefault)}")
+    return bool(prefault)
+
+
 def resolve_device(device: Any):
     """The CUDA torch.device that ``device`` names, or None for host memory (None or 'cpu')."""
     if device is None:

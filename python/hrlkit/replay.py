@@ -37,6 +37,7 @@ from ._replay_checks import (
     check_whole_priority_update,
     checked_exponents,
     checked_layout,
+    checked_prefault,
     fresh_seed,
     named,
     resolve_device,
@@ -61,6 +62,11 @@ class ReplayBuffer:
         seed: seed of the buffer's own sampling stream (random when None).
         device: None or "cpu" for host memory; "cuda" / "cuda:N" keeps the rows, the tree and the
             sampling on that GPU (``sample`` then returns CUDA tensors).
+        prefault: make all of the host memory resident in the constructor (as cpprb and numpy's
+            zero-filled arrays do) rather than as rows are first written. The first fill of a
+            fresh buffer then runs at the speed of later passes, and the constructor pays the
+            page faults instead; the default keeps an empty buffer's memory unused. Device
+            memory is always allocated whole.
 
     ``add(**fields)`` takes one row (each field of its shape) or a batch of n rows (a leading
     dimension n on every field). Values are cast to the field dtype under numpy's 'same_kind'
@@ -71,9 +77,9 @@ class ReplayBuffer:
     _HEADER_KEYS: tuple[str, ...] = ()  # the keys of _header_extra()
 
     def __init__(self, capacity: int, spec: Mapping[str, Any], *, num_options: int | None = None, seed: int | None = None,
-                 device: Any = None):
+                 device: Any = None, prefault: bool = False):
         device = resolve_device(device)
-        args = self._checked_args(capacity, spec, num_options=num_options, seed=seed)
+        args = {**self._checked_args(capacity, spec, num_options=num_options, seed=seed), "prefault": checked_prefault(prefault)}
         self._attach(self._new_storage(args, device), args)
 
     @classmethod
@@ -90,7 +96,7 @@ class ReplayBuffer:
         layout = (args["capacity"], args["fields"], args["num_options"], args["seed"])
         exponents = {"prioritized": cls.prioritized, "alpha": args.get("alpha", 0.6), "eps": args.get("eps", 1e-6)}
         if device is None:
-            return HostStorage(*layout, **exponents)
+            return HostStorage(*layout, **exponents, prefault=args.get("prefault", False))
         return CudaStorage(*layout, device, **exponents)
 
     def _attach(self, storage: HostStorage | CudaStorage, args: dict) -> None:
@@ -285,9 +291,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         num_options: int | None = None,
         seed: int | None = None,
         device: Any = None,
+        prefault: bool = False,
     ):
         device = resolve_device(device)
-        args = self._checked_args(capacity, spec, alpha=alpha, beta=beta, eps=eps, num_options=num_options, seed=seed)
+        args = {**self._checked_args(capacity, spec, alpha=alpha, beta=beta, eps=eps, num_options=num_options, seed=seed),
+                "prefault": checked_prefault(prefault)}
         self._attach(self._new_storage(args, device), args)
 
     @classmethod
