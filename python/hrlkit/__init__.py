@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import envs, targets
 from .agents import DIAYN, DIAYNManager, FeudalNetwork, OptionCritic, SoftOptionCritic, TabularOptionCritic
 from .agents.base import set_random_seed
+from .distributed import sweep  # Ray Tune sweeps (pip install "hrlkit[ray]"; Ray is imported only when called)
 from .replay import SUPPORTED_DTYPES, PrioritizedReplayBuffer, ReplayBuffer
 from .runtime.callbacks import (BaseCallback, CallbackList, CheckpointCallback, EvalCallback,
                                 StopTrainingOnRewardThreshold)
@@ -29,6 +30,7 @@ __all__ = [
     "targets",
     "evaluate_policy",
     "set_random_seed",
+    "sweep",
     "BaseCallback",
     "CallbackList",
     "EvalCallback",

@@ -63,6 +63,11 @@ def _train_options() -> argparse.ArgumentParser:
                         "WANDB_MODE=offline to log locally and `wandb sync` later)")
     t.add_argument("--track-project", default=None, help="--track: the wandb project (default hrlkit)")
     t.add_argument("--track-entity", default=None, help="--track: the wandb entity (default: your wandb default)")
+    t.add_argument("--collectors", type=int, default=0, metavar="N",
+                   help="off-policy agents: N Ray actors collect with their own envs while this process learns "
+                        "(pip install \"hrlkit[ray]\"; RAY_ADDRESS=host:port joins a running cluster); 0: in-process")
+    t.add_argument("--sync-every", type=int, default=20, metavar="K",
+                   help="--collectors: broadcast the acting networks to the collectors every K updates")
     return t
 
 
@@ -114,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("new_path")
 
     sub.add_parser("list", help="algorithms and registered environments")
+    from .distributed.sweeps import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -129,6 +137,8 @@ def cmd_train(args) -> int:
     if not args.track and (args.track_project or args.track_entity):
         raise ConfigError("--track-project/--track-entity: only with --track")
     extra = {"track": _track_options(args)} if args.track else {}  # Logger(track=...): the trainer passes it on
+    if args.collectors:  # learn()'s defaults stay untouched without them
+        extra.update(collectors=args.collectors, sync_every=args.sync_every)
     cls = _algorithms()[args.algo]
     overrides, wrappers, env_modules = {}, [], list(args.env_module)
     if args.config:
@@ -281,6 +291,12 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .distributed.sweeps import cmd_sweep as run
+
+    return run(args)
+
+
 def cmd_list(args) -> int:
     import gymnasium as gym
 
@@ -300,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime.errors import EnvError, NonFiniteError
 
     handlers = {"train": cmd_train, "eval": cmd_eval, "plot": cmd_plot, "skills": cmd_skills, "list": cmd_list,
-                "convert-checkpoint": cmd_convert}
+                "convert-checkpoint": cmd_convert, "sweep": cmd_sweep}
     try:
         return handlers[args.command](args)
     except (ConfigError, OSError, ValueError, NonFiniteError, EnvError) as exc:

@@ -45,6 +45,9 @@ def train(
     track: Mapping[str, Any] | None = None,
     callback: Any = None,
     on_episode_end: Any = None,
+    collectors: int = 0,
+    sync_every: int = 20,
+    collector_restarts: int = 3,
 ) -> str | None:
     """Train ``agent`` until ``agent.global_step`` reaches ``total_steps``; returns the run
     directory (None when the run is kept in memory).
@@ -79,6 +82,11 @@ def train(
     ``on_episode_end``, if given, is called as
     ``on_episode_end(agent, env_index, episode_return, episode_length)`` whenever a sub-env's
     episode ends (before the agent's next action) and may return False to stop.
+
+    ``collectors``: with N > 0 (off-policy agents; needs ``pip install "hrlkit[ray]"``), N Ray
+    actors collect with their own envs and the learner broadcasts its acting networks every
+    ``sync_every`` updates; a dead collector is restarted up to ``collector_restarts`` times (see
+    :mod:`hrlkit.distributed.loop`). 0, the default, collects in this process.
     """
     for name, value, low in (("total_steps", total_steps, 1), ("log_every", log_every, 1), ("eval_episodes", eval_episodes, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -87,6 +95,11 @@ def train(
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
             raise ConfigError(f"{name}: expected an int >= 1 or None, got {value!r}")
     cb, log_callback = _split_callback(callback)
+    run = _run
+    if collectors != 0:  # Ray collectors: checked here, before anything is written
+        from ..distributed.loop import distributed_run
+
+        run = distributed_run(agent, collectors, sync_every, collector_restarts, cb)
     target = _target_step(agent, int(total_steps), reset_num_timesteps)
     run_dir = _resolve_run_dir(agent, run_dir, tensorboard_log)
     if run_dir is None:
@@ -103,7 +116,7 @@ def train(
         return run_dir
     lock = contextlib.nullcontext() if run_dir is None else run_lock(run_dir)
     with lock, torch_threads(agent.threads):  # the run's threads; the caller's given back after
-        _run(agent, target, run_dir, log_every=log_every, eval_every=eval_every, eval_episodes=eval_episodes,
+        run(agent, target, run_dir, log_every=log_every, eval_every=eval_every, eval_episodes=eval_episodes,
              checkpoint_every=checkpoint_every, progress=progress, tensorboard=tensorboard, video=video, track=track,
              cb=cb, log_callback=log_callback, on_episode_end=on_episode_end)
     return run_dir
