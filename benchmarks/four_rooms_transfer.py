@@ -30,8 +30,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from _report import write_table
 
+from hrlkit.agents._options import effective_options
+
 HPARAMS = {
-    "neural": dict(num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
+    # one pass over each rollout (the library default until issue 16), as the README's figures were measured
+    "neural": dict(update_epochs=1, num_minibatches=1, normalize_advantage=False,
+                   num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
                    epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1),
     "tabular": dict(gamma=0.99, critic_learning_rate=0.5, policy_learning_rate=25.0, termination_learning_rate=0.25,
                     epsilon=0.01, baseline=True, deliberation_cost=0.0),
@@ -83,7 +87,11 @@ def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: d
 
     def on_episode_end(agent, i, ret, length):
         lengths.append(length)
+        # steps per option so far (the tracker's counters are only reset by a log row, and this
+        # run logs once, at its end)
+        snapshot["option_steps"] = agent.tracker.stat_steps.tolist()
         if len(lengths) == switch:
+            snapshot["option_steps_before_move"] = agent.tracker.stat_steps.tolist()
             with torch.no_grad():
                 feats = agent.net.body(agent.obs_tensor(np.arange(env.num_cells)))
                 snapshot["beta"] = torch.sigmoid(agent.net.beta(feats)).numpy().tolist()
@@ -92,9 +100,13 @@ def one_run(run: int, num_options: int, episodes: int, switch: int, overrides: d
         return len(lengths) < episodes
 
     agent.learn(10**9, run_dir=os.path.join(OUT, "runs", f"k{num_options}_run{run}"), progress=False,
-                log_every=50_000, eval_every=None, checkpoint_every=None, tensorboard=False, on_episode_end=on_episode_end)
+                log_every=10**9, eval_every=None, checkpoint_every=None, tensorboard=False, on_episode_end=on_episode_end)
+    before = np.array(snapshot.get("option_steps_before_move", np.zeros(num_options)))
+    after = np.array(snapshot.get("option_steps", np.zeros(num_options))) - before
     return {"run": run, "num_options": num_options, "lengths": lengths, "beta": snapshot.get("beta"),
             "greedy_option": snapshot.get("greedy_option"),
+            "effective_options_before_move": effective_options(before),
+            "effective_options_after_move": effective_options(after),
             "new_goal": goal, "steps": agent.global_step}
 
 
@@ -151,10 +163,13 @@ def main(argv=None) -> int:
     }
     after = {k: v[:, lo:hi].mean(axis=1) for k, v in by_k.items()}
     paired = {"runs": int(len(after[4])), "option_critic_better": int((after[4] < after[1]).sum())}
+    effective = {when: float(np.mean([r[f"effective_options_{when}_move"] for r in results if r["num_options"] == 4]))
+                 for when in ("before", "after") if args.agent == "neural"}
     rooms = room_ownership([r["greedy_option"] for r in results if r["num_options"] == 4 and r["greedy_option"]])
     _plot(by_k, args, results)
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({"args": vars(args), "hparams": {**HPARAMS[args.agent], **overrides}, "summary": summary, "paired": paired, "room_ownership": rooms,
+                   "effective_options": effective,
                    "lengths": {k: v.tolist() for k, v in by_k.items()},
                    "beta_before_move": {r["run"]: r["beta"] for r in results if r["num_options"] == 4},
                    "greedy_option_before_move": {r["run"]: r["greedy_option"] for r in results if r["num_options"] == 4},
@@ -173,6 +188,9 @@ def main(argv=None) -> int:
               "Options by room at the move: share of each room's cells where Q_Omega picks the room's most "
               "common option (mean over runs; at least 0.25 with 4 options, 1 when one option owns the room): "
               + ", ".join(f"{room} {v:.2f}" for room, v in rooms.items())]
+    if effective:
+        lines += ["", "Effective number of options (exp of the entropy of the options' shares of steps; mean over "
+                  f"runs): {effective['before']:.2f} before the move, {effective['after']:.2f} after."]
     write_table(OUT, lines)
     return 0
 

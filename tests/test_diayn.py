@@ -392,3 +392,42 @@ def test_unsupported_spaces_are_refused_naming_the_space(algo):
         cls("test/UnboundedActions-v0", seed=0)
     with pytest.raises(ConfigError, match="observation space"):
         cls("Blackjack-v1", seed=0)  # a Tuple observation
+
+
+def test_skill_plots_fit_their_axes_and_name_the_dimensions(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from hrlkit.skills import observation_names, telling_dimensions
+
+    rng = np.random.default_rng(0)
+    # 5-D states; the skills end apart along dims 3 and 1 only (dim 0 is large but the same for all)
+    fake = {}
+    for k in range(4):
+        obs = rng.normal(size=(30, 5)).astype(np.float32) * 0.1
+        obs[:, 0] += 100.0 * np.sin(np.arange(30))
+        obs[:, 3] += np.linspace(0, 10 * k, 30)
+        obs[:, 1] += np.linspace(0, 3 * (k % 2), 30)
+        fake[k] = [{"obs": obs, "return": 0.0}]
+    a, b = telling_dimensions(fake)
+    assert {a, b} == {1, 3}
+    figures = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    names = ["a", "b", "c", "d", "e"]
+    assert os.path.getsize(plot_skills(fake, str(tmp_path / "five.png"), dim_names=names)) > 5_000
+    plane = figures[-1].axes[0]
+    assert (plane.get_xlabel(), plane.get_ylabel()) == (names[a], names[b])
+    lo, hi = plane.get_xlim() if a == 3 else plane.get_ylim()
+    assert lo < 0 and 30 < hi < 32  # dim 3 runs from about 0 to 30: fitted, not a fixed [-1, 1] box
+    # a plane env far from the origin: its box is fitted too
+    far = {k: [{"obs": (np.stack([np.linspace(50, 60 + k, 10), np.full(10, -200.0 + k)], 1)).astype(np.float32),
+                "return": 0.0}] for k in range(3)}
+    plot_skills(far, str(tmp_path / "far.png"))
+    ax = figures[-1].axes[0]
+    assert ax.get_xlim()[0] > 40 and ax.get_ylim()[1] < -190
+    one = {k: [{"obs": np.arange(10, dtype=np.float32)[:, None] * k, "return": 0.0}] for k in range(2)}
+    assert os.path.getsize(plot_skills(one, str(tmp_path / "one.png"))) > 5_000
+    assert observation_names("Pendulum-v1", 3) == ["cos(theta)", "sin(theta)", "angular velocity"]
+    assert observation_names("LunarLander-v3", 8)[:2] == ["x", "y"]
+    assert observation_names("gymnasium:Pendulum-v1", 3)[2] == "angular velocity"
+    assert observation_names("Pendulum-v1", 4) == ["obs[0]", "obs[1]", "obs[2]", "obs[3]"]  # a wrapper changed it
+    assert observation_names(None, 2) == ["obs[0]", "obs[1]"]

@@ -136,6 +136,25 @@ def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
     assert torch.equal(_params(straight), _params(resumed))
 
 
+def test_effective_number_of_options():
+    from hrlkit.agents._options import OptionTracker, effective_options
+
+    assert effective_options(np.array([0.25, 0.25, 0.25, 0.25])) == pytest.approx(4.0)
+    assert effective_options(np.array([1.0, 0.0, 0.0])) == pytest.approx(1.0)
+    assert effective_options(np.array([0.5, 0.5, 0.0])) == pytest.approx(2.0)
+    assert effective_options(np.zeros(3)) == 0.0
+    # between 1 and K, and below the count of options in use when the shares are uneven
+    assert 1.0 < effective_options(np.array([0.94, 0.02, 0.02, 0.02])) < 1.4
+    tracker = OptionTracker(num_envs=2, num_options=3)
+    rng = np.random.default_rng(0)
+    for step in range(10):
+        choose = tracker.terminations(np.ones(2), rng)
+        tracker.start(choose, np.array([0, 1]) if step % 2 == 0 else np.array([0, 0]))
+    stats = tracker.log_stats()  # option 0 ran 15 of 20 steps, option 1 five
+    assert stats["options/share_0"] == pytest.approx(0.75) and stats["options/share_1"] == pytest.approx(0.25)
+    assert stats["options/effective"] == pytest.approx(np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
+
+
 def test_run_directory_contents(tmp_path):
     agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4)
     agent.learn(256, run_dir=str(tmp_path / "run"), progress=False, log_every=64, eval_every=128,
@@ -144,7 +163,7 @@ def test_run_directory_contents(tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["algo"] == "option-critic" and cfg["config"]["num_options"] == 4
     header = (run / "progress.csv").read_text().splitlines()[0].split(",")
-    for col in ("charts/SPS", "losses/critic", "losses/termination", "options/share_0",
+    for col in ("charts/SPS", "losses/critic", "losses/termination", "options/share_0", "options/effective",
                 "options/termination_rate", "eval/mean_return"):
         assert col in header
     assert (run / "checkpoints" / "latest.pt").exists()
@@ -207,6 +226,14 @@ def test_cli_train_eval_plot_list(tmp_path, capsys):
     assert cli(["train", "option-critic", "--env", "CartPole-v1", "--total-steps", "512", "--quiet",
                 "--set", "num_envs=2", "rollout_steps=4", "--run-dir", run, "--log-every", "128",
                 "--eval-every", "256", "--eval-episodes", "2", "--no-tensorboard"]) == 0
+    # the run ends by printing its last greedy evaluation, the figure progress.csv holds last
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("greedy evaluation")]
+    import csv
+
+    with open(os.path.join(run, "progress.csv")) as f:
+        last = [row for row in csv.DictReader(f) if row["eval/mean_return"]][-1]
+    assert printed == [f"greedy evaluation at step 512: mean return {float(last['eval/mean_return']):.1f} "
+                       f"+/- {float(last['eval/std_return']):.1f} over 2 episodes"]
     assert cli(["eval", run, "--episodes", "2"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(out["returns"]) == 2
@@ -404,3 +431,48 @@ def _fake_step(agent):
     obs = np.zeros((2, 4), dtype=np.float32)
     actions = agent.act(obs)
     return obs, actions, np.ones(2, dtype=np.float32), obs, np.zeros(2, bool), np.zeros(2, bool)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_option_diversity_is_the_mean_pairwise_cross_entropy(env_id):
+    agent = hrlkit.OptionCritic(env_id, seed=0, num_envs=2, num_options=3)
+    net = agent.net
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # options that differ
+        feats = net.body(torch.randn(5, agent.observation_space.shape[0]))
+        got = net.diversity(feats)
+        want = torch.zeros(5)
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    pi = net.policy(feats, torch.full((5,), i))
+                    pj = net.policy(feats, torch.full((5,), j))
+                    ce = pi.entropy() + torch.distributions.kl_divergence(pi, pj)  # H(p_i, p_j)
+                    want += ce if net.discrete else ce.sum(-1)
+        assert torch.allclose(got, want / 6, atol=1e-5)
+        one = hrlkit.OptionCritic(env_id, seed=0, num_envs=2, num_options=1).net
+        assert torch.equal(one.diversity(one.body(torch.zeros(2, agent.observation_space.shape[0]))), torch.zeros(2))
+
+
+def test_deoc_options_train_and_change_the_targets():
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4, diversity_coef=0.5,
+                                diversity_termination=True)
+    agent.learn(64, progress=False, eval_every=None)
+    assert agent.num_updates == 8
+    assert all(np.isfinite(v).all() for v in (p.detach().numpy() for p in agent.net.parameters()))
+    from hrlkit.agents.option_critic import option_critic_targets
+
+    obs = agent.obs_tensor(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    args = dict(obs=obs, next_obs=obs.flip(0), options=torch.tensor([0, 1] * 4), actions=torch.zeros(8, dtype=torch.long),
+                gamma=0.99, epsilon=0.1, deliberation_cost=0.01)
+    flags = np.zeros((4, 2), dtype=bool)
+    plain = option_critic_targets(agent.net, agent.target, np.ones((4, 2), np.float32), flags, flags, **args)
+    deoc = option_critic_targets(agent.net, agent.target, np.ones((4, 2), np.float32), flags, flags, **args,
+                                 diversity_coef=0.5, diversity_termination=True)
+    assert not torch.allclose(plain["returns"], deoc["returns"])
+    adv = deoc["termination_advantage"]  # -standardized D(s'): mean 0, std 1
+    assert abs(float(adv.mean())) < 1e-5 and abs(float(adv.std()) - 1) < 1e-4
+    assert torch.allclose(adv, -(lambda d: (d - d.mean()) / (d.std() + 1e-8))(agent.net.diversity(agent.net.body(args["next_obs"]))))
+    with pytest.raises(ConfigError, match="diversity_coef"):
+        hrlkit.OptionCritic("CartPole-v1", diversity_coef=1.5)

@@ -14,7 +14,7 @@ S, A = 104, 4
 def _oc_agent(K: int, eps: float, xi: float, gamma: float = 0.9):
     return hrlkit.OptionCritic(
         "hrlkit/FourRooms-v0", seed=0, num_options=K, num_envs=1, rollout_steps=1, hidden_sizes=[], head_bias=False,
-        optimizer="sgd",
+        optimizer="sgd", update_epochs=1, num_minibatches=1,
         learning_rate=3.0, critic_learning_rate=0.5, termination_learning_rate=0.25, action_critic=True,
         target_update_every=1, critic_coef=1.0, termination_coef=1.0, entropy_coef=0.0, max_grad_norm=0.0,
         deliberation_cost=xi, epsilon_start=eps, epsilon_end=eps, gamma=gamma,

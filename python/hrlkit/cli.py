@@ -183,6 +183,10 @@ def cmd_train(args) -> int:
         video=args.video,
         **extra,
     )
+    last = getattr(agent, "last_evaluation", None)
+    if last is not None:
+        print(f"greedy evaluation at step {last['step']:,}: mean return {last['mean_return']:.1f} "
+              f"+/- {last['std_return']:.1f} over {last['episodes']} episodes")
     print(f"run saved in {agent.run_dir}")
     return 0
 
@@ -262,7 +266,7 @@ def cmd_skills(args) -> int:
     from .agents.base import load_agent
     from .runtime.evaluation import check_video_support
     from .runtime.threads import torch_threads
-    from .skills import discriminator_accuracy, endpoint_spread, plot_skills, rollout_skills
+    from .skills import discriminator_accuracy, endpoint_spread, observation_names, plot_skills, rollout_skills
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
@@ -277,6 +281,7 @@ def cmd_skills(args) -> int:
                                   video_dir=os.path.join(args.run_dir, "skills") if args.video else None)
     acc = discriminator_accuracy(agent, rollouts)
     out = plot_skills(rollouts, args.out or os.path.join(args.run_dir, "skills.png"),
+                      dim_names=observation_names(agent.env_id, rollouts[0][0]["obs"].shape[1]),
                       title=f"{agent.env_id}: {agent.config.num_skills} skills at step {agent.global_step:,} "
                             f"(discriminator accuracy {acc:.3f})")
     print(json.dumps({"png": out, "discriminator_accuracy": acc, "endpoint_spread": endpoint_spread(rollouts),

@@ -3,7 +3,10 @@ spread out they are, and draw them (``hrlkit skills RUN_DIR``).
 
 2-D observation spaces (``hrlkit/PointNav-v0``) are drawn as paths in the plane, one colour per
 skill. MuJoCo envs are drawn as the body's x-position and x-velocity over time per skill.
-Other envs: the first two observation dimensions over time.
+Other envs: paths in the plane of the two observation dimensions that tell the skills apart best
+(the largest spread of the skills' end points relative to the spread of all visited states),
+and the first of them over time. Axes are fitted to the data and named (``observation_names``
+knows the classic-control and Box2D envs; elsewhere ``obs[i]``).
 """
 from __future__ import annotations
 
@@ -13,7 +16,44 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["rollout_skills", "discriminator_accuracy", "endpoint_spread", "random_endpoints", "plot_skills"]
+__all__ = ["rollout_skills", "discriminator_accuracy", "endpoint_spread", "random_endpoints", "plot_skills",
+           "observation_names", "telling_dimensions"]
+
+# What each observation dimension is, for the standard envs whose observations are flat vectors
+_OBSERVATION_NAMES = {
+    "CartPole": ["cart position", "cart velocity", "pole angle", "pole angular velocity"],
+    "Pendulum": ["cos(theta)", "sin(theta)", "angular velocity"],
+    "MountainCar": ["position", "velocity"],
+    "MountainCarContinuous": ["position", "velocity"],
+    "Acrobot": ["cos(theta1)", "sin(theta1)", "cos(theta2)", "sin(theta2)", "theta1 velocity", "theta2 velocity"],
+    "LunarLander": ["x", "y", "x velocity", "y velocity", "angle", "angular velocity", "left leg contact",
+                    "right leg contact"],
+}
+
+
+def observation_names(env_id: str | None, dims: int) -> list[str]:
+    """A name per observation dimension: the env's own (``_OBSERVATION_NAMES``, by the id without
+    namespace and version) where known and of the right length, else ``obs[i]``."""
+    base = (env_id or "").split("/")[-1].split(":")[-1].rsplit("-v", 1)[0]
+    names = _OBSERVATION_NAMES.get(base)
+    return list(names) if names is not None and len(names) == dims else [f"obs[{i}]" for i in range(dims)]
+
+
+def telling_dimensions(rollouts: dict[int, list[dict[str, Any]]], count: int = 2) -> list[int]:
+    """The ``count`` observation dimensions along which the skills' end points spread the most,
+    each relative to the spread of every visited state along it (so scale does not decide)."""
+    ends = _end_points(rollouts, None).astype(np.float64)
+    visited = np.concatenate([ep["obs"] for eps in rollouts.values() for ep in eps]).astype(np.float64)
+    score = ends.std(axis=0) / (visited.std(axis=0) + 1e-8)
+    return [int(i) for i in np.argsort(-score, kind="stable")[:count]]
+
+
+def _fit(ax, xs: list[np.ndarray], ys: list[np.ndarray]) -> None:
+    """Axis limits around the data with a 5% margin (a flat dimension gets a unit-wide window)."""
+    for values, setter in ((np.concatenate(xs), ax.set_xlim), (np.concatenate(ys), ax.set_ylim)):
+        lo, hi = float(values.min()), float(values.max())
+        pad = 0.05 * (hi - lo) if hi > lo else 0.5
+        setter(lo - pad, hi + pad)
 
 
 def _mujoco_x(env) -> tuple[float, float] | None:
@@ -123,8 +163,11 @@ def random_endpoints(env_id: str, env_kwargs: dict | None, policies: int, *, see
     return out
 
 
-def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: str = "") -> str:
-    """Draw the rollouts (see the module doc) to ``out`` (PNG); returns the path."""
+def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: str = "",
+                dim_names: list[str] | None = None) -> str:
+    """Draw the rollouts (see the module doc) to ``out`` (PNG); returns the path. ``dim_names``:
+    a name per observation dimension (default ``obs[i]``; ``observation_names`` gives the
+    standard envs' own)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,6 +177,8 @@ def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: s
     cmap = plt.get_cmap("tab10" if len(skills) <= 10 else "tab20")
     colour = {k: cmap(i % cmap.N) for i, k in enumerate(skills)}
     first = rollouts[skills[0]][0]
+    dims = first["obs"].shape[1]
+    names = dim_names if dim_names is not None and len(dim_names) == dims else [f"obs[{i}]" for i in range(dims)]
     if "x" in first:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
         for k in skills:
@@ -144,25 +189,37 @@ def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: s
         axes[0].set(xlabel="step", ylabel="x-position")
         axes[1].set(xlabel="step", ylabel="x-velocity")
         axes[0].legend(fontsize=7, ncol=2)
-    elif first["obs"].shape[1] == 2:
-        fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    elif dims == 1:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in skills:
+            for i, ep in enumerate(rollouts[k]):
+                ax.plot(ep["obs"][:, 0], color=colour[k], lw=1, label=f"skill {k}" if i == 0 else None)
+        ax.set(xlabel="step", ylabel=names[0])
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        a, b = (0, 1) if dims == 2 else telling_dimensions(rollouts)
+        fig, axes = plt.subplots(1, 2 if dims > 2 else 1, figsize=(11 if dims > 2 else 6, 4.8), squeeze=False)
+        ax = axes[0][0]
+        paths = [ep["obs"] for k in skills for ep in rollouts[k]]
         for k in skills:
             for i, ep in enumerate(rollouts[k]):
                 p = ep["obs"]
-                ax.plot(p[:, 0], p[:, 1], color=colour[k], lw=1.2, alpha=0.9, label=f"skill {k}" if i == 0 else None)
-                ax.scatter(p[-1, 0], p[-1, 1], color=colour[k], s=25, zorder=3)
-            ax.scatter(rollouts[k][0]["obs"][0, 0], rollouts[k][0]["obs"][0, 1], color="k", s=12, zorder=4)
-        ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", xlabel="x", ylabel="y")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    else:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for k in skills:
-            for i, ep in enumerate(rollouts[k]):
-                for d in range(min(2, ep["obs"].shape[1])):
-                    axes[d].plot(ep["obs"][:, d], color=colour[k], lw=1, label=f"skill {k}" if i == 0 and d == 0 else None)
-        for d, ax in enumerate(axes):
-            ax.set(xlabel="step", ylabel=f"obs[{d}]")
-        axes[0].legend(fontsize=7, ncol=2)
+                ax.plot(p[:, a], p[:, b], color=colour[k], lw=1.2, alpha=0.9, label=f"skill {k}" if i == 0 else None)
+                ax.scatter(p[-1, a], p[-1, b], color=colour[k], s=25, zorder=3)
+            ax.scatter(rollouts[k][0]["obs"][0, a], rollouts[k][0]["obs"][0, b], color="k", s=12, zorder=4)
+        _fit(ax, [p[:, a] for p in paths], [p[:, b] for p in paths])
+        ax.set(xlabel=names[a], ylabel=names[b])
+        if dims == 2:
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        else:
+            ax.set_title(f"the two dimensions that tell the skills apart best (of {dims})", fontsize=8)
+            ax.legend(fontsize=7, ncol=2)
+            over_time = axes[0][1]
+            for k in skills:
+                for ep in rollouts[k]:
+                    over_time.plot(ep["obs"][:, a], color=colour[k], lw=1)
+            over_time.set(xlabel="step", ylabel=names[a])
     if title:
         import textwrap
 

@@ -9,6 +9,16 @@ import numpy as np
 from .base import Algorithm
 
 
+def effective_options(shares: np.ndarray) -> float:
+    """exp of the entropy of the option shares (of steps): K when K options share the steps
+    evenly, 1 when one option takes them all (0 when no step was counted)."""
+    p = np.asarray(shares, dtype=np.float64)
+    if p.sum() <= 0:
+        return 0.0
+    p = p[p > 0] / p.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 class OptionTracker:
     """The running option of each of ``num_envs`` envs, and how long it has run.
 
@@ -57,13 +67,16 @@ class OptionTracker:
         return self.options
 
     def log_stats(self) -> dict[str, float]:
-        """Share of steps per option, termination rate, mean duration; resets the counters."""
+        """Share of steps per option, the effective number of options, termination rate, mean
+        duration; resets the counters."""
         total = max(1, int(self.stat_steps.sum()))
-        out = {f"options/share_{k}": float(c) / total for k, c in enumerate(self.stat_steps)}
+        shares = self.stat_steps / total
+        out = {f"options/share_{k}": float(c) for k, c in enumerate(shares)}
+        out["options/effective"] = effective_options(shares)
         out["options/termination_rate"] = self.stat_terminations / max(1, self.stat_decisions)
         if self.stat_durations:
             out["options/mean_duration"] = float(np.mean(self.stat_durations))
-        out["options/num_used"] = float((self.stat_steps / total > 0.01).sum())
+        out["options/num_used"] = float((shares > 0.01).sum())
         self.reset_stats()
         return out
 

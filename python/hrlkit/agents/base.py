@@ -88,6 +88,7 @@ class Algorithm:
         self.total_steps = 0  # set by learn(); learning-rate schedules read it
         self.update_credit = 0.0  # gradient steps owed (off-policy agents: see owe_gradient_steps)
         self.best_eval_return = -np.inf
+        self.last_evaluation: dict | None = None  # the last greedy evaluation of learn(): step, mean/std return, episodes
         with torch_threads(self.threads):
             self.build()
         obs, _ = self.envs.reset(seed=self.seed)

@@ -18,7 +18,7 @@ truncation). Discrete actions use per-option softmax policies, continuous ones p
 Gaussians (clipped to the action bounds in the env; log-probabilities of the raw sample).
 With ``hidden_sizes=[]`` and ``head_bias=False`` on a Discrete observation space (one-hot states)
 every head is a table; with, in addition, ``optimizer="sgd"``, ``action_critic=True``,
-``num_envs=1``, ``rollout_steps=1``, ``target_update_every=1``, ``critic_coef=1``,
+``num_envs=1``, ``rollout_steps=1``, ``update_epochs=1``, ``num_minibatches=1``, ``target_update_every=1``, ``critic_coef=1``,
 ``termination_coef=1``, ``entropy_coef=0`` and ``max_grad_norm=0`` the updates are those of the
 paper's tabular algorithm (``hrlkit.TabularOptionCritic``; a test compares them).
 
@@ -39,7 +39,7 @@ from torch import nn
 
 from .. import targets
 from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
-from ..runtime.config import ConfigError, check, field
+from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._options import OptionAgent, OptionTracker
 from .base import is_flat_box, obs_width
@@ -72,19 +72,22 @@ class OptionCriticConfig:
     target_update_every: int = field(50, "updates between copies of Q_Omega into its target network", ge=1)
     max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)", ge=0)
     log_std_init: float = field(-0.5, "initial log std of the Gaussian options (continuous actions)")
-    update_epochs: int = field(1, "passes over each rollout (more than 1: PPO-style clipped option updates)", ge=1)
-    num_minibatches: int = field(1, "minibatches per pass over the rollout (at most num_envs * rollout_steps)", ge=1)
+    update_epochs: int = field(4, "passes over each rollout (more than 1: PPO-style clipped option updates, as in "
+                               "PPOC; 1: the paper's one-pass update)", ge=1)
+    num_minibatches: int = field(2, "minibatches per pass over the rollout (a rollout of fewer rows than this is "
+                                 "split into one-row minibatches)", ge=1)
     clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)", ge=0, lt=1)
-    normalize_advantage: bool = field(False, "standardize the policy advantages of each minibatch")
+    normalize_advantage: bool = field(True, "standardize the policy advantages of each minibatch (with "
+                                      "update_epochs > 1 or num_minibatches > 1)")
     action_critic: bool = field(False, "learn Q_U(s, w, a) (discrete actions) and use Q_U - Q_Omega as the policy's "
                                 "advantage")
+    diversity_coef: float = field(0.0, "tau of DEOC (Kamat & Precup 2020): the reward r becomes (1 - tau) r + tau D(s), "
+                                  "D the mean pairwise cross-entropy of the intra-option policies at s (0: off)", ge=0, le=1)
+    diversity_termination: bool = field(False, "DEOC's termination objective: beta raised where the batch-standardized "
+                                        "diversity D(s') is high, in place of the advantage Q(s', w) - V(s') + xi")
     head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head "
                             "a table)")
 
-    def validate(self) -> None:
-        rows = self.num_envs * self.rollout_steps
-        check(self.num_minibatches <= rows, "num_minibatches", f"an int in [1, num_envs * rollout_steps = {rows}]",
-              self.num_minibatches)
 
 
 def option_critic_targets(
@@ -103,6 +106,8 @@ def option_critic_targets(
     deliberation_cost: float,
     next_feats: torch.Tensor | None = None,
     fixed_policy: bool = False,
+    diversity_coef: float = 0.0,
+    diversity_termination: bool = False,
 ) -> dict[str, torch.Tensor]:
     """What the loss regresses on and weighs by, for a rollout of T steps from N envs, without
     gradient: ``returns`` G_t, ``termination_advantage`` and ``not_terminal`` (each [T * N]).
@@ -112,10 +117,18 @@ def option_critic_targets(
     here). fixed_policy (several PPO-style passes over the rollout): also the rollout policy's
     ``old_logp`` and its ``advantage``, G_t - Q(s, w) (Q_U(s, w, a) - Q(s, w) with the action
     critic), held fixed across the passes.
+
+    DEOC (Kamat & Precup, 2020): with ``diversity_coef`` tau > 0 the rewards are
+    (1 - tau) r_t + tau D(s_t), D the options' diversity (``OptionCriticNet.diversity``); with
+    ``diversity_termination`` the termination advantage is -D^(s'), D standardized over the
+    batch, so minimizing beta * advantage raises beta where the options differ most.
     """
     T, N = rewards.shape
     with torch.no_grad():
         feats_next = net.body(next_obs) if next_feats is None else next_feats.detach()
+        if diversity_coef > 0:
+            bonus = net.diversity(net.body(obs)).view(T, N).cpu().numpy()
+            rewards = (1.0 - diversity_coef) * rewards + diversity_coef * bonus
         q_target_next, beta_next = target.q(target.body(next_obs)), torch.sigmoid(net.beta(feats_next))
         # U(s', w) = (1 - beta_w(s')) Q_target(s', w) + beta_w(s') V_target(s')
         u = targets.option_bootstrap(q_target_next, beta_next, options, epsilon)
@@ -125,9 +138,14 @@ def option_critic_targets(
         returns = returns.reshape(-1).to(options.device)
         q_next = net.q(feats_next)
         v_next = targets.option_values(q_next, epsilon)  # V(s') = (1 - eps) max_w Q(s', w) + eps mean_w Q(s', w)
+        if diversity_termination:
+            d = net.diversity(feats_next)
+            termination_advantage = -(d - d.mean()) / (d.std() + 1e-8) if len(d) > 1 else torch.zeros_like(d)
+        else:
+            termination_advantage = q_next.gather(1, options[:, None]).squeeze(1) - v_next + deliberation_cost
         out = {
             "returns": returns,
-            "termination_advantage": q_next.gather(1, options[:, None]).squeeze(1) - v_next + deliberation_cost,
+            "termination_advantage": termination_advantage,
             "not_terminal": torch.as_tensor(~terminated.reshape(-1), dtype=torch.float32, device=options.device),
         }
         if fixed_policy:
@@ -220,6 +238,25 @@ class OptionCriticNet(nn.Module):
         if self.discrete:
             return torch.distributions.Categorical(logits=out)
         return torch.distributions.Normal(out, self.log_std[options].exp())
+
+    def diversity(self, feats: torch.Tensor) -> torch.Tensor:
+        """D(s) [B]: the mean over ordered pairs i != j of the cross-entropy H(pi_i, pi_j) of the
+        intra-option policies at s (-sum_a pi_i(a|s) log pi_j(a|s); for Gaussians its closed form
+        sum_d log sigma_j + log(2 pi) / 2 + (sigma_i^2 + (mu_i - mu_j)^2) / (2 sigma_j^2)). 0 with
+        one option."""
+        k = self.num_options
+        if k < 2:
+            return feats.new_zeros(feats.shape[0])
+        out = self.pi(feats).view(-1, k, self.action_dim)
+        if self.discrete:
+            ce = -torch.einsum("bia,bja->bij", out.softmax(-1), out.log_softmax(-1))
+        else:
+            var = (2 * self.log_std).exp()  # [K, A]
+            mean_gap = (out[:, :, None, :] - out[:, None, :, :]).pow(2)  # [B, i, j, A]
+            ce = (self.log_std[None, None] + 0.5 * np.log(2 * np.pi)
+                  + (var[None, :, None] + mean_gap) / (2 * var[None, None])).sum(-1)
+        off_diagonal = 1.0 - torch.eye(k, device=feats.device)
+        return (ce * off_diagonal).sum((1, 2)) / (k * (k - 1))
 
     def evaluate_actions(self, obs: torch.Tensor, options: torch.Tensor, actions: torch.Tensor,
                          next_obs: torch.Tensor | None = None, next_feats: torch.Tensor | None = None) -> dict:
@@ -335,7 +372,8 @@ class OptionCritic(OptionAgent):
         next_feats = None if several else self.net.body(batch["next_obs"])
         fixed = option_critic_targets(self.net, self.target, rewards, terminated, truncated, **batch, gamma=cfg.gamma,
                                       epsilon=self.epsilon(), deliberation_cost=cfg.deliberation_cost,
-                                      next_feats=next_feats, fixed_policy=several)
+                                      next_feats=next_feats, fixed_policy=several, diversity_coef=cfg.diversity_coef,
+                                      diversity_termination=cfg.diversity_termination)
         if cfg.lr_schedule == "linear":
             for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * max(0.0, 1.0 - self.global_step / max(1, self.total_steps))

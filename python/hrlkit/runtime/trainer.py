@@ -419,6 +419,8 @@ def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_
     the run has a directory)."""
     returns = evaluate(agent, episodes, video_dir=video_dir)
     mean = float(np.mean(returns))
+    agent.last_evaluation = {"step": agent.global_step, "mean_return": mean, "std_return": float(np.std(returns)),
+                             "episodes": len(returns)}
     logger.record("eval/mean_return", mean)
     logger.record("eval/std_return", float(np.std(returns)))
     logger.dump(agent.global_step)

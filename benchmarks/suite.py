@@ -1,0 +1,414 @@
+"""The defaults suite: every hrlkit algorithm with its library defaults on standard environments
+nobody tuned it for, side by side with its flat counterpart from Stable-Baselines3 (SB3's
+defaults), same step budget, same evaluation protocol.
+
+    python benchmarks/suite.py                     # everything, 3 seeds (hours on 2 cores)
+    python benchmarks/suite.py --jobs 2 --algos option-critic --envs CartPole-v1
+    python benchmarks/suite.py --quick             # 1 seed, 10% budgets: a smoke test
+    python benchmarks/suite.py --report-only       # tables and figures from what is finished
+
+Protocol (hrlkit and SB3 alike): one process per run, 1 torch thread; a greedy evaluation of
+10 episodes on a separate env every budget/10 env steps and at the end; "final" is the last
+evaluation, "best" the highest. hrlkit runs use ``hrlkit.<Agent>(env, seed=s)`` with nothing
+else set (the library defaults for that action-space kind); SB3 runs use
+``<PPO|A2C|SAC>("MlpPolicy", env, seed=s)``, SB3's defaults, with SB3's ``EvalCallback``.
+
+DIAYN rows have no SB3 peer: after the budget, every skill is rolled out deterministically on
+fresh envs; the figures are the discriminator's accuracy on those rollouts (chance 1/skills)
+and the mean pairwise distance of the skills' end points against that of as many
+uniform-random-action policies (the same horizon and start).
+
+Aggregation: per (env, implementation), the interquartile mean of the per-seed finals with a
+95% stratified-bootstrap confidence interval (rliable's ``get_interval_estimates``; with 3 seeds
+the IQM is the mean of all three, as rliable's trimming keeps every run), and the per-seed
+finals. The run files are resumable: a finished run (its JSON) is skipped.
+
+Output: ``benchmarks/results/suite/`` (``runs/<algo>/<env>/<impl>_seed<s>.json``,
+``results.json``, ``table.md``, ``curves_<env>.png``).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "results", "suite")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    algo: str  # hrlkit's CLI name
+    label: str  # the env's name in tables and files
+    env_id: str
+    env_kwargs: tuple  # sorted (key, value) pairs
+    budget: int
+    peers: tuple[str, ...]  # SB3 algorithm names
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.env_kwargs)
+
+
+def _row(algo, env_id, budget, peers=(), label=None, **env_kwargs) -> Row:
+    return Row(algo, label or env_id, env_id, tuple(sorted(env_kwargs.items())), budget, tuple(peers))
+
+
+ROWS: list[Row] = [
+    _row("option-critic", "CartPole-v1", 100_000, ("PPO", "A2C")),
+    _row("option-critic", "LunarLander-v3", 500_000, ("PPO", "A2C")),
+    _row("option-critic", "Pendulum-v1", 100_000, ("PPO",)),
+    _row("option-critic", "LunarLander-v3", 500_000, ("PPO",), label="LunarLanderContinuous", continuous=True),
+    _row("soft-option-critic", "Pendulum-v1", 20_000, ("SAC",)),
+    _row("soft-option-critic", "Hopper-v5", 100_000, ("SAC",)),
+    _row("soft-option-critic", "Walker2d-v5", 100_000, ("SAC",)),
+    _row("diayn", "Pendulum-v1", 30_000),
+    _row("diayn", "LunarLander-v3", 100_000, label="LunarLanderContinuous", continuous=True),
+    _row("diayn", "Hopper-v5", 100_000),
+    _row("feudal", "CartPole-v1", 100_000, ("A2C",)),
+    _row("feudal", "LunarLander-v3", 500_000, ("A2C",)),
+]
+EVALS = 10  # evaluations per run (every budget / EVALS steps)
+EVAL_EPISODES = 10
+DIAYN_GOAL_ACCURACY = 0.8
+
+
+# ---- one run --------------------------------------------------------------------------------------
+def is_hrlkit(impl: str) -> bool:
+    """'hrlkit' (the defaults) or 'hrlkit-NAME' (a variant: --variant NAME --set ...)."""
+    return impl == "hrlkit" or impl.startswith("hrlkit-")
+
+
+def run_path(out: str, row: Row, impl: str, seed: int) -> str:
+    """hrlkit runs by algorithm and env; SB3 runs by env only (one PPO run serves every row of its env)."""
+    owner = row.algo if is_hrlkit(impl) else "sb3"
+    return os.path.join(out, "runs", owner, row.label, f"{impl}_seed{seed}.json")
+
+
+def _hrlkit_agent(row: Row, seed: int, overrides: dict | None = None):
+    from hrlkit.agents import ALGORITHMS
+
+    return ALGORITHMS[row.algo](row.env_id, seed=seed, env_kwargs=row.kwargs, config=overrides or {})
+
+
+def _typed(agent, overrides: dict | None) -> dict:
+    """The overrides as the agent's config holds them (typed: --set gives strings)."""
+    return {k: getattr(agent.config, k) for k in (overrides or {})}
+
+
+def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, overrides: dict | None = None) -> dict:
+    agent = _hrlkit_agent(row, seed, overrides)
+    agent.learn(budget, eval_every=max(1, budget // EVALS), eval_episodes=episodes, log_every=max(1, budget // 20),
+                checkpoint_every=None, progress=False)
+    rows = agent.logger.rows
+    evals = [(r["global_step"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r]
+    out = {"steps": [s for s, _ in evals], "returns": [float(v) for _, v in evals], "overrides": _typed(agent, overrides)}
+    shares = [r for r in rows if "options/effective" in r]
+    if shares:  # the option agents: how many options carry the steps, over the second half of training
+        half = [r["options/effective"] for r in shares if r["global_step"] > budget // 2] or [shares[-1]["options/effective"]]
+        out["effective_options"] = float(np.mean(half))
+    return out
+
+
+def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None) -> dict:
+    from hrlkit.skills import discriminator_accuracy, endpoint_spread, random_endpoints, rollout_skills
+
+    agent = _hrlkit_agent(row, seed, overrides)
+    agent.learn(budget, eval_every=None, log_every=max(1, budget // 20), checkpoint_every=None, progress=False)
+    rollouts = rollout_skills(agent, episodes=1, deterministic=True, seed=1000 + seed)
+    skills = agent.config.num_skills
+    rand = random_endpoints(row.env_id, row.kwargs, skills, seed=1000 + seed)
+    spread, rand_spread = endpoint_spread(rollouts), endpoint_spread(rand)
+    return {"discriminator_accuracy": discriminator_accuracy(agent, rollouts), "skills": skills,
+            "overrides": _typed(agent, overrides),
+            "endpoint_spread": spread, "random_spread": rand_spread,
+            "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
+            "episode_lengths": [len(r[0]["obs"]) - 1 for r in rollouts.values()]}
+
+
+def run_sb3(row: Row, peer: str, budget: int, seed: int, episodes: int = EVAL_EPISODES) -> dict:
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    env = Monitor(gym.make(row.env_id, **row.kwargs))
+    eval_env = Monitor(gym.make(row.env_id, **row.kwargs))
+    every = max(1, budget // EVALS)
+    steps: list[int] = []
+    returns: list[float] = []
+
+    def evaluate(model) -> None:
+        mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+        steps.append(int(model.num_timesteps))
+        returns.append(float(mean))
+
+    class Every(BaseCallback):  # SB3's EvalCallback keeps its history only with a log_path
+        def _on_step(self) -> bool:
+            if self.num_timesteps // every > len(steps):
+                evaluate(self.model)
+            return True
+
+    model = getattr(sb3, peer)("MlpPolicy", env, seed=seed, verbose=0)
+    model.learn(budget, callback=Every())
+    if not steps or steps[-1] != model.num_timesteps:  # the last evaluation, at the end, as hrlkit's
+        evaluate(model)
+    return {"steps": steps, "returns": returns}
+
+
+def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int = EVAL_EPISODES,
+            overrides: dict | None = None) -> str:
+    """Train one (row, impl, seed) in this process and write its JSON; returns the path."""
+    import torch
+
+    torch.set_num_threads(1)
+    path = run_path(out, row, impl, seed)
+    t0 = time.time()
+    if is_hrlkit(impl):
+        res = (run_diayn(row, budget, seed, overrides) if row.algo == "diayn"
+               else run_hrlkit(row, budget, seed, episodes, overrides))
+    else:
+        res = run_sb3(row, impl, budget, seed, episodes)
+    if "returns" in res:
+        res["final"], res["best"] = res["returns"][-1], max(res["returns"])
+    res.update(algo=row.algo, env=row.label, env_id=row.env_id, env_kwargs=row.kwargs, impl=impl, seed=seed,
+               budget=budget, eval_episodes=episodes, wall_s=round(time.time() - t0, 1))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(res, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+# ---- aggregation ------------------------------------------------------------------------------------
+def _rliable():
+    """rliable's library and metrics modules, or None where it cannot be imported (rliable 1.2
+    imports ``arch``, which fails under pandas >= 3; ``pip install "pandas<3"`` mends it)."""
+    try:
+        from rliable import library, metrics
+    except Exception as e:  # noqa: BLE001 - any import failure means: use the same method below
+        print(f"rliable unavailable ({e!r}); the same stratified bootstrap is computed here", file=sys.stderr)
+        return None
+    return library, metrics
+
+
+def iqm_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """The IQM of the per-seed finals and its 95% percentile-bootstrap CI (rliable's
+    ``get_interval_estimates`` with ``aggregate_iqm``, one task, so the stratified bootstrap is a
+    plain one over seeds)."""
+    x = np.asarray(values, dtype=np.float64)
+    lib = _rliable()
+    if lib is not None:
+        rly, metrics = lib
+        point, ci = rly.get_interval_estimates({"x": x[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]),
+                                               reps=reps)
+        return float(point["x"][0]), float(ci["x"][0][0]), float(ci["x"][1][0])
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(seed)
+    boots = [trim_mean(rng.choice(x, len(x)), 0.25) for _ in range(reps)]
+    return float(trim_mean(x, 0.25)), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def load_runs(out: str) -> list[dict]:
+    runs = []
+    for root, _, files in os.walk(os.path.join(out, "runs")):
+        for name in files:
+            if name.endswith(".json"):
+                with open(os.path.join(root, name)) as f:
+                    runs.append(json.load(f))
+    return runs
+
+
+def random_level(env_id: str, env_kwargs: dict, episodes: int = 20) -> float:
+    """Mean return of uniform-random actions (the level no seed may stay at)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, **env_kwargs)
+    env.action_space.seed(0)
+    total = []
+    for ep in range(episodes):
+        env.reset(seed=ep)
+        done, ret = False, 0.0
+        while not done:
+            _, r, te, tr, _ = env.step(env.action_space.sample())
+            ret += float(r)
+            done = te or tr
+        total.append(ret)
+    return float(np.mean(total))
+
+
+def report(out: str, rows: list[Row], budget_scale: float) -> dict:
+    runs = load_runs(out)
+    summary: dict[str, Any] = {"rows": []}
+    lines = ["| algorithm | env | steps | implementation | IQM final (95% CI) | per-seed finals | per-seed best | "
+             "effective options | random level | vs SB3 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    dlines = ["| env | steps | seeds | discriminator accuracy (goal >= 0.8, chance 1/skills) | end-point spread / random |",
+              "|---|---|---|---|---|"]
+    for row in rows:
+        budget = max(1, int(row.budget * budget_scale))
+        mine = sorted((r for r in runs if r["env"] == row.label and r["budget"] == budget
+                       and ((is_hrlkit(r["impl"]) and r["algo"] == row.algo) or r["impl"] in row.peers)),
+                      key=lambda r: (not is_hrlkit(r["impl"]), r["impl"], r["seed"]))
+        if not mine:
+            continue
+        if row.algo == "diayn":
+            h = [r for r in mine if r["impl"] == "hrlkit"]  # the defaults (variants: their own JSON files)
+            acc = [r["discriminator_accuracy"] for r in h]
+            ratio = [r["spread_ratio"] for r in h]
+            dlines.append(f"| {row.label} | {budget:,} | {len(h)} | {', '.join(f'{a:.2f}' for a in acc)} | "
+                          f"{', '.join(f'{q:.2f}' for q in ratio)} |")
+            summary["rows"].append({"algo": row.algo, "env": row.label, "budget": budget, "accuracy": acc,
+                                    "spread_ratio": ratio, "goal_met": bool(acc) and min(acc) >= DIAYN_GOAL_ACCURACY})
+            continue
+        rand = random_level(row.env_id, row.kwargs)
+        by_impl: dict[str, list[dict]] = {}
+        for r in mine:
+            by_impl.setdefault(r["impl"], []).append(r)
+        iqms = {}
+        for impl, rs in by_impl.items():
+            finals = [r["final"] for r in rs]
+            iqm, lo, hi = iqm_ci(finals)
+            iqms[impl] = iqm
+            eff = [r["effective_options"] for r in rs if "effective_options" in r]
+            entry = {"algo": row.algo, "env": row.label, "budget": budget, "impl": impl, "iqm": iqm, "ci": [lo, hi],
+                     "finals": finals, "best": [r["best"] for r in rs], "seeds": [r["seed"] for r in rs],
+                     "effective_options": eff, "random_level": rand,
+                     "all_seeds_at_random": all(f <= rand + 0.05 * abs(rand) + 1e-9 for f in finals)}
+            summary["rows"].append(entry)
+        for impl, rs in by_impl.items():
+            e = next(x for x in summary["rows"] if x["env"] == row.label and x["algo"] == row.algo
+                     and x.get("impl") == impl and x["budget"] == budget)
+            vs = ""
+            if is_hrlkit(impl):
+                peers = [p for p in row.peers if p in iqms]
+                vs = ", ".join(f"{'>=' if iqms[impl] >= iqms[p] else '<'} {p}" for p in peers)
+                e["at_or_above"] = {p: iqms[impl] >= iqms[p] for p in peers}
+            eff = f"{np.mean(e['effective_options']):.2f}" if e["effective_options"] else ""
+            lines.append(f"| {row.algo if is_hrlkit(impl) else ''} | {row.label} | {budget:,} | "
+                         f"{impl if is_hrlkit(impl) else 'SB3 ' + impl} | {e['iqm']:.1f} ({e['ci'][0]:.1f}, "
+                         f"{e['ci'][1]:.1f}) | {', '.join(f'{v:.1f}' for v in e['finals'])} | "
+                         f"{', '.join(f'{v:.1f}' for v in e['best'])} | {eff} | {rand:.1f} | {vs} |")
+        _curves(out, row, budget, by_impl)
+    text = ["# Defaults suite", "", f"`python benchmarks/suite.py` (budget scale {budget_scale})", "", *lines, ""]
+    if len(dlines) > 2:
+        text += ["## DIAYN (10 skills by default)", "", *dlines, ""]
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write("\n".join(text))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print("\n".join(text))
+    return summary
+
+
+def _curves(out: str, row: Row, budget: int, by_impl: dict[str, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = os.path.join(out, f"curves_{row.algo}_{row.label}.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for impl, rs in by_impl.items():
+        n = min(len(r["returns"]) for r in rs)
+        steps = np.array(rs[0]["steps"][:n])
+        ys = np.array([r["returns"][:n] for r in rs])
+        name = f"{impl} {row.algo}" if is_hrlkit(impl) else f"SB3 {impl}"
+        ax.plot(steps, ys.mean(0), label=f"{name} ({len(rs)} seeds)")
+        ax.fill_between(steps, ys.min(0), ys.max(0), alpha=0.2)
+    ax.set(xlabel="env steps", ylabel="greedy return (mean of an evaluation's episodes)", title=f"{row.label}, {budget:,} steps")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- command line -------------------------------------------------------------------------------------
+def _seeds(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--algos", nargs="*", default=None, help="hrlkit algorithms (default: all)")
+    ap.add_argument("--envs", nargs="*", default=None, help="env labels (default: all)")
+    ap.add_argument("--impls", nargs="*", default=None, help="'hrlkit' and/or SB3 names (default: all)")
+    ap.add_argument("--seeds", default="0-2", help="e.g. 0-2 or 0,3")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
+    ap.add_argument("--quick", action="store_true", help="one seed and 10%% budgets (a smoke test)")
+    ap.add_argument("--budget-scale", type=float, default=None, help="multiply every budget (default 1, 0.1 with --quick)")
+    ap.add_argument("--out", default=None, help="default benchmarks/results/suite (suite_quick with --quick)")
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--variant", default=None, help="name of an hrlkit variant: its runs are 'hrlkit-NAME', trained "
+                    "with the --set overrides (an ablation beside the defaults)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the variant (with --variant)")
+    ap.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="episodes per greedy evaluation (the "
+                    "protocol is 10; fewer only for smoke tests)")
+    args = ap.parse_args(argv)
+    args.out = args.out or (DEFAULT_OUT + "_quick" if args.quick else DEFAULT_OUT)
+    scale = args.budget_scale if args.budget_scale is not None else (0.1 if args.quick else 1.0)
+    seeds = [0] if args.quick and args.seeds == "0-2" else _seeds(args.seeds)
+    known_algos, known_envs = {r.algo for r in ROWS}, {r.label for r in ROWS}
+    for name, given, known in (("--algos", args.algos, known_algos), ("--envs", args.envs, known_envs)):
+        bad = sorted(set(given or ()) - known)
+        if bad:
+            ap.error(f"{name}: unknown {bad}; expected some of {sorted(known)}")
+    if args.eval_episodes < 1:
+        ap.error(f"--eval-episodes: expected an int >= 1, got {args.eval_episodes}")
+    if args.jobs < 1:
+        ap.error(f"--jobs: expected an int >= 1, got {args.jobs}")
+    if not 0 < scale <= 1:
+        ap.error(f"--budget-scale: expected a number in (0, 1], got {scale}")
+    if bool(args.variant) != bool(args.set):
+        ap.error(f"--variant/--set: expected both or neither, got variant {args.variant!r}, set {args.set}")
+    from hrlkit.runtime.config import parse_overrides
+
+    overrides = parse_overrides(args.set)
+    hrlkit_impl = f"hrlkit-{args.variant}" if args.variant else "hrlkit"
+    rows = [r for r in ROWS if (args.algos is None or r.algo in args.algos) and (args.envs is None or r.label in args.envs)]
+    tasks = []
+    for row in rows:
+        budget = max(1, int(row.budget * scale))
+        for impl in (hrlkit_impl, *row.peers):
+            if args.impls is not None and impl not in args.impls and not (is_hrlkit(impl) and "hrlkit" in args.impls):
+                continue
+            for seed in seeds:
+                if not os.path.exists(run_path(args.out, row, impl, seed)):
+                    tasks.append((row, impl, seed, budget, args.eval_episodes, overrides if is_hrlkit(impl) else None))
+    if not args.report_only and tasks:
+        print(f"{len(tasks)} runs to do ({len(seeds)} seeds; finished runs skipped)", flush=True)
+        t0 = time.time()
+        if args.jobs == 1:
+            for t in tasks:
+                print("done", run_one(args.out, *t), f"{time.time() - t0:.0f}s", flush=True)
+        else:
+            import multiprocessing as mp
+
+            with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(run_one, args.out, *t): t for t in tasks}
+                for fut in cf.as_completed(futures):
+                    row, impl, seed, *_ = futures[fut]
+                    try:
+                        print("done", fut.result(), f"{time.time() - t0:.0f}s", flush=True)
+                    except Exception as e:  # one failed run is reported; the rest go on
+                        print(f"FAILED {row.algo} {row.label} {impl} seed {seed}: {e!r}", flush=True)
+        print(f"wall time {time.time() - t0:.0f}s", flush=True)
+    report(args.out, rows, scale)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""benchmarks/suite.py stays runnable: a tiny budget of one row, its files, its table, resuming,
+bad arguments (the real suite is run by hand; its results are in benchmarks/results/suite)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCH_DIR)
+
+import suite  # noqa: E402
+
+
+def test_suite_runs_resumes_and_reports(tmp_path, capsys):
+    out = str(tmp_path / "suite")
+    args = ["--algos", "option-critic", "--envs", "CartPole-v1", "--impls", "hrlkit", "--seeds", "0",
+            "--budget-scale", "0.01", "--eval-episodes", "2", "--out", out]
+    assert suite.main(args) == 0
+    runs = [os.path.join(out, "runs", "option-critic", "CartPole-v1", "hrlkit_seed0.json")]
+    recs = [json.load(open(p)) for p in runs]
+    for rec in recs:
+        assert rec["budget"] == 1000 and rec["eval_episodes"] == 2 and rec["steps"][-1] == 1000 and len(rec["steps"]) == len(rec["returns"]) >= 5
+        assert rec["final"] == rec["returns"][-1] and rec["best"] == max(rec["returns"])
+        assert 1.0 <= rec["effective_options"] <= 4.0
+    table = open(os.path.join(out, "table.md")).read()
+    finals = ", ".join(f"{r['final']:.1f}" for r in recs)
+    assert f"| hrlkit | " in table and finals in table
+    assert os.path.getsize(os.path.join(out, "curves_option-critic_CartPole-v1.png")) > 5_000
+    summary = json.load(open(os.path.join(out, "results.json")))
+    row = summary["rows"][0]
+    assert row["finals"] == [r["final"] for r in recs] and row["ci"][0] <= row["iqm"] <= row["ci"][1]
+    # a second call finds both runs finished and only reports
+    before = [os.path.getmtime(p) for p in runs]
+    capsys.readouterr()
+    assert suite.main(args) == 0
+    assert [os.path.getmtime(p) for p in runs] == before and "runs to do" not in capsys.readouterr().out
+
+
+def test_suite_variant_runs_beside_the_defaults(tmp_path):
+    out = str(tmp_path / "suite")
+    assert suite.main(["--algos", "option-critic", "--envs", "CartPole-v1", "--impls", "hrlkit", "--seeds", "0",
+                       "--budget-scale", "0.005", "--eval-episodes", "1", "--out", out, "--variant", "deoc",
+                       "--set", "diversity_coef=0.1", "diversity_termination=true"]) == 0
+    rec = json.load(open(os.path.join(out, "runs", "option-critic", "CartPole-v1", "hrlkit-deoc_seed0.json")))
+    assert rec["impl"] == "hrlkit-deoc" and rec["overrides"] == {"diversity_coef": 0.1, "diversity_termination": True}
+    assert "| hrlkit-deoc |" in open(os.path.join(out, "table.md")).read()
+    with pytest.raises(SystemExit):
+        suite.main(["--variant", "x", "--out", out])  # a variant without --set
+
+
+def test_suite_diayn_row_scores_skills(tmp_path):
+    pytest.importorskip("gymnasium.envs.classic_control")
+    out = str(tmp_path / "suite")
+    assert suite.main(["--algos", "diayn", "--envs", "Pendulum-v1", "--seeds", "0", "--budget-scale", "0.02",
+                       "--out", out]) == 0
+    rec = json.load(open(os.path.join(out, "runs", "diayn", "Pendulum-v1", "hrlkit_seed0.json")))
+    assert rec["skills"] == 10 and 0.0 <= rec["discriminator_accuracy"] <= 1.0 and rec["random_spread"] > 0
+    assert "## DIAYN" in open(os.path.join(out, "table.md")).read()
+
+
+def test_suite_sb3_peer_follows_the_same_protocol(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    out = str(tmp_path / "suite")
+    assert suite.main(["--algos", "option-critic", "--envs", "CartPole-v1", "--impls", "A2C", "--seeds", "0",
+                       "--budget-scale", "0.01", "--eval-episodes", "2", "--out", out]) == 0
+    rec = json.load(open(os.path.join(out, "runs", "sb3", "CartPole-v1", "A2C_seed0.json")))
+    assert rec["steps"] == list(range(100, 1001, 100)) and rec["final"] == rec["returns"][-1]
+
+
+def test_iqm_ci_matches_the_definition():
+    iqm, lo, hi = suite.iqm_ci([1.0, 2.0, 3.0, 4.0, 100.0, -50.0, 2.5, 3.5])
+    # the interquartile mean drops the lowest and highest quarter: mean of 2, 2.5, 3, 3.5
+    assert iqm == pytest.approx(2.75) and lo <= iqm <= hi
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--algos", "nope"], "--algos: unknown ['nope']"),
+    (["--envs", "Pong-v5"], "--envs: unknown ['Pong-v5']"),
+    (["--jobs", "0"], "--jobs: expected an int >= 1, got 0"),
+    (["--budget-scale", "2"], "--budget-scale: expected a number in (0, 1], got 2.0"),
+    (["--eval-episodes", "0"], "--eval-episodes: expected an int >= 1, got 0"),
+])
+def test_suite_bad_arguments(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        suite.main(argv + ["--out", str(tmp_path / "x")])
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x")
