@@ -174,3 +174,24 @@ def test_cli_collectors_for_an_on_policy_agent(tmp_path, capsys):
     assert rc == 2
     assert "collectors: " in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_death_counts_once_and_is_dropped_after_its_restarts():
+    """However Ray reports a collector's death (whichever of its queued requests fails first), one
+    death counts once, the collector is asked again (its weights resent), and it is dropped only
+    when its deaths exceed max_restarts."""
+    from types import SimpleNamespace
+
+    from hrlkit.distributed.loop import CollectorPool
+
+    asked, dropped = [], []
+    pool = SimpleNamespace(pending={"a": 0, "b": 0, "c": 1}, deaths={0: 0, 1: 0}, max_restarts=2, sent={0: 5, 1: 5})
+    pool._request = lambda i: (asked.append(i), pool.pending.__setitem__(f"new{len(asked)}", i))
+    pool._drop = lambda i, exc: dropped.append(i)
+    CollectorPool._died(pool, 0, RuntimeError("died"))
+    assert pool.deaths == {0: 1, 1: 0} and pool.sent[0] is None and asked == [0, 0, 0]
+    assert sorted(j for j in pool.pending.values()) == [0, 0, 0, 1]  # its two lost requests and one more
+    CollectorPool._died(pool, 0, RuntimeError("died"))
+    assert pool.deaths[0] == 2 and not dropped
+    CollectorPool._died(pool, 0, RuntimeError("died"))
+    assert dropped == [0] and 1 in pool.pending.values()

@@ -57,6 +57,7 @@ class CollectorPool:
         self.sent: dict[int, int | None] = {i: None for i in range(n)}  # the weights' version each was last given
         self.pids = self._started()  # each collector's process: a new one is a restart
         self.restarts = 0
+        self.deaths = {i: 0 for i in range(n)}  # deaths of each collector's process seen here
         self.last_error = ""
         self.pending: dict[Any, int] = {}
         for i in range(n):
@@ -104,8 +105,8 @@ class CollectorPool:
                 time.sleep(0.05)
                 self._request(i)
                 continue
-            except RayActorError as exc:
-                self._drop(i, exc)
+            except RayActorError as exc:  # its process died under this request
+                self._died(i, exc)
                 continue
             except RayTaskError as exc:  # the env or the agent raised: the same error as in-process
                 raise exc.as_instanceof_cause() from None
@@ -118,6 +119,24 @@ class CollectorPool:
                 continue
             self._request(i)
             return batch
+
+    def _died(self, i: int, cause: Exception) -> None:
+        """Collector i's process died under a request. Its other queued requests died with it
+        (dropped here, so one death counts once); Ray restarts it up to ``max_restarts`` times, so
+        it is asked again (with the weights: a new process has none) until its deaths exceed
+        that, and then dropped. Whether the error comes while Ray restarts it or after depends
+        on timing, so deaths are counted here, not read from the error's type."""
+        lost = [ref for ref, j in self.pending.items() if j == i]
+        for ref in lost:
+            del self.pending[ref]
+        self.deaths[i] += 1
+        if self.deaths[i] > self.max_restarts:
+            self._drop(i, cause)
+            return
+        self.sent[i] = None
+        time.sleep(0.05)
+        for _ in range(len(lost) + 1):
+            self._request(i)
 
     def _drop(self, i: int, cause: Exception) -> None:
         """Collector i is dead for good (its restarts used up): the run goes on without it."""
