@@ -38,6 +38,9 @@ import time
 from typing import Any
 
 import numpy as np
+from _report import write_table
+
+from hrlkit._io import atomic_write
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "suite")
@@ -182,10 +185,8 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     res.update(algo=row.algo, env=row.label, env_id=row.env_id, env_kwargs=row.kwargs, impl=impl, seed=seed,
                budget=budget, eval_episodes=episodes, wall_s=round(time.time() - t0, 1))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, path)
+    with atomic_write(path) as f:  # a run killed mid-write leaves no JSON, so a rerun redoes it
+        f.write(json.dumps(res, indent=1).encode())
     return path
 
 
@@ -202,21 +203,20 @@ def _rliable():
 
 
 def iqm_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """The IQM of the per-seed finals and its 95% percentile-bootstrap CI (rliable's
+    """The IQM of the per-seed finals and its 95% percentile-bootstrap CI, seeded (rliable's
     ``get_interval_estimates`` with ``aggregate_iqm``, one task, so the stratified bootstrap is a
-    plain one over seeds)."""
+    plain one over seeds; without rliable the same estimators of ``hrlkit.distributed.report``)."""
     x = np.asarray(values, dtype=np.float64)
     lib = _rliable()
     if lib is not None:
         rly, metrics = lib
         point, ci = rly.get_interval_estimates({"x": x[:, None]}, lambda s: np.array([metrics.aggregate_iqm(s)]),
-                                               reps=reps)
+                                               reps=reps, random_state=np.random.RandomState(seed))
         return float(point["x"][0]), float(ci["x"][0][0]), float(ci["x"][1][0])
-    from scipy.stats import trim_mean
+    from hrlkit.distributed.report import bootstrap_ci, iqm
 
-    rng = np.random.default_rng(seed)
-    boots = [trim_mean(rng.choice(x, len(x)), 0.25) for _ in range(reps)]
-    return float(trim_mean(x, 0.25)), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+    lo, hi = bootstrap_ci(x, reps=reps, seed=seed)
+    return iqm(x), lo, hi
 
 
 def load_runs(out: str) -> list[dict]:
@@ -274,25 +274,22 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
         by_impl: dict[str, list[dict]] = {}
         for r in mine:
             by_impl.setdefault(r["impl"], []).append(r)
-        iqms = {}
+        entries = {}
         for impl, rs in by_impl.items():
             finals = [r["final"] for r in rs]
             iqm, lo, hi = iqm_ci(finals)
-            iqms[impl] = iqm
             eff = [r["effective_options"] for r in rs if "effective_options" in r]
-            entry = {"algo": row.algo, "env": row.label, "budget": budget, "impl": impl, "iqm": iqm, "ci": [lo, hi],
-                     "finals": finals, "best": [r["best"] for r in rs], "seeds": [r["seed"] for r in rs],
-                     "effective_options": eff, "random_level": rand,
-                     "all_seeds_at_random": all(f <= rand + 0.05 * abs(rand) + 1e-9 for f in finals)}
-            summary["rows"].append(entry)
-        for impl, rs in by_impl.items():
-            e = next(x for x in summary["rows"] if x["env"] == row.label and x["algo"] == row.algo
-                     and x.get("impl") == impl and x["budget"] == budget)
+            entries[impl] = {"algo": row.algo, "env": row.label, "budget": budget, "impl": impl, "iqm": iqm,
+                             "ci": [lo, hi], "finals": finals, "best": [r["best"] for r in rs],
+                             "seeds": [r["seed"] for r in rs], "effective_options": eff, "random_level": rand,
+                             "all_seeds_at_random": all(f <= rand + 0.05 * abs(rand) + 1e-9 for f in finals)}
+        summary["rows"].extend(entries.values())
+        for impl, e in entries.items():
             vs = ""
             if is_hrlkit(impl):
-                peers = [p for p in row.peers if p in iqms]
-                vs = ", ".join(f"{'>=' if iqms[impl] >= iqms[p] else '<'} {p}" for p in peers)
-                e["at_or_above"] = {p: iqms[impl] >= iqms[p] for p in peers}
+                above = {p: e["iqm"] >= entries[p]["iqm"] for p in row.peers if p in entries}
+                vs = ", ".join(f"{'>=' if ok else '<'} {p}" for p, ok in above.items())
+                e["at_or_above"] = above
             eff = f"{np.mean(e['effective_options']):.2f}" if e["effective_options"] else ""
             lines.append(f"| {row.algo if is_hrlkit(impl) else ''} | {row.label} | {budget:,} | "
                          f"{impl if is_hrlkit(impl) else 'SB3 ' + impl} | {e['iqm']:.1f} ({e['ci'][0]:.1f}, "
@@ -302,11 +299,9 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
     text = ["# Defaults suite", "", f"`python benchmarks/suite.py` (budget scale {budget_scale})", "", *lines, ""]
     if len(dlines) > 2:
         text += ["## DIAYN (10 skills by default)", "", *dlines, ""]
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write("\n".join(text))
+    write_table(out, text)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=1)
-    print("\n".join(text))
     return summary
 
 

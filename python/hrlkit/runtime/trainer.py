@@ -418,11 +418,11 @@ def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_
     """Greedy evaluation into the logs; the best so far is also kept as checkpoints/best.pt (when
     the run has a directory)."""
     returns = evaluate(agent, episodes, video_dir=video_dir)
-    mean = float(np.mean(returns))
-    agent.last_evaluation = {"step": agent.global_step, "mean_return": mean, "std_return": float(np.std(returns)),
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    agent.last_evaluation = {"step": agent.global_step, "mean_return": mean, "std_return": std,
                              "episodes": len(returns)}
     logger.record("eval/mean_return", mean)
-    logger.record("eval/std_return", float(np.std(returns)))
+    logger.record("eval/std_return", std)
     logger.dump(agent.global_step)
     if mean > getattr(agent, "best_eval_return", -np.inf):
         agent.best_eval_return = mean
