@@ -38,6 +38,9 @@ def _train_options() -> argparse.ArgumentParser:
     t.add_argument("--num-envs", type=int, default=None, help="parallel environments (overrides num_envs)")
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     t.add_argument("--config", help="YAML or TOML file of hyperparameters")
+    t.add_argument("--preset", metavar="NAME",
+                   help="a named set-up: env, wrappers and this algorithm's hyperparameters (carracing: CarRacing-v3 "
+                        "pixels, action repeat 4, grayscale 64x64, async envs); --config, --set and --wrap add to it")
     t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="hyperparameter overrides (repeatable: --set a=1 --set b=2 keeps both)")
     t.add_argument("--async-envs", action="store_true", help="one process per environment")
@@ -140,12 +143,25 @@ def cmd_train(args) -> int:
     if args.collectors:  # learn()'s defaults stay untouched without them
         extra.update(collectors=args.collectors, sync_every=args.sync_every)
     cls = _algorithms()[args.algo]
-    overrides, wrappers, env_modules = {}, [], list(args.env_module)
+    overrides, wrappers, env_modules, env_kwargs, async_envs = {}, [], list(args.env_module), None, args.async_envs
+    if args.preset:
+        from .presets import preset
+
+        if args.resume:
+            raise ConfigError("--preset: a resumed run keeps its own env and hyperparameters; drop --preset")
+        chosen = preset(args.preset, args.algo)
+        if args.env is not None and args.env != chosen["env"]:
+            raise ConfigError(f"--env: the preset {args.preset!r} is for {chosen['env']}, got {args.env!r}; drop --env "
+                              f"or --preset")
+        args.env, env_kwargs, async_envs = chosen["env"], chosen["env_kwargs"], async_envs or chosen["async_envs"]
+        overrides.update(chosen["config"])
+        wrappers = list(chosen["wrappers"])
     if args.config:
         overrides.update(load_config_file(args.config))
-        wrappers = overrides.pop("wrappers", None) or []  # the env's, not hyperparameters
-        if not isinstance(wrappers, list):
-            raise ConfigError(f"--config: 'wrappers' must be a list, got {wrappers!r}")
+        file_wrappers = overrides.pop("wrappers", None) or []  # the env's, not hyperparameters
+        if not isinstance(file_wrappers, list):
+            raise ConfigError(f"--config: 'wrappers' must be a list, got {file_wrappers!r}")
+        wrappers = wrappers + file_wrappers
         modules = overrides.pop("env_module", None) or []
         env_modules = ([modules] if isinstance(modules, str) else list(modules)) + env_modules
     wrappers = wrappers + list(args.wrap)
@@ -166,8 +182,8 @@ def cmd_train(args) -> int:
     else:
         if not args.env:
             raise ConfigError("--env: required (e.g. --env CartPole-v1); `hrlkit list` names the registered ids")
-        agent = cls(args.env, seed=args.seed, device=args.device, async_envs=args.async_envs, config=overrides,
-                    wrappers=wrappers, env_module=env_modules,
+        agent = cls(args.env, seed=args.seed, device=args.device, async_envs=async_envs, config=overrides,
+                    wrappers=wrappers, env_module=env_modules, env_kwargs=env_kwargs,
                     threads=DEFAULT_THREADS if args.threads is None else args.threads)
         total = args.total_steps if args.total_steps is not None else 100_000
         run_dir = args.run_dir or default_run_dir(agent)
@@ -280,11 +296,12 @@ def cmd_skills(args) -> int:
         rollouts = rollout_skills(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
                                   video_dir=os.path.join(args.run_dir, "skills") if args.video else None)
     acc = discriminator_accuracy(agent, rollouts)
+    key = "xy" if "xy" in rollouts[0][0] else "obs"  # a car's end points are its positions, not its pixels
     out = plot_skills(rollouts, args.out or os.path.join(args.run_dir, "skills.png"),
                       dim_names=observation_names(agent.env_id, rollouts[0][0]["obs"].shape[1]),
                       title=f"{agent.env_id}: {agent.config.num_skills} skills at step {agent.global_step:,} "
                             f"(discriminator accuracy {acc:.3f})")
-    print(json.dumps({"png": out, "discriminator_accuracy": acc, "endpoint_spread": endpoint_spread(rollouts),
+    print(json.dumps({"png": out, "discriminator_accuracy": acc, "endpoint_spread": endpoint_spread(rollouts, key=key),
                       "returns": {k: [ep["return"] for ep in eps] for k, eps in rollouts.items()}}))
     return 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import torch
 from torch import nn
 
@@ -39,21 +40,65 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
+def image_layout(shape) -> tuple[int, int, int] | None:
+    """(height, width, channels) of a pixel observation of this shape, or None when it is not one.
+
+    Pixels are uint8 arrays in one of the layouts gymnasium's wrappers make: H x W x C (CarRacing's
+    96x96x3; ``GrayscaleObservation(keep_dim=True)``'s 96x96x1), C x H x W (channels first, the
+    smaller of the two end axes taken as the channels, SB3's rule), or S x H x W x C
+    (``FrameStackObservation`` over H x W x C frames: the S frames' channels are stacked, S * C).
+    A 2-D frame (``GrayscaleObservation`` without keep_dim) is H x W x 1."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    if len(shape) == 3:
+        if shape[-1] <= shape[0]:
+            return shape[0], shape[1], shape[2]
+        return shape[1], shape[2], shape[0]
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[0] * shape[3]
+    return None
+
+
 def is_image_space(space) -> bool:
-    """A Box of uint8 pixels, height x width x channels (e.g. CarRacing's 96x96x3)."""
+    """A Box of uint8 pixels in one of :func:`image_layout`'s layouts, at least 8 pixels high and
+    wide (e.g. CarRacing's 96x96x3, or four stacked 64x64 grayscale frames)."""
     shape = getattr(space, "shape", None)
-    return shape is not None and len(shape) == 3 and str(getattr(space, "dtype", "")) == "uint8"
+    if shape is None or str(getattr(space, "dtype", "")) != "uint8" or not isinstance(space, gym.spaces.Box):
+        return False
+    layout = image_layout(shape) if len(shape) >= 2 else None
+    return layout is not None and min(layout[0], layout[1]) >= 8 and (len(shape) > 2 or min(shape) >= 8)
+
+
+def to_channels_first(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A batch [N, *shape] of pixels in ``shape``'s layout as [N, C, H, W] (no copy where none is
+    needed; the dtype is kept, so uint8 stays uint8 until the first conv layer)."""
+    n = x.shape[0]
+    if len(shape) == 2:
+        return x[:, None]
+    if len(shape) == 3:
+        return x.permute(0, 3, 1, 2) if shape[-1] <= shape[0] else x
+    s, h, w, c = shape  # S frames of H x W x C: channels (frame, channel)
+    return x.permute(0, 1, 4, 2, 3).reshape(n, s * c, h, w)
 
 
 class ConvEncoder(nn.Module):
-    """Pixels [N, H, W, C] (uint8 or float in 0..255) to features [N, out_dim]: inputs scaled to
-    [0, 1], three convolutions with strides 4, 2, 1 (8x8, 4x4, 3x3: a 96x96 frame becomes 8x8x64,
-    the Nature-DQN trunk; the seed's stride-1 8x8 first layer kept 89x89 maps and was a defect),
-    then a linear layer, LayerNorm and tanh (bounded features, as in SAC-AE and DrQ)."""
+    """Pixels [N, *shape] (uint8, or float in 0..255; any :func:`image_layout` layout) to features
+    [N, out_dim]: inputs scaled to [0, 1], three convolutions with strides 4, 2, 1 (8x8, 4x4, 3x3:
+    a 96x96 frame becomes 8x8x64, a 64x64 one 4x4x64; the Nature-DQN trunk; the seed's stride-1
+    8x8 first layer kept 89x89 maps and was a defect), then a linear layer, LayerNorm and tanh
+    (bounded features, as in SAC-AE and DrQ)."""
 
-    def __init__(self, shape: tuple[int, int, int], out_dim: int = 256):
+    def __init__(self, shape: tuple[int, ...], out_dim: int = 256):
         super().__init__()
-        h, w, c = shape
+        layout = image_layout(shape)
+        if layout is None:
+            raise ValueError(f"shape: expected an image layout (H, W, C), (C, H, W) or (S, H, W, C), got {shape!r}")
+        h, w, c = layout
+        if min(h, w) < 36:  # 8x8/4, 4x4/2, 3x3/1 leave nothing of a smaller frame
+            raise ValueError(f"shape: the conv encoder needs frames of at least 36x36 pixels, got {h}x{w} "
+                             f"(observation shape {tuple(shape)}); resize them, e.g. ResizeObservation:shape=[64,64]")
+        self.shape = tuple(int(d) for d in shape)
         self.convs = nn.Sequential(
             nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
@@ -66,7 +111,7 @@ class ConvEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = to_channels_first(x, self.shape).to(torch.float32) / 255.0
         return self.head(self.convs(x))
 
 

@@ -2,7 +2,8 @@
 spread out they are, and draw them (``hrlkit skills RUN_DIR``).
 
 2-D observation spaces (``hrlkit/PointNav-v0``) are drawn as paths in the plane, one colour per
-skill. MuJoCo envs are drawn as the body's x-position and x-velocity over time per skill.
+skill. CarRacing (pixels) is drawn top-down: the car's path (its position from the env's state)
+over the track. MuJoCo envs are drawn as the body's x-position and x-velocity over time per skill.
 Other envs: paths in the plane of the two observation dimensions that tell the skills apart best
 (the largest spread of the skills' end points relative to the spread of all visited states),
 and the first of them over time. Axes are fitted to the data and named (``observation_names``
@@ -63,12 +64,53 @@ def _mujoco_x(env) -> tuple[float, float] | None:
     return float(data.qpos[0]), float(data.qvel[0])
 
 
+def _car_xy(env) -> tuple[float, float] | None:
+    """The car's position in a Box2D racing env (CarRacing's ``car.hull``), else None."""
+    hull = getattr(getattr(env.unwrapped, "car", None), "hull", None)
+    return None if hull is None else (float(hull.position[0]), float(hull.position[1]))
+
+
+def _track(env) -> np.ndarray | None:
+    """CarRacing's track centre line [n, 2] (x, y), else None."""
+    track = getattr(env.unwrapped, "track", None)
+    return np.array([[t[2], t[3]] for t in track], dtype=np.float32) if track else None
+
+
+class _Positions:
+    """What an episode records besides observations: MuJoCo's x / x-velocity, a car's xy."""
+
+    def __init__(self, env):
+        self.env, self.x, self.xy = env, [], []
+
+    def record(self) -> None:
+        x, xy = _mujoco_x(self.env), _car_xy(self.env)
+        if x is not None:
+            self.x.append(x)
+        if xy is not None:
+            self.xy.append(xy)
+
+    def into(self, rec: dict[str, Any]) -> dict[str, Any]:
+        if self.x:
+            rec["x"], rec["xvel"] = (np.array(c) for c in zip(*self.x))
+        if self.xy:
+            rec["xy"] = np.array(self.xy, dtype=np.float32)
+            rec["track"] = _track(self.env)
+        return rec
+
+
+def _stack(obs_list: list[np.ndarray]) -> np.ndarray:
+    """The episode's observations: pixels kept uint8, vectors as float32."""
+    obs = np.stack(obs_list)
+    return obs if obs.dtype == np.uint8 else obs.astype(np.float32)
+
+
 def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed: int = 0,
                    video_dir: str | None = None) -> dict[int, list[dict[str, Any]]]:
     """``episodes`` episodes of every skill on fresh envs (episode i of every skill is seeded
     ``seed + i``, so skills start alike). Each episode: ``obs`` [T + 1, d] (the observations,
-    the last one included), ``return`` (the env's reward), and for MuJoCo ``x`` / ``xvel`` [T + 1]
-    (qpos[0] and qvel[0]). ``video_dir``: an MP4 of each skill's first episode."""
+    the last one included; pixels stay uint8), ``return`` (the env's reward), for MuJoCo ``x`` /
+    ``xvel`` [T + 1] (qpos[0] and qvel[0]), for CarRacing ``xy`` [T + 1, 2] (the car's position)
+    and ``track`` (the track's centre line). ``video_dir``: an MP4 of each skill's first episode."""
     import gymnasium as gym
 
     from .runtime.evaluation import OptionOverlay
@@ -88,22 +130,16 @@ def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed
         try:
             for ep in range(episodes):
                 obs, _ = env.reset(seed=seed + ep)
-                obs_list, xs, done, total = [np.asarray(obs)], [], False, 0.0
-                x = _mujoco_x(env)
-                if x is not None:
-                    xs.append(x)
+                obs_list, pos, done, total = [np.asarray(obs)], _Positions(env), False, 0.0
+                pos.record()
                 while not done:
                     action, _ = agent.predict(np.asarray(obs)[None], {"skill": [k]}, deterministic=deterministic)
                     obs, reward, terminated, truncated, _ = env.step(action[0])
                     total += float(reward)
                     done = terminated or truncated
                     obs_list.append(np.asarray(obs))
-                    x = _mujoco_x(env)
-                    if x is not None:
-                        xs.append(x)
-                rec: dict[str, Any] = {"obs": np.stack(obs_list).astype(np.float32), "return": total}
-                if xs:
-                    rec["x"], rec["xvel"] = (np.array(c) for c in zip(*xs))
+                    pos.record()
+                rec = pos.into({"obs": _stack(obs_list), "return": total})
                 episodes_k.append(rec)
         finally:
             if owned:
@@ -128,16 +164,18 @@ def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]]) -> 
     return hits / max(1, total)
 
 
-def _end_points(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None) -> np.ndarray:
-    ends = [ep["obs"][-1] for k in sorted(rollouts) for ep in rollouts[k][:1]]
+def _end_points(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None, key: str = "obs") -> np.ndarray:
+    ends = [np.asarray(ep[key][-1], dtype=np.float64).ravel() for k in sorted(rollouts) for ep in rollouts[k][:1]]
     ends = np.stack(ends)
     return ends if dims is None else ends[:, dims]
 
 
-def endpoint_spread(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None = None) -> float:
-    """Mean pairwise Euclidean distance between the skills' end points (the last observation of
-    each skill's first episode, over ``dims``; all dims by default)."""
-    e = _end_points(rollouts, dims)
+def endpoint_spread(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None = None, *,
+                    key: str = "obs") -> float:
+    """Mean pairwise Euclidean distance between the skills' end points (the last ``key`` record of
+    each skill's first episode: the observation, over ``dims``, all dims by default; ``key="xy"``:
+    a car's position)."""
+    e = _end_points(rollouts, dims, key)
     d = np.linalg.norm(e[:, None, :] - e[None, :, :], axis=-1)
     n = len(e)
     return float(d.sum() / max(1, n * (n - 1)))
@@ -153,21 +191,24 @@ def random_endpoints(env_id: str, env_kwargs: dict | None, policies: int, *, see
         env = make_env(env_id, env_kwargs)
         env.action_space.seed(seed + 1000 + k)
         obs, _ = env.reset(seed=seed)
-        obs_list, done = [np.asarray(obs)], False
+        obs_list, pos, done = [np.asarray(obs)], _Positions(env), False
+        pos.record()
         while not done:
             obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
             obs_list.append(np.asarray(obs))
+            pos.record()
             done = terminated or truncated
         env.close()
-        out[k] = [{"obs": np.stack(obs_list).astype(np.float32), "return": 0.0}]
+        out[k] = [pos.into({"obs": _stack(obs_list), "return": 0.0})]
     return out
 
 
 def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: str = "",
-                dim_names: list[str] | None = None) -> str:
+                dim_names: list[str] | None = None, baseline: dict[int, list[dict[str, Any]]] | None = None) -> str:
     """Draw the rollouts (see the module doc) to ``out`` (PNG); returns the path. ``dim_names``:
     a name per observation dimension (default ``obs[i]``; ``observation_names`` gives the
-    standard envs' own)."""
+    standard envs' own). ``baseline``: for car paths, the random-action policies'
+    (:func:`random_endpoints`), drawn in grey."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,6 +218,9 @@ def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: s
     cmap = plt.get_cmap("tab10" if len(skills) <= 10 else "tab20")
     colour = {k: cmap(i % cmap.N) for i, k in enumerate(skills)}
     first = rollouts[skills[0]][0]
+    if "xy" in first:
+        fig = _plot_car_paths(plt, rollouts, colour, baseline)
+        return _finish(fig, out, title)
     dims = first["obs"].shape[1]
     names = dim_names if dim_names is not None and len(dim_names) == dims else [f"obs[{i}]" for i in range(dims)]
     if "x" in first:
@@ -220,6 +264,33 @@ def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: s
                 for ep in rollouts[k]:
                     over_time.plot(ep["obs"][:, a], color=colour[k], lw=1)
             over_time.set(xlabel="step", ylabel=names[a])
+    return _finish(fig, out, title)
+
+
+def _plot_car_paths(plt, rollouts, colour, baseline):
+    """Top-down: the track's centre line, each skill's path (a dot at its end), random paths grey."""
+    fig, ax = plt.subplots(figsize=(7, 6.5))
+    first = rollouts[sorted(rollouts)[0]][0]
+    if first.get("track") is not None:
+        t = np.vstack([first["track"], first["track"][:1]])
+        ax.plot(t[:, 0], t[:, 1], color="0.8", lw=6, zorder=0, label="track")
+    for i, eps in enumerate((baseline or {}).values()):
+        p = eps[0]["xy"]
+        ax.plot(p[:, 0], p[:, 1], color="0.45", lw=0.8, ls="--", label="random actions" if i == 0 else None)
+        ax.scatter(p[-1, 0], p[-1, 1], color="0.45", s=10)
+    for k in sorted(rollouts):
+        for i, ep in enumerate(rollouts[k]):
+            p = ep["xy"]
+            ax.plot(p[:, 0], p[:, 1], color=colour[k], lw=1.5, label=f"skill {k}" if i == 0 else None)
+            ax.scatter(p[-1, 0], p[-1, 1], color=colour[k], s=30, zorder=3)
+    ax.scatter(first["xy"][0, 0], first["xy"][0, 1], color="k", marker="x", s=40, zorder=4, label="start")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set(xlabel="x (the car's position)", ylabel="y")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def _finish(fig, out: str, title: str) -> str:
     if title:
         import textwrap
 
@@ -227,5 +298,7 @@ def plot_skills(rollouts: dict[int, list[dict[str, Any]]], out: str, *, title: s
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=120)
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
     return out

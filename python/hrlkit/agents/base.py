@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ..nets import is_image_space
 from ..runtime import checkpoint
 from ..runtime.config import ConfigError, build_config, to_dict, with_current_names
 from ..runtime.envs import (EnvMaker, normalization_state, set_normalization_state,
@@ -377,8 +378,11 @@ class Algorithm:
         return dev
 
     def obs_tensor(self, obs: Any) -> torch.Tensor:
-        """Observations as a float tensor on the agent's device (Discrete ids one-hot encoded)."""
+        """Observations as a float tensor on the agent's device (Discrete ids one-hot encoded;
+        pixels stay uint8, for the conv encoder to scale)."""
         space = self.observation_space
+        if is_image_space(space):
+            return torch.as_tensor(np.asarray(obs), dtype=torch.uint8, device=self.device)
         if isinstance(space, gym.spaces.Discrete):
             idx = torch.as_tensor(np.asarray(obs), dtype=torch.int64, device=self.device)
             return torch.nn.functional.one_hot(idx, int(space.n)).float()

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import targets
-from ..nets import ACTIVATIONS, hard_update, init_linear, mlp
+from ..nets import ACTIVATIONS, ConvEncoder, hard_update, init_linear, is_image_space, mlp
 from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._options import OptionAgent, OptionTracker
@@ -87,6 +87,8 @@ class OptionCriticConfig:
                                         "diversity D(s') is high, in place of the advantage Q(s', w) - V(s') + xi")
     head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head "
                             "a table)")
+    pixel_features: int = field(256, "pixel observations: width of the conv encoder's features (the body; "
+                                "hidden_sizes then unused)", ge=1)
 
 
 
@@ -218,12 +220,16 @@ def option_critic_loss(
 class OptionCriticNet(nn.Module):
     """Shared body; heads for Q_Omega (K), terminations (K) and K intra-option policies."""
 
-    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig):
+    def __init__(self, obs_dim: int, num_options: int, action_dim: int, discrete: bool, cfg: OptionCriticConfig,
+                 image_shape: tuple[int, ...] | None = None):
         super().__init__()
         head_bias = cfg.head_bias
         self.num_options, self.action_dim, self.discrete = num_options, action_dim, discrete
-        self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
-        h = cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim
+        if image_shape is not None:  # pixels: the conv encoder is the body
+            self.body, h = ConvEncoder(image_shape, cfg.pixel_features), cfg.pixel_features
+        else:
+            self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
+            h = cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim
         self.q = init_linear(nn.Linear(h, num_options, bias=head_bias), 1.0)
         self.beta = init_linear(nn.Linear(h, num_options, bias=head_bias), 1.0)
         self.pi = init_linear(nn.Linear(h, num_options * action_dim, bias=head_bias), 0.01)
@@ -286,8 +292,9 @@ class OptionCritic(OptionAgent):
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space
-        if not (isinstance(obs, gym.spaces.Discrete) or is_flat_box(obs)):
-            raise ConfigError(f"env: option-critic needs a Discrete or flat Box observation space, got {obs}")
+        if not (isinstance(obs, gym.spaces.Discrete) or is_flat_box(obs) or is_image_space(obs)):
+            raise ConfigError(f"env: option-critic needs a Discrete, a flat Box or an image (uint8 pixels) observation "
+                              f"space, got {obs}")
         if not (isinstance(act, gym.spaces.Discrete) or is_flat_box(act)):
             raise ConfigError(f"env: option-critic needs a Discrete or flat Box action space, got {act}")
         if self.config.action_critic and not isinstance(act, gym.spaces.Discrete):
@@ -296,10 +303,12 @@ class OptionCritic(OptionAgent):
     # ---- construction ---------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.config
-        obs_dim = obs_width(self.observation_space)
+        pixels = is_image_space(self.observation_space)
+        obs_dim = 0 if pixels else obs_width(self.observation_space)
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         action_dim = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
-        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg).to(self.device)
+        self.net = OptionCriticNet(obs_dim, cfg.num_options, action_dim, self.discrete, cfg,
+                                   image_shape=tuple(self.observation_space.shape) if pixels else None).to(self.device)
         self.target = copy.deepcopy(self.net).requires_grad_(False)
         self.optimizer = self._make_optimizer()
         if not self.discrete:

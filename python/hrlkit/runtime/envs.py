@@ -132,11 +132,17 @@ def apply_wrappers(env: gym.Env, wrappers: list[dict[str, Any]], *, for_eval: bo
         cls = resolve_wrapper(w["name"])
         if for_eval and cls.__name__ in _REWARD_NORMALIZERS:
             continue
-        try:
-            env = cls(env, **w["kwargs"])
+        try:  # YAML, JSON and the CLI have no tuples; wrappers such as ResizeObservation want them
+            env = cls(env, **{k: _as_tuples(v) for k, v in w["kwargs"].items()})
         except TypeError as exc:
             raise ConfigError(f"wrappers: {w['name']} does not take {w['kwargs']} ({exc})") from None
     return env
+
+
+def _as_tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_as_tuples(v) for v in value)
+    return value
 
 
 # ---- the one env maker ----------------------------------------------------------------------------
@@ -258,8 +264,10 @@ def normalization_state(envs: gym.vector.VectorEnv) -> dict[str, list[dict[str, 
     (``{"obs_rms": [{"mean", "var", "count"} per sub-env], ...}``; empty without them)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for attr in _RMS:
+        if not _has_wrapper_attr(envs, attr):
+            continue
         try:
-            values = envs.call("get_wrapper_attr", attr) if hasattr(envs, "call") else None
+            values = envs.call("get_wrapper_attr", attr)
         except AttributeError:
             continue
         if values:
@@ -267,10 +275,21 @@ def normalization_state(envs: gym.vector.VectorEnv) -> dict[str, list[dict[str, 
     return out
 
 
+def _has_wrapper_attr(envs: gym.vector.VectorEnv, attr: str) -> bool:
+    """Whether every sub-env's wrapper chain has ``attr``, asked without raising inside the
+    sub-envs (an AttributeError raised in an AsyncVectorEnv's worker shuts the worker down)."""
+    if not hasattr(envs, "call"):
+        return False
+    try:
+        return all(envs.call("has_wrapper_attr", attr))
+    except AttributeError:
+        return False
+
+
 def set_normalization_state(envs: gym.vector.VectorEnv, state: dict[str, list[dict[str, Any]]]) -> None:
     """Restore what :func:`normalization_state` saved (a resumed run; no unpickling needed)."""
     for attr, per_env in state.items():
-        if attr not in _RMS:
+        if attr not in _RMS or not _has_wrapper_attr(envs, attr):
             continue
         try:
             current = envs.call("get_wrapper_attr", attr)

@@ -1,0 +1,68 @@
+"""Named set-ups: an env, its wrapper chain and per-algorithm hyperparameters under one name, so a
+user types one flag (``hrlkit train feudal --preset carracing``) or one call
+(``FeudalNetwork(**hrlkit.presets.preset("carracing", "feudal"), seed=0)``).
+
+``carracing`` is the pixel pipeline of SB3's AtariWrapper and rl-zoo's CarRacing set-up, from
+gymnasium's own wrappers: each action repeated for 4 frames (:class:`hrlkit.wrappers.ActionRepeat`,
+which does not draw the frames in between), grayscale, 64x64, and 4 stacked frames for the agents
+without memory (Option-Critic, DIAYN; FuN's LSTMs see one frame). Observations stay uint8 until
+the first conv layer; the envs run in their own processes. FuN and Option-Critic drive with the
+discrete actions (``continuous=False``: nothing, left, right, gas, brake); DIAYN's SAC with the
+continuous ones. Each agent step is 4 env frames (fewer at an episode's end): ``info["frames"]``
+counts them.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .runtime.config import ConfigError
+
+_PIXELS = [
+    {"name": "hrlkit.wrappers:ActionRepeat", "kwargs": {"repeat": 4}},
+    {"name": "GrayscaleObservation", "kwargs": {"keep_dim": True}},
+    {"name": "ResizeObservation", "kwargs": {"shape": [64, 64]}},
+]
+_STACK = [{"name": "FrameStackObservation", "kwargs": {"stack_size": 4}}]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "carracing": {
+        "env": "CarRacing-v3",
+        "frames_per_step": 4,
+        "async_envs": True,
+        "algos": {
+            "feudal": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS,
+                       "config": {"num_envs": 8, "rollout_steps": 40, "horizon": 10}},
+            "option-critic": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS + _STACK,
+                              "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
+                                         "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10}},
+            "diayn": {"env_kwargs": {"continuous": True}, "wrappers": _PIXELS + _STACK,
+                      "config": {"num_envs": 4, "buffer_size": 100_000}},
+        },
+    },
+}
+
+
+def names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def preset(name: str, algo: str) -> dict[str, Any]:
+    """The agent constructor's keyword arguments for preset ``name`` and algorithm ``algo`` (a
+    CLI name: ``feudal``, ``option-critic``, ``diayn``): ``env``, ``env_kwargs``, ``wrappers``,
+    ``async_envs`` and ``config``. A fresh copy: change it freely."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; expected one of {', '.join(names())}")
+    p = PRESETS[name]
+    if algo not in p["algos"]:
+        raise ConfigError(f"preset: {name!r} has no set-up for {algo!r}; it has {', '.join(sorted(p['algos']))}")
+    a = copy.deepcopy(p["algos"][algo])
+    return {"env": p["env"], "env_kwargs": a["env_kwargs"], "wrappers": a["wrappers"], "async_envs": p["async_envs"],
+            "config": a["config"]}
+
+
+def frames_per_step(name: str) -> int:
+    """Env frames per agent step in preset ``name`` (its action repeat)."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; expected one of {', '.join(names())}")
+    return int(PRESETS[name]["frames_per_step"])
