@@ -2,6 +2,7 @@
 on pixels, async envs that survive a checkpoint, and car paths in the skills tools."""
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -215,3 +216,31 @@ def test_skills_record_car_paths(tmp_path, monkeypatch):
         assert (tmp_path / "paths.png").stat().st_size > 0 and out.endswith("paths.png")
     finally:
         gym.registry.pop("hrlkit_test/Driving-v0")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: hrlkit.FeudalNetwork("CartPole-v1", seed=0, num_envs=2, rollout_steps=5, state_dim=16, threads=1),
+    lambda: hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, threads=1),
+    lambda: hrlkit.DIAYN("Pendulum-v1", seed=0, num_envs=1, learning_starts=20, batch_size=8, buffer_size=500,
+                         threads=1),
+    lambda: hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, num_envs=1, learning_starts=20, batch_size=8,
+                                    buffer_size=500, threads=1),
+])
+def test_policy_only_files_are_small_and_act_the_same(tmp_path, make):
+    agent = make()
+    agent.learn(60, **QUIET)
+    full, small = str(tmp_path / "full.pt"), str(tmp_path / "policy.pt")
+    agent.save(full)
+    agent.save(small, policy_only=True)
+    assert os.path.getsize(small) < os.path.getsize(full)
+    loaded = type(agent).load(small)
+    assert loaded.global_step == agent.global_step
+    obs = np.stack([agent.observation_space.sample() for _ in range(4)])
+    state = {"skill": [0, 1, 2, 3]} if isinstance(agent, hrlkit.DIAYN) else None
+    a1, _ = agent.predict(obs, state)
+    a2, _ = loaded.predict(obs, state)
+    assert np.allclose(a1, a2)
+    loaded.learn(120, **QUIET)  # trains on, with fresh optimizers
+    assert loaded.global_step >= 120
+    with pytest.raises(ValueError, match="policy_only: expected a bool"):
+        agent.save(small, policy_only="yes")

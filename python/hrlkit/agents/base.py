@@ -155,11 +155,20 @@ class Algorithm:
         train(self, total_steps, **kwargs)
         return self
 
-    def save(self, path: str, *, include_envs: bool = True) -> None:
+    def save(self, path: str, *, include_envs: bool = True, policy_only: bool = False) -> None:
         """Write a checkpoint (see :mod:`hrlkit.runtime.checkpoint`); refused, writing nothing, while
-        any parameter is NaN or infinite."""
+        any parameter is NaN or infinite. ``policy_only``: the networks and counters alone, no
+        optimizer state, replay, rollout or envs (a small file to evaluate, ``predict`` or draw
+        skills from; training on from it starts fresh optimizers and an empty replay)."""
+        if not isinstance(policy_only, bool):
+            raise ValueError(f"policy_only: expected a bool, got {policy_only!r}")
         self.check_finite_parameters()
-        checkpoint.save(path, self.checkpoint_payload(include_envs=include_envs))
+        payload = self.checkpoint_payload(include_envs=include_envs and not policy_only)
+        if policy_only:
+            payload["modules"] = {k: v for k, v in payload["modules"].items()
+                                  if not isinstance(self.modules()[k], torch.optim.Optimizer)}
+            payload.update(policy_only=True, extra={}, obs=None)
+        checkpoint.save(path, payload)
 
     @classmethod
     def load(cls, path: str, *, device: str | None = None, env: Any = None,
@@ -289,6 +298,9 @@ class Algorithm:
             config=with_current_names(cls.Config, data["config"]),  # a checkpoint from before a rename loads
         )
         mods = agent.modules()
+        policy_only = bool(data.get("policy_only", False))
+        if policy_only:  # a policy file: its optimizers start fresh
+            mods = {k: m for k, m in mods.items() if not isinstance(m, torch.optim.Optimizer)}
         missing = set(mods) ^ set(data["modules"])
         if missing:
             raise ValueError(f"checkpoint: modules {sorted(missing)} do not match {cls.__name__}'s")
@@ -311,7 +323,7 @@ class Algorithm:
             agent.obs = data["obs"]
             agent.episode_return = np.array(data["episode_return"])
             agent.episode_length = np.array(data["episode_length"])
-        if same_env:  # replay, counters, running options (re-chosen below where the envs start afresh)
+        if same_env and not policy_only:  # replay, counters, running options (re-chosen below where the envs start afresh)
             extra = data.get("extra", {})
             agent.update_credit = float(extra.get("update_credit", 0.0))
             agent.load_state_extra(extra)
