@@ -377,9 +377,10 @@ def _curves(out: str, by_agent: dict[str, list[dict]]) -> None:
         n = min(len(r["returns"]) for r in rs)
         frames = np.array(rs[0]["steps"][:n]) * rs[0]["frames_per_step"]
         ys = np.array([r["returns"][:n] for r in rs])
-        ax.plot(frames, ys.mean(0), marker="o", ms=3, label=f"{LABELS[agent]} ({len(rs)} seed{'s' * (len(rs) > 1)})")
+        (line,) = ax.plot(frames, ys.mean(0), marker="o", ms=3,
+                          label=f"{LABELS[agent]} ({len(rs)} seed{'s' * (len(rs) > 1)}: mean, min..max)")
         if len(rs) > 1:
-            ax.fill_between(frames, ys.min(0), ys.max(0), alpha=0.2)
+            ax.fill_between(frames, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.15)
     ax.set(xlabel="env frames (4 per agent step)", ylabel="greedy return (10 episodes)", title="CarRacing-v3 from pixels")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
