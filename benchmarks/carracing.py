@@ -92,16 +92,26 @@ def save_policy(out: str, agent: str, seed: int, learner) -> str:
     return path
 
 
-def train_hrlkit(out: str, agent: str, seed: int, steps: int) -> dict[str, Any]:
+def trained(out: str, agent: str, seed: int, steps: int, overrides: dict | None = None, **learn: Any):
+    """The agent of run directory ``runs/<agent>_seed<s>``, trained to ``steps``: resumed from its
+    last checkpoint, or started from the preset; a finished run directory (e.g. from `hrlkit
+    train`) is only read."""
     from hrlkit.agents.base import load_agent
 
     d = run_dir(out, agent, seed)
     latest = os.path.join(d, "checkpoints", "latest.pt")
-    learner = load_agent(latest) if os.path.isfile(latest) else hrlkit_agent(agent, seed)
-    if learner.global_step < steps:  # a finished run directory (e.g. from `hrlkit train`) is only read
-        learner.learn(steps, run_dir=d, eval_every=max(1, steps // EVALS), eval_episodes=EVAL_EPISODES,
-                      log_every=max(1, steps // 25), checkpoint_every=max(1, steps // 5), progress=False,
-                      tensorboard=False)
+    learner = load_agent(latest) if os.path.isfile(latest) else hrlkit_agent(agent, seed, overrides)
+    if learner.global_step < steps:
+        learner.learn(steps, run_dir=d, log_every=max(1, steps // 25), checkpoint_every=max(1, steps // 5),
+                      progress=False, tensorboard=False, **learn)
+    return learner
+
+
+def train_hrlkit(out: str, agent: str, seed: int, steps: int) -> dict[str, Any]:
+    from hrlkit.runtime.config import to_dict
+
+    d = run_dir(out, agent, seed)
+    learner = trained(out, agent, seed, steps, eval_every=max(1, steps // EVALS), eval_episodes=EVAL_EPISODES)
     save_policy(out, agent, seed, learner)
     extra = {}
     if agent == "feudal":  # the ablation: the same final policy with the manager's goals hidden from the worker
@@ -113,8 +123,19 @@ def train_hrlkit(out: str, agent: str, seed: int, steps: int) -> dict[str, Any]:
     s, r = evaluations(d)
     # the run's own wall time (also for a run trained earlier): config.json is written at its start
     wall = os.path.getmtime(os.path.join(d, "progress.csv")) - os.path.getmtime(os.path.join(d, "config.json"))
-    return {"steps": s, "returns": r, "config": {k: getattr(learner.config, k) for k in vars(learner.config)},
-            "wall_s": round(wall, 1), **extra}
+    return {"steps": s, "returns": r, "config": to_dict(learner.config), "wall_s": round(wall, 1), **extra}
+
+
+def pipeline(*, drawn: bool = False):
+    """An EnvMaker of the preset's one-frame chain (FuN's: discrete actions, no stacking);
+    ``drawn``: ActionRepeat draws every frame (``skip_render=False``)."""
+    from hrlkit.presets import preset
+    from hrlkit.runtime.envs import EnvMaker
+
+    p = preset(PRESET, "feudal")
+    wrappers = [dict(w, kwargs={**w["kwargs"], "skip_render": False}) if drawn and w["name"].endswith("ActionRepeat")
+                else w for w in p["wrappers"]]
+    return EnvMaker(p["env"], env_kwargs=p["env_kwargs"], wrappers=wrappers)
 
 
 def sb3_envs(n: int, seed: int, subproc: bool):
@@ -123,12 +144,7 @@ def sb3_envs(n: int, seed: int, subproc: bool):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
 
-    from hrlkit.presets import preset
-    from hrlkit.runtime.envs import EnvMaker
-
-    p = preset(PRESET, "feudal")  # the one-frame chain
-    maker = EnvMaker(p["env"], env_kwargs=p["env_kwargs"], wrappers=p["wrappers"])
-    venv = make_vec_env(maker.make, n_envs=n, seed=seed, vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv)
+    venv = make_vec_env(pipeline().make, n_envs=n, seed=seed, vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv)
     return VecFrameStack(venv, 4)
 
 
@@ -189,22 +205,20 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
     many uniform-random-action policies over the same frames."""
     import torch
 
-    from hrlkit.agents.base import load_agent
+    from hrlkit.presets import preset
+    from hrlkit.runtime.config import to_dict
     from hrlkit.skills import discriminator_accuracy, endpoint_spread, plot_skills, random_endpoints, rollout_skills
 
     torch.set_num_threads(1)
-    d = run_dir(out, "diayn", seed)
     steps = frames // frames_per_step()
-    latest = os.path.join(d, "checkpoints", "latest.pt")
     t0 = time.time()
-    agent = load_agent(latest) if os.path.isfile(latest) else hrlkit_agent("diayn", seed, overrides)
-    agent.learn(steps, run_dir=d, eval_every=None, log_every=max(1, steps // 25), checkpoint_every=max(1, steps // 5),
-                progress=False, tensorboard=False)
+    agent = trained(out, "diayn", seed, steps, overrides, eval_every=None)
     wall = time.time() - t0
     save_policy(out, "diayn", seed, agent)
     rollouts = rollout_skills(agent, episodes=1, deterministic=True, seed=1000 + seed)
     spec = agent.env_maker.spec()
-    rand = random_endpoints("CarRacing-v3", {"continuous": True}, agent.config.num_skills, seed=1000 + seed)
+    p = preset(PRESET, "diayn")  # the random policies act in the raw env, frame by frame, for as many frames
+    rand = random_endpoints(p["env"], p["env_kwargs"], agent.config.num_skills, seed=1000 + seed)
     spread, rand_spread = endpoint_spread(rollouts, key="xy"), endpoint_spread(rand, key="xy")
     plot_skills(rollouts, os.path.join(out, "diayn_paths.png"), baseline=rand,
                 title=f"DIAYN skills on CarRacing-v3 pixels, {steps * frames_per_step():,} frames (seed {seed})")
@@ -214,7 +228,7 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
            "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
            "returns": [r[0]["return"] for _, r in sorted(rollouts.items())],
            "end_points": {k: r[0]["xy"][-1].tolist() for k, r in rollouts.items()}, "env": spec,
-           "config": {k: getattr(agent.config, k) for k in vars(agent.config)}, "wall_s": round(wall, 1)}
+           "config": to_dict(agent.config), "wall_s": round(wall, 1)}
     with atomic_write(os.path.join(out, "runs", f"diayn_seed{seed}.json")) as f:
         f.write(json.dumps(res, indent=1, default=str).encode())
     return res
@@ -241,16 +255,9 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
         out[name] = {"steps_per_s": n / seconds, "frames_per_s": n * fps / seconds, **extra}
         print(f"{name}: {n / seconds:.1f} agent steps/s ({n * fps / seconds:.0f} frames/s)", flush=True)
 
-    # the pipeline alone: the preset's vector env under random actions
-    from hrlkit.presets import preset
-    from hrlkit.runtime.envs import EnvMaker
-
-    p = preset(PRESET, "feudal")
-    drawn = [dict(w, kwargs={**w["kwargs"], "skip_render": False}) if w["name"].endswith("ActionRepeat") else w
-             for w in p["wrappers"]]
-    for label, wrappers in (("pipeline (random actions)", p["wrappers"]),
-                            ("pipeline, every frame drawn (skip_render=False)", drawn)):
-        envs = EnvMaker(p["env"], env_kwargs=p["env_kwargs"], wrappers=wrappers).vector_env(num_envs, async_envs=True)
+    # the pipeline alone: the preset's vector env under random actions, with and without drawing every frame
+    for label, drawn in (("pipeline (random actions)", False), ("pipeline, every frame drawn (skip_render=False)", True)):
+        envs = pipeline(drawn=drawn).vector_env(num_envs, async_envs=True)
         envs.reset(seed=0)
         rng = np.random.default_rng(0)
         for i in range(warm + steps):

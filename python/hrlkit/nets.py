@@ -66,8 +66,8 @@ def is_image_space(space) -> bool:
     shape = getattr(space, "shape", None)
     if shape is None or str(getattr(space, "dtype", "")) != "uint8" or not isinstance(space, gym.spaces.Box):
         return False
-    layout = image_layout(shape) if len(shape) >= 2 else None
-    return layout is not None and min(layout[0], layout[1]) >= 8 and (len(shape) > 2 or min(shape) >= 8)
+    layout = image_layout(shape)
+    return layout is not None and min(layout[0], layout[1]) >= 8
 
 
 def to_channels_first(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:

@@ -49,13 +49,17 @@ def names() -> list[str]:
     return sorted(PRESETS)
 
 
+def _named(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {name!r}; expected one of {', '.join(names())}")
+    return PRESETS[name]
+
+
 def preset(name: str, algo: str) -> dict[str, Any]:
     """The agent constructor's keyword arguments for preset ``name`` and algorithm ``algo`` (a
     CLI name: ``feudal``, ``option-critic``, ``diayn``): ``env``, ``env_kwargs``, ``wrappers``,
     ``async_envs`` and ``config``. A fresh copy: change it freely."""
-    if name not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {name!r}; expected one of {', '.join(names())}")
-    p = PRESETS[name]
+    p = _named(name)
     if algo not in p["algos"]:
         raise ConfigError(f"preset: {name!r} has no set-up for {algo!r}; it has {', '.join(sorted(p['algos']))}")
     a = copy.deepcopy(p["algos"][algo])
@@ -65,6 +69,4 @@ def preset(name: str, algo: str) -> dict[str, Any]:
 
 def frames_per_step(name: str) -> int:
     """Env frames per agent step in preset ``name`` (its action repeat)."""
-    if name not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {name!r}; expected one of {', '.join(names())}")
-    return int(PRESETS[name]["frames_per_step"])
+    return int(_named(name)["frames_per_step"])

@@ -165,8 +165,8 @@ class Algorithm:
         self.check_finite_parameters()
         payload = self.checkpoint_payload(include_envs=include_envs and not policy_only)
         if policy_only:
-            payload["modules"] = {k: v for k, v in payload["modules"].items()
-                                  if not isinstance(self.modules()[k], torch.optim.Optimizer)}
+            kept = _without_optimizers(self.modules())
+            payload["modules"] = {k: v for k, v in payload["modules"].items() if k in kept}
             payload.update(policy_only=True, extra={}, obs=None)
         checkpoint.save(path, payload)
 
@@ -300,7 +300,7 @@ class Algorithm:
         mods = agent.modules()
         policy_only = bool(data.get("policy_only", False))
         if policy_only:  # a policy file: its optimizers start fresh
-            mods = {k: m for k, m in mods.items() if not isinstance(m, torch.optim.Optimizer)}
+            mods = _without_optimizers(mods)
         missing = set(mods) ^ set(data["modules"])
         if missing:
             raise ValueError(f"checkpoint: modules {sorted(missing)} do not match {cls.__name__}'s")
@@ -432,6 +432,11 @@ def load_agent(path: str, cls: type[Algorithm] | None = None, *, device: str | N
         raise ConfigError(f"{exc} (in checkpoint {path!r})") from exc
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
         raise checkpoint.CheckpointError(f"path: {path!r} holds a checkpoint that does not load ({exc!r})") from exc
+
+
+def _without_optimizers(mods: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`Algorithm.modules` less its optimizers: what a policy-only file holds."""
+    return {k: m for k, m in mods.items() if not isinstance(m, torch.optim.Optimizer)}
 
 
 def is_flat_box(space: gym.Space) -> bool:

@@ -275,9 +275,7 @@ class FeudalNetwork(Algorithm):
         return torch.maximum(torch.minimum(a, self.action_high), self.action_low).cpu().numpy()
 
     def _features(self, obs: Any) -> torch.Tensor:
-        if is_image_space(self.observation_space):
-            return self.net.perception(torch.as_tensor(np.asarray(obs), device=self.device))
-        return self.net.perception(self.obs_tensor(obs))
+        return self.net.perception(self.obs_tensor(obs))  # pixels stay uint8 for the conv encoder
 
     # ---- acting ----------------------------------------------------------------------------------
     def on_episode_start(self, mask: np.ndarray) -> None:

@@ -266,10 +266,7 @@ def normalization_state(envs: gym.vector.VectorEnv) -> dict[str, list[dict[str, 
     for attr in _RMS:
         if not _has_wrapper_attr(envs, attr):
             continue
-        try:
-            values = envs.call("get_wrapper_attr", attr)
-        except AttributeError:
-            continue
+        values = envs.call("get_wrapper_attr", attr)
         if values:
             out[attr] = [{"mean": np.asarray(r.mean), "var": np.asarray(r.var), "count": float(r.count)} for r in values]
     return out
@@ -291,10 +288,7 @@ def set_normalization_state(envs: gym.vector.VectorEnv, state: dict[str, list[di
     for attr, per_env in state.items():
         if attr not in _RMS or not _has_wrapper_attr(envs, attr):
             continue
-        try:
-            current = envs.call("get_wrapper_attr", attr)
-        except AttributeError:
-            continue
+        current = envs.call("get_wrapper_attr", attr)
         for i, (rms, saved) in enumerate(zip(current, per_env)):
             _set_rms(rms, saved)
             if hasattr(envs, "envs"):
