@@ -86,6 +86,8 @@ def test_action_repeat_sums_rewards_and_stops_at_the_episode_end():
 def test_action_repeat_refuses_bad_repeat(bad):
     with pytest.raises(ValueError, match="repeat: expected an int >= 1"):
         ActionRepeat(_Counter(), repeat=bad)
+    with pytest.raises(ValueError, match="skip_render: expected a bool, got 'no'"):
+        ActionRepeat(_Counter(), skip_render="no")
 
 
 def test_carracing_skip_render_changes_nothing_but_time():

@@ -37,8 +37,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                               "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
                                          "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10}},
             "diayn": {"env_kwargs": {"continuous": True}, "wrappers": _PIXELS + _STACK,
-                      # a gradient step on 128 stacked frames costs ~0.1 s on one CPU core: one per
-                      # vector step of 4 envs (utd 0.25), as SAC-AE/DrQ-style pixel SAC runs do fewer
+                      # pixel SAC updates limit the rate (27 agent steps/s in `benchmarks/carracing.py sps`):
+                      # one gradient step per vector step of 4 envs (utd 0.25), batch 128
                       "config": {"num_envs": 4, "buffer_size": 100_000, "batch_size": 128, "utd_ratio": 0.25}},
         },
     },
