@@ -137,6 +137,8 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"goal_epsilon": -0.1}, "goal_epsilon"),
                                        ({"intrinsic_coef": -1}, "intrinsic_coef: expected a number >= 0"),
                                        ({"hidden_sizes": [64, 0]}, "hidden_sizes: expected a list of ints >= 1"),
+                                       ({"reward_scale": 0}, "reward_scale: expected a number > 0, got 0"),
+                                       ({"normalize_advantage": "maybe"}, "normalize_advantage: expected a bool"),
                                        ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
 def test_bad_config_names_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
@@ -204,3 +206,43 @@ def test_cli_trains_feudal(tmp_path):
                 "--set", "num_envs=2", "rollout_steps=10", "state_dim=16", "--eval-every", "120", "--eval-episodes",
                 "1", "--no-tensorboard", "--log-every", "60"]) == 0
     assert cli(["eval", run, "--episodes", "1"]) == 0
+
+
+# ---- reward scale and advantage normalization --------------------------------------------------------
+def _synthetic_rollout(rewards: np.ndarray, c: int = 2):
+    T, n, d = rewards.shape[0], rewards.shape[1], 4
+    g = torch.Generator().manual_seed(0)
+    batch = feudal_mod.FeudalRollout(
+        states=torch.randn(c + T, n, d, generator=g), goals=torch.nn.functional.normalize(torch.randn(c + T, n, d, generator=g), dim=-1),
+        starts=torch.zeros(c + T, n, dtype=torch.bool), random_goal=torch.zeros(T, n, dtype=torch.bool),
+        actions=torch.randint(0, 3, (T, n), generator=g), rewards=rewards.astype(np.float32),
+        terminated=np.zeros((T, n), bool), truncated=np.zeros((T, n), bool))
+    zeros = torch.zeros(T, n)
+    net = feudal_mod.FeudalOutputs(g=torch.nn.functional.normalize(torch.randn(T, n, d, generator=g), dim=-1).requires_grad_(True),
+                                   vm=zeros.clone().requires_grad_(True), vw=zeros.clone().requires_grad_(True),
+                                   out=torch.randn(T, n, 3, generator=g).requires_grad_(True),
+                                   vm_end=torch.zeros(n), vw_end=torch.zeros(n))
+    return batch, net
+
+
+def _loss(rewards, **cfg):
+    batch, net = _synthetic_rollout(rewards)
+    config = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, **cfg)
+    return feudal_mod.feudal_loss(batch, net, lambda out: torch.distributions.Categorical(logits=out), config)
+
+
+def test_reward_scale_is_the_same_as_scaling_the_env_reward():
+    r = np.random.default_rng(0).normal(size=(5, 2)) * 10
+    scaled, plain = _loss(r, reward_scale=0.1), _loss(r * 0.1)
+    for key in ("worker_policy", "manager_policy", "worker_value", "manager_value"):
+        torch.testing.assert_close(scaled[key], plain[key])
+    assert not torch.allclose(_loss(r)["worker_value"], scaled["worker_value"])
+
+
+def test_normalized_advantages_make_the_policy_gradients_scale_free():
+    r = np.random.default_rng(1).normal(size=(5, 2))
+    small, large = _loss(r, normalize_advantage=True), _loss(r * 50, normalize_advantage=True)
+    for key in ("worker_policy", "manager_policy"):  # critics at 0: A = R, standardized away
+        torch.testing.assert_close(small[key], large[key])
+    assert not torch.allclose(_loss(r)["worker_policy"], _loss(r * 50)["worker_policy"])  # without it they scale
+    torch.testing.assert_close(large["manager_advantage"], _loss(r * 50)["manager_advantage"])  # logged raw

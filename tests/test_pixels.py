@@ -246,3 +246,41 @@ def test_policy_only_files_are_small_and_act_the_same(tmp_path, make):
     assert loaded.global_step >= 120
     with pytest.raises(ValueError, match="policy_only: expected a bool"):
         agent.save(small, policy_only="yes")
+
+
+def test_image_rows_read_only_their_band_of_every_frame():
+    from hrlkit.nets import ImageRows
+
+    rows = ImageRows((2, 36, 36, 1), (30, 36))
+    x = torch.randint(0, 256, (3, 2, 36, 36, 1), dtype=torch.uint8)
+    y = rows(x)
+    assert y.shape == (3, 2 * 6 * 36) and rows.out_dim == 2 * 6 * 36
+    torch.testing.assert_close(y[:, :6 * 36], x[:, 0, 30:, :, 0].reshape(3, -1).float() / 255)
+    x2 = x.clone()
+    x2[:, :, :30] = 0  # outside the band: nothing changes
+    assert torch.equal(rows(x2), y)
+    with pytest.raises(ValueError, match=r"rows: expected \[first, last\) with 0 <= first < last <= 36"):
+        ImageRows((2, 36, 36, 1), (30, 40))
+
+
+def test_diayn_discriminator_on_image_rows():
+    small = dict(num_envs=2, buffer_size=256, batch_size=16, learning_starts=32, hidden_sizes=[16],
+                 discriminator_hidden_sizes=[16], feature_dim=16, threads=1)
+    agent = hrlkit.DIAYN(lambda: _Pixels(), seed=0, discriminator_rows=[30, 36], **small)
+    assert agent.discriminator.weights[0].shape[1] == 2 * 6 * 36 and not list(agent.disc_encoder.parameters())
+    x = torch.randint(0, 256, (4, 2, 36, 36, 1), dtype=torch.uint8)
+    x2 = x.clone()
+    x2[:, :, :30] = 7
+    assert torch.equal(agent.discriminator_logits(x), agent.discriminator_logits(x2))
+    x2[:, :, 33] = 7
+    assert not torch.equal(agent.discriminator_logits(x), agent.discriminator_logits(x2))
+    before = [p.clone() for p in agent.discriminator.parameters()]
+    agent.learn(64, **QUIET)
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.discriminator.parameters()))
+    for bad, match in (([30, 40], r"discriminator_rows: expected rows within the frame's 36 .* got \[30, 40\]"),
+                       ([5, 3], r"discriminator_rows: expected \[first, last\) image rows with 0 <= first < last, got \[5, 3\]"),
+                       ([1], "discriminator_rows")):
+        with pytest.raises(ConfigError, match=match):
+            hrlkit.DIAYN(lambda: _Pixels(), seed=0, **{**small, "discriminator_rows": bad})
+    with pytest.raises(ConfigError, match="discriminator_rows: only for pixel observations"):
+        hrlkit.DIAYN("Pendulum-v1", seed=0, discriminator_rows=[0, 1], num_envs=1)

@@ -40,6 +40,11 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
+def standardized(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / (std + eps) over all of x (zeros for a single value): advantage normalization."""
+    return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else torch.zeros_like(x)
+
+
 def image_layout(shape) -> tuple[int, int, int] | None:
     """(height, width, channels) of a pixel observation of this shape, or None when it is not one.
 
@@ -113,6 +118,30 @@ class ConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = to_channels_first(x, self.shape).to(torch.float32) / 255.0
         return self.head(self.convs(x))
+
+
+class ImageRows(nn.Module):
+    """Rows [first, last) of every frame and channel of pixels [N, *shape] (any :func:`image_layout`
+    layout), flattened and scaled to [0, 1]: [N, C * (last - first) * W]. No parameters: a fixed
+    view for an MLP (e.g. CarRacing's dashboard strip, which draws the car's speed, wheel spin,
+    steering and yaw rate)."""
+
+    def __init__(self, shape: tuple[int, ...], rows: tuple[int, int]):
+        super().__init__()
+        layout = image_layout(shape)
+        if layout is None:
+            raise ValueError(f"shape: expected an image layout (H, W, C), (C, H, W) or (S, H, W, C), got {shape!r}")
+        h, w, c = layout
+        first, last = (int(r) for r in rows)
+        if not 0 <= first < last <= h:
+            raise ValueError(f"rows: expected [first, last) with 0 <= first < last <= {h} (the frame's height), "
+                             f"got {list(rows)}")
+        self.shape, self.first, self.last = tuple(int(d) for d in shape), first, last
+        self.out_dim = c * (last - first) * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_channels_first(x, self.shape)[:, :, self.first:self.last]
+        return x.reshape(x.shape[0], -1).to(torch.float32) / 255.0
 
 
 class EnsembleMLP(nn.Module):

@@ -11,7 +11,9 @@ the *next* state and is trained by cross-entropy to tell the skills apart; the p
 computed for the whole sampled batch in one kernel call (``hrlkit.targets.skill_rewards``: C++
 on the CPU, CUDA on the GPU). ``extrinsic_coef`` adds the env's own reward (0: unsupervised).
 ``discriminator_dims`` restricts what the discriminator sees (e.g. the x-y position, a common
-prior in the papers that followed); by default it reads the whole observation.
+prior in the papers that followed); by default it reads the whole observation. For pixels,
+``discriminator_rows`` gives it a band of image rows instead of the whole encoded frame (CarRacing's
+preset: the dashboard, where the env draws the car's speed, wheel spin, steering and yaw rate).
 
 Transitions live in the C++ replay with the skill as the row's tag (the ``option`` column), so
 ``buffer.sample(B, option=z)`` can also draw one skill's rows. The SAC terms are the package's one
@@ -32,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _cuda_ops, targets
-from ..nets import ConvEncoder, EnsembleMLP, is_image_space, soft_update
+from ..nets import ConvEncoder, EnsembleMLP, ImageRows, image_layout, is_image_space, soft_update
 from ..replay import ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
@@ -58,6 +60,9 @@ class DIAYNConfig(SACConfig):
     target_entropy: float | None = field(None, "target entropy (None: -action_dim, or 0.98 log |A| for discrete)")
     discriminator_dims: list[int] | None = field(None, "observation dims the discriminator reads (None: all)",
                                                  nonempty=True)
+    discriminator_rows: list[int] | None = field(
+        None, "pixel observations: [first, last) image rows the discriminator reads (every stacked frame), "
+              "through its MLP instead of a conv encoder (None: the whole frame, encoded)", nonempty=True)
     extrinsic_coef: float = field(0.0, "weight of the env's reward added to the skill reward (0: unsupervised)")
     feature_dim: int = field(256, "pixel observations: features of each conv encoder (critics', discriminator's)",
                              ge=1)
@@ -66,6 +71,10 @@ class DIAYNConfig(SACConfig):
         if self.discriminator_dims is not None:
             check(len(set(self.discriminator_dims)) == len(self.discriminator_dims), "discriminator_dims",
                   "a non-empty list of distinct observation indices", self.discriminator_dims)
+        if self.discriminator_rows is not None:
+            r = self.discriminator_rows
+            check(len(r) == 2 and 0 <= r[0] < r[1], "discriminator_rows",
+                  "[first, last) image rows with 0 <= first < last", r)
 
 
 def diayn_loss(
@@ -167,15 +176,23 @@ class DIAYN(Algorithm):
         obs = self.observation_space
         if is_image_space(obs):
             if self.config.discriminator_dims is not None:
-                raise ConfigError("discriminator_dims: only for vector observations (this env's are pixels)")
-            rows = 2 * self.config.buffer_size * int(np.prod(obs.shape))  # obs and next_obs, uint8
+                raise ConfigError("discriminator_dims: only for vector observations (this env's are pixels; "
+                                  "discriminator_rows picks image rows)")
+            rows, height = self.config.discriminator_rows, image_layout(obs.shape)[0]
+            if rows is not None and rows[1] > height:
+                raise ConfigError(f"discriminator_rows: expected rows within the frame's {height} (observation shape "
+                                  f"{tuple(obs.shape)}), got {rows}")
+            need = 2 * self.config.buffer_size * int(np.prod(obs.shape))  # obs and next_obs, uint8
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
-            if total and rows > total // 2:
+            if total and need > total // 2:
                 fits = max(1, total // 4 // (2 * int(np.prod(obs.shape))))
-                raise ConfigError(f"buffer_size: {self.config.buffer_size:,} frames of {obs.shape} need {rows / 2**30:.1f} GiB "
+                raise ConfigError(f"buffer_size: {self.config.buffer_size:,} frames of {obs.shape} need {need / 2**30:.1f} GiB "
                                   f"(obs and next_obs), over half of this machine's {total / 2**30:.1f} GiB; "
                                   f"use at most about {fits:,}")
             return
+        if self.config.discriminator_rows is not None:
+            raise ConfigError("discriminator_rows: only for pixel observations (this env's are vectors; "
+                              "discriminator_dims picks observation dims)")
         if not (is_flat_box(obs) or isinstance(obs, gym.spaces.Discrete)):
             raise ConfigError(f"env: diayn needs a flat Box, a Discrete or an image (H, W, C uint8) observation space, got {obs}")
         dims = self.config.discriminator_dims
@@ -198,7 +215,8 @@ class DIAYN(Algorithm):
         if self.pixels:  # the critics' encoder (and its polyak target); the actor reads its features detached
             self.encoder = ConvEncoder(tuple(space.shape), cfg.feature_dim).to(self.device)
             self.encoder_target = copy.deepcopy(self.encoder).requires_grad_(False)
-            self.disc_encoder = ConvEncoder(tuple(space.shape), cfg.feature_dim).to(self.device)
+            self.disc_encoder = (ConvEncoder(tuple(space.shape), cfg.feature_dim) if cfg.discriminator_rows is None
+                                 else ImageRows(tuple(space.shape), cfg.discriminator_rows)).to(self.device)
             self.obs_dim = obs_dim = cfg.feature_dim
         else:
             self.obs_dim = obs_dim = obs_width(space)
@@ -210,7 +228,7 @@ class DIAYN(Algorithm):
                                   cfg.activation).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         dims = list(range(obs_dim)) if cfg.discriminator_dims is None else list(cfg.discriminator_dims)
-        disc_in = cfg.feature_dim if self.pixels else len(dims)
+        disc_in = self.disc_encoder.out_dim if self.pixels else len(dims)
         self.disc_dims = torch.as_tensor(dims, device=self.device)  # unused for pixels
         self.discriminator = EnsembleMLP(1, disc_in, cfg.discriminator_hidden_sizes, Z, cfg.activation).to(self.device)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(cfg.entropy_coef), device=self.device),
@@ -287,7 +305,7 @@ class DIAYN(Algorithm):
 
     def discriminator_logits(self, next_obs: torch.Tensor) -> torch.Tensor:
         """q_phi(. | s') as logits [N, Z], from the discriminator's dims of the next observations
-        (pixels: through its own encoder)."""
+        (pixels: through its own encoder, or its image rows)."""
         if self.pixels:
             return self.discriminator(self.disc_encoder(next_obs))[0]
         return self.discriminator(next_obs.index_select(-1, self.disc_dims))[0]

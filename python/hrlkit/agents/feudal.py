@@ -19,6 +19,9 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
     worker  = -A^W log pi(a_t) - entropy_coef H + value_coef (R^W - V^W)^2 / 2
     manager = -A^M cos(s_{t+k} - s_t, g_t(theta)) + value_coef (R^M - V^M)^2 / 2
 
+(r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
+A^M are standardized before they weigh the policy gradients.)
+
 (the transition policy gradient: the direction is a constant, the gradient flows into g_t only;
 steps whose goal was random, or with k = 0, are left out). Recurrent states are carried across
 rollouts and recomputed with gradient from each rollout's first step (truncated BPTT).
@@ -40,7 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import targets
-from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, mlp
+from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, mlp, standardized
 from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder
@@ -67,6 +70,10 @@ class FeudalConfig:
     max_grad_norm: float = field(5.0, "gradient clipping (0: none)", ge=0)
     goal_epsilon: float = field(0.0, "probability of a random unit goal instead of the manager's (exploration)",
                                 ge=0, le=1)
+    reward_scale: float = field(1.0, "the env's reward is multiplied by this before either learner sees it "
+                                     "(keeps the critics' targets near 1 where rewards are large)", gt=0)
+    normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
+                                             "(zero mean, unit std) before the policy gradients")
 
 
 def transition_loss(direction: torch.Tensor, goals: torch.Tensor, advantage: torch.Tensor, valid: torch.Tensor,
@@ -115,7 +122,7 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     T, dev, ends = len(batch.rewards), net.vw.device, (batch.terminated, batch.truncated)
     # r^I_t = 1/c sum_{i=1..c} d_cos(s_t - s_{t-i}, g_{t-i}); direction s_{t+k} - s_t, k <= c
     terms = targets.feudal_terms(batch.states, batch.goals, batch.starts, c=cfg.horizon)
-    r_int, r = terms.intrinsic.to(torch.float32), torch.as_tensor(batch.rewards)
+    r_int, r = terms.intrinsic.to(torch.float32), torch.as_tensor(batch.rewards) * cfg.reward_scale
     r_w = r + cfg.intrinsic_coef * r_int.cpu()  # the worker's reward r_t + alpha r^I_t
     v_next_w = _next_values(net.vw, net.vw_end, batch.truncated)  # V^W(s_{t+1}), constants
     v_next_m = _next_values(net.vm, net.vm_end, batch.truncated)
@@ -124,6 +131,9 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     # R^M_t = sum_{i<k} gamma_M^i r_{t+i} + gamma_M^k V^M_{t+k}
     ret_m = targets.nstep_returns(r, *ends, gamma=cfg.gamma_manager, n=T, next_values=v_next_m).returns.to(dev)
     adv_w, adv_m = ret_w - net.vw.detach(), ret_m - net.vm.detach()
+    mean_adv_m = adv_m.mean()
+    if cfg.normalize_advantage:
+        adv_w, adv_m = standardized(adv_w), standardized(adv_m)
     dist = policy(net.out.flatten(0, 1))
     logp, entropy = dist.log_prob(batch.actions.flatten(0, 1)), dist.entropy()
     if logp.dim() > 1:  # a Gaussian: summed over the action's dimensions
@@ -139,7 +149,7 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     loss = policy_loss - cfg.entropy_coef * entropy + cfg.value_coef * value
     return {"loss": loss, "worker_policy": worker_pg, "manager_policy": manager_pg, "worker_value": worker_value,
             "manager_value": manager_value, "value": value, "entropy": entropy,
-            "intrinsic_reward": r_int.mean(), "manager_advantage": adv_m.mean()}
+            "intrinsic_reward": r_int.mean(), "manager_advantage": mean_adv_m}
 
 
 def _next_values(v: torch.Tensor, v_end: torch.Tensor, truncated: np.ndarray) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import targets
-from ..nets import ACTIVATIONS, ConvEncoder, hard_update, init_linear, is_image_space, mlp
+from ..nets import ACTIVATIONS, ConvEncoder, hard_update, init_linear, is_image_space, mlp, standardized
 from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._options import OptionAgent, OptionTracker
@@ -142,7 +142,7 @@ def option_critic_targets(
         v_next = targets.option_values(q_next, epsilon)  # V(s') = (1 - eps) max_w Q(s', w) + eps mean_w Q(s', w)
         if diversity_termination:
             d = net.diversity(feats_next)
-            termination_advantage = -(d - d.mean()) / (d.std() + 1e-8) if len(d) > 1 else torch.zeros_like(d)
+            termination_advantage = -standardized(d)
         else:
             termination_advantage = q_next.gather(1, options[:, None]).squeeze(1) - v_next + deliberation_cost
         out = {
@@ -194,7 +194,7 @@ def option_critic_loss(
     if advantage is None:
         advantage = (returns if q_u is None else q_u) - q_w
     elif normalize_advantage and len(advantage) > 1:
-        advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        advantage = standardized(advantage)
     adv = advantage.detach()
     if old_logp is None:
         surrogate = logp * adv
