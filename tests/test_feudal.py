@@ -137,6 +137,8 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"goal_epsilon": -0.1}, "goal_epsilon"),
                                        ({"intrinsic_coef": -1}, "intrinsic_coef: expected a number >= 0"),
                                        ({"hidden_sizes": [64, 0]}, "hidden_sizes: expected a list of ints >= 1"),
+                                       ({"update_epochs": 0}, "update_epochs: expected an int >= 1, got 0"),
+                                       ({"clip_range": 0}, "clip_range: expected a number > 0, got 0"),
                                        ({"reward_scale": 0}, "reward_scale: expected a number > 0, got 0"),
                                        ({"normalize_advantage": "maybe"}, "normalize_advantage: expected a bool"),
                                        ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
@@ -246,3 +248,39 @@ def test_normalized_advantages_make_the_policy_gradients_scale_free():
         torch.testing.assert_close(small[key], large[key])
     assert not torch.allclose(_loss(r)["worker_policy"], _loss(r * 50)["worker_policy"])  # without it they scale
     torch.testing.assert_close(large["manager_advantage"], _loss(r * 50)["manager_advantage"])  # logged raw
+
+
+def test_update_epochs_fix_the_targets_and_clip_the_worker_ratio(monkeypatch):
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, update_epochs=3, clip_range=0.2)
+    target_calls, losses, steps = [], [], []
+    orig_targets, orig_loss = feudal_mod.feudal_targets, feudal_mod.feudal_loss
+    monkeypatch.setattr(feudal_mod, "feudal_targets", lambda *a: target_calls.append(orig_targets(*a)) or target_calls[-1])
+    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *a: losses.append((a, orig_loss(*a))) or losses[-1][1])
+    orig_step = agent.optimizer.step
+    monkeypatch.setattr(agent.optimizer, "step", lambda *a, **k: steps.append(1) or orig_step(*a, **k))
+    _act_one_rollout(agent)
+    acted_logp = torch.cat([st["logp"] for st in agent.rollout])
+    agent.update()
+    assert len(target_calls) == 1 and len(losses) == 3 and len(steps) == 3
+    for args, _ in losses:
+        assert args[4] is target_calls[0] and torch.equal(args[5], acted_logp)  # same constants every epoch
+    first = losses[0][1]["worker_policy"]  # rho = 1 before any step: -mean(A^W)
+    torch.testing.assert_close(first, -target_calls[0].adv_w.mean(), rtol=1e-4, atol=1e-5)
+    assert not torch.equal(losses[1][1]["worker_policy"], first)  # later epochs see the moved policy
+
+
+def test_clipped_worker_term_stops_pushing_past_the_clip():
+    r = np.random.default_rng(2).normal(size=(5, 2))
+    batch, net = _synthetic_rollout(r)
+    cfg = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, update_epochs=2, clip_range=0.2, normalize_advantage=True)
+    fixed = feudal_mod.feudal_targets(batch, net, cfg)
+    policy = lambda out: torch.distributions.Categorical(logits=out)  # noqa: E731
+    logp = policy(net.out.flatten(0, 1)).log_prob(batch.actions.flatten(0, 1)).detach()
+    adv = fixed.adv_w.reshape(-1)
+    old = logp - torch.where(adv > 0, 1.0, -1.0)  # rho = e on A > 0, 1/e on A < 0: outside the clip, in A's favour
+    out = feudal_mod.feudal_loss(batch, net, policy, cfg, fixed, old)
+    grad, = torch.autograd.grad(out["worker_policy"], net.out)
+    assert torch.count_nonzero(grad) == 0  # every ratio already moved past the clip in its advantage's direction
+    inside = feudal_mod.feudal_loss(batch, net, policy, cfg, fixed, logp)  # rho = 1: the plain gradient
+    grad, = torch.autograd.grad(inside["worker_policy"], net.out)
+    assert torch.count_nonzero(grad) > 0

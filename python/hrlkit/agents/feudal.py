@@ -20,7 +20,9 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
     manager = -A^M cos(s_{t+k} - s_t, g_t(theta)) + value_coef (R^M - V^M)^2 / 2
 
 (r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
-A^M are standardized before they weigh the policy gradients.)
+A^M are standardized before they weigh the policy gradients. With ``update_epochs`` = K > 1 each
+rollout is passed over K times, its states, returns and advantages fixed at the first pass
+(:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a).)
 
 (the transition policy gradient: the direction is a constant, the gradient flows into g_t only;
 steps whose goal was random, or with k = 0, are left out). Recurrent states are carried across
@@ -72,6 +74,9 @@ class FeudalConfig:
                                 ge=0, le=1)
     reward_scale: float = field(1.0, "the env's reward is multiplied by this before either learner sees it "
                                      "(keeps the critics' targets near 1 where rewards are large)", gt=0)
+    update_epochs: int = field(1, "passes over each rollout (1: A2C's one gradient step; more: the worker's term "
+                                  "becomes PPO's clipped surrogate, with the rollout's returns and advantages fixed)", ge=1)
+    clip_range: float = field(0.2, "update_epochs > 1: PPO's clip on the worker's probability ratio", gt=0)
     normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
                                              "(zero mean, unit std) before the policy gradients")
 
@@ -114,11 +119,21 @@ class FeudalOutputs(NamedTuple):
     vw_end: torch.Tensor  # [n] V^W after the rollout
 
 
-def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torch.Tensor], torch.distributions.Distribution],
-                cfg: FeudalConfig) -> dict[str, torch.Tensor]:
-    """FuN's learning rule over one rollout: every loss term, their weighted total ``loss``, and the
-    logged diagnostics ``intrinsic_reward`` (mean r^I) and ``manager_advantage`` (mean A^M).
-    ``policy`` maps the worker's outputs to its action distribution."""
+class FeudalTargets(NamedTuple):
+    """The constants of one rollout's update: fixed at its first pass, reused by later epochs."""
+
+    ret_w: torch.Tensor      # [T, n] R^W, the worker's n-step returns
+    ret_m: torch.Tensor      # [T, n] R^M
+    adv_w: torch.Tensor      # [T, n] A^W (standardized with normalize_advantage)
+    adv_m: torch.Tensor      # [T, n] A^M (likewise)
+    direction: torch.Tensor  # [T, n, d] s_{t+k} - s_t
+    valid: torch.Tensor      # [T, n] steps with a direction and the manager's own goal
+    intrinsic: torch.Tensor  # [T, n] r^I
+    mean_adv_m: torch.Tensor  # mean A^M before any standardization (logged)
+
+
+def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig) -> FeudalTargets:
+    """Intrinsic rewards, directions, returns and advantages of one rollout, from the critics in ``net``."""
     T, dev, ends = len(batch.rewards), net.vw.device, (batch.terminated, batch.truncated)
     # r^I_t = 1/c sum_{i=1..c} d_cos(s_t - s_{t-i}, g_{t-i}); direction s_{t+k} - s_t, k <= c
     terms = targets.feudal_terms(batch.states, batch.goals, batch.starts, c=cfg.horizon)
@@ -134,22 +149,42 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     mean_adv_m = adv_m.mean()
     if cfg.normalize_advantage:
         adv_w, adv_m = standardized(adv_w), standardized(adv_m)
+    valid = (terms.horizon > 0) & ~batch.random_goal
+    return FeudalTargets(ret_w, ret_m, adv_w, adv_m, terms.direction, valid, r_int, mean_adv_m)
+
+
+def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torch.Tensor], torch.distributions.Distribution],
+                cfg: FeudalConfig, fixed: FeudalTargets | None = None,
+                old_logp: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """FuN's learning rule over one rollout: every loss term, their weighted total ``loss``, and the
+    logged diagnostics ``intrinsic_reward`` (mean r^I) and ``manager_advantage`` (mean A^M).
+    ``policy`` maps the worker's outputs to its action distribution. ``fixed``: the rollout's
+    :func:`feudal_targets` (None: formed here from ``net``'s critics). ``old_logp`` [T * n], the
+    log-probabilities the actions were taken with: the worker's term becomes PPO's clipped
+    surrogate, -min(rho A^W, clip(rho, 1 -+ clip_range) A^W) with rho = pi(a) / pi_old(a)."""
+    fixed = feudal_targets(batch, net, cfg) if fixed is None else fixed
     dist = policy(net.out.flatten(0, 1))
     logp, entropy = dist.log_prob(batch.actions.flatten(0, 1)), dist.entropy()
     if logp.dim() > 1:  # a Gaussian: summed over the action's dimensions
         logp, entropy = logp.sum(-1), entropy.sum(-1)
-    worker_pg = -(adv_w.view(-1) * logp).mean()  # -A^W_t log pi(a_t)
-    valid = (terms.horizon > 0) & ~batch.random_goal
+    adv_w = fixed.adv_w.reshape(-1)
+    if old_logp is None:
+        worker_pg = -(adv_w * logp).mean()  # -A^W_t log pi(a_t)
+    else:
+        rho = (logp - old_logp).exp()
+        clipped = rho.clamp(1.0 - cfg.clip_range, 1.0 + cfg.clip_range)
+        worker_pg = -torch.min(rho * adv_w, clipped * adv_w).mean()
     # -A^M_t d_cos(s_{t+k} - s_t, g_t), s constant
-    manager_pg = transition_loss(terms.direction.to(net.g.dtype), net.g, adv_m, valid)
-    worker_value, manager_value = (ret_w - net.vw).pow(2).mean(), (ret_m - net.vm).pow(2).mean()  # (R - V)^2
+    manager_pg = transition_loss(fixed.direction.to(net.g.dtype), net.g, fixed.adv_m, fixed.valid)
+    worker_value = (fixed.ret_w - net.vw).pow(2).mean()  # (R - V)^2
+    manager_value = (fixed.ret_m - net.vm).pow(2).mean()
     value = 0.5 * (worker_value + manager_value)
     policy_loss = worker_pg + manager_pg
     entropy = entropy.mean()  # H, the worker's entropy bonus
     loss = policy_loss - cfg.entropy_coef * entropy + cfg.value_coef * value
     return {"loss": loss, "worker_policy": worker_pg, "manager_policy": manager_pg, "worker_value": worker_value,
             "manager_value": manager_value, "value": value, "entropy": entropy,
-            "intrinsic_reward": r_int.mean(), "manager_advantage": mean_adv_m}
+            "intrinsic_reward": fixed.intrinsic.mean(), "manager_advantage": fixed.mean_adv_m}
 
 
 def _next_values(v: torch.Tensor, v_end: torch.Tensor, truncated: np.ndarray) -> torch.Tensor:
@@ -305,9 +340,13 @@ class FeudalNetwork(Algorithm):
         used = torch.where(random_goal[:, None], F.normalize(torch.randn_like(g), dim=-1), g)
         out, _, wstate, goals = self._worker(z, wstate, goals, used)
         self.state = (mgr, wstate, goals)
-        action = self._dist(out).sample()
+        dist = self._dist(out)
+        action = dist.sample()
         self.rollout.append({"obs": obs, "goal": used, "random_goal": random_goal, "starts": starts,
                              "action": action, "s": s})
+        if cfg.update_epochs > 1:  # the acting log-probabilities, for the clipped ratio
+            logp = dist.log_prob(action)
+            self.rollout[-1]["logp"] = logp.sum(-1) if logp.dim() > 1 else logp
         self.starting[:] = False
         return self._env_actions(action)
 
@@ -322,23 +361,21 @@ class FeudalNetwork(Algorithm):
     def update(self) -> dict[str, torch.Tensor]:
         cfg, c = self.config, self.config.horizon
         steps, self.rollout = self.rollout, []
-        z = self._features(np.concatenate([st["obs"] for st in steps])).view(len(steps), cfg.num_envs, -1)
-        state, rec = self.rollout_state, []
-        for t, st in enumerate(steps):  # the rollout again, with gradient, from its first state (truncated BPTT)
-            rec.append(self._step(z[t], self._reset(state, st["starts"]), goal=st["goal"]))
-            state = rec[-1].state
-        s, g, vm, vw, out = (torch.stack([getattr(r, f) for r in rec]) for f in ("s", "g", "vm", "vw", "out"))
-        with torch.no_grad():  # V^M and V^W at the observation after the rollout, to bootstrap from
-            end_state = self._reset(_detach(state), torch.as_tensor(self.starting, device=self.device))
-            end = self._step(self._features(self.obs), end_state)
-        batch = self._rollout_batch(steps, s.detach())
-        losses = feudal_loss(batch, FeudalOutputs(g, vm, vw, out, end.vm, end.vw), self._dist, cfg)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        if cfg.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]],
-                                     cfg.max_grad_norm)
-        self.optimizer.step()
+        obs = np.concatenate([st["obs"] for st in steps])
+        old_logp = torch.cat([st["logp"] for st in steps]) if cfg.update_epochs > 1 else None
+        batch = fixed = net = None
+        for _ in range(cfg.update_epochs):
+            net, s = self._recompute(steps, obs, bootstrap=None if net is None else (net.vm_end, net.vw_end))
+            if batch is None:  # the first pass fixes the rollout's states, returns and advantages
+                batch = self._rollout_batch(steps, s.detach())
+                fixed = feudal_targets(batch, net, cfg)
+            losses = feudal_loss(batch, net, self._dist, cfg, fixed, old_logp)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]],
+                                         cfg.max_grad_norm)
+            self.optimizer.step()
         # the next look-back
         self.s_hist, self.g_hist, self.start_hist = batch.states[-c:], batch.goals[-c:], batch.starts[-c:]
         self.state = _detach(self.state)
@@ -347,6 +384,24 @@ class FeudalNetwork(Algorithm):
                 "losses/value": losses["value"].detach(), "losses/entropy": losses["entropy"].detach(),
                 "charts/intrinsic_reward": losses["intrinsic_reward"],
                 "charts/manager_advantage": losses["manager_advantage"]}
+
+    def _recompute(self, steps: list[dict[str, Any]], obs: np.ndarray,
+                   bootstrap: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[FeudalOutputs, torch.Tensor]:
+        """The networks over the rollout again, with gradient, from its first recurrent state
+        (truncated BPTT), and the manager's states s [T, n, d]; ``bootstrap``: V^M and V^W after
+        the rollout when already known (None: computed)."""
+        z = self._features(obs).view(len(steps), self.config.num_envs, -1)
+        state, rec = self.rollout_state, []
+        for t, st in enumerate(steps):
+            rec.append(self._step(z[t], self._reset(state, st["starts"]), goal=st["goal"]))
+            state = rec[-1].state
+        s, g, vm, vw, out = (torch.stack([getattr(r, f) for r in rec]) for f in ("s", "g", "vm", "vw", "out"))
+        if bootstrap is None:
+            with torch.no_grad():  # V^M and V^W at the observation after the rollout, to bootstrap from
+                end_state = self._reset(_detach(state), torch.as_tensor(self.starting, device=self.device))
+                end = self._step(self._features(self.obs), end_state)
+            bootstrap = (end.vm, end.vw)
+        return FeudalOutputs(g, vm, vw, out, *bootstrap), s
 
     def _rollout_batch(self, steps: list[dict[str, Any]], s: torch.Tensor) -> FeudalRollout:
         """The acted rollout's records stacked, the recomputed states ``s`` [T, n, d] (detached)
