@@ -267,7 +267,12 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
         record(label, steps * num_envs, time.perf_counter() - t0)
         envs.close()
 
-    for name, algo_overrides in (("feudal", {}), ("flat", {}), ("diayn", {"learning_starts": 0})):
+    from hrlkit.presets import preset
+
+    runs = [("feudal", "feudal", {}), ("flat", "flat", {}), ("diayn", "diayn", {"learning_starts": 0})]
+    if preset(PRESET, "feudal")["config"].get("update_epochs", 1) > 1:  # and FuN with A2C's one pass, for the peers' rate
+        runs.insert(1, ("feudal, one pass (update_epochs=1)", "feudal", {"update_epochs": 1}))
+    for label, name, algo_overrides in runs:
         agent = hrlkit_agent(name, 0, {"num_envs": num_envs, **algo_overrides})
         # DIAYN's updates are the slow part: a quarter of the steps measure them
         n, w = (max(1, steps // 4), max(1, warm // 4)) if name == "diayn" else (steps, warm)
@@ -277,7 +282,7 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
         agent.learn((w + n) * num_envs, eval_every=None, checkpoint_every=None, progress=False,
                     tensorboard=False, log_every=10**9)
         seconds, extra = time.perf_counter() - t0, {}
-        if name == "feudal":  # where the time goes: a profiled stretch after the timed one
+        if label == "feudal":  # where the time goes: a profiled stretch after the timed one
             prof = cProfile.Profile()
             t1 = time.perf_counter()
             prof.enable()
@@ -285,7 +290,7 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
                         tensorboard=False, log_every=10**9)
             prof.disable()
             extra = _breakdown(pstats.Stats(prof), time.perf_counter() - t1)
-        record(f"hrlkit {name}", n * num_envs, seconds, **extra)
+        record(f"hrlkit {label}", n * num_envs, seconds, **extra)
         agent.envs.close()
 
     for peer in PEERS:
@@ -315,9 +320,9 @@ def _breakdown(stats, seconds: float) -> dict[str, float]:
 
 
 # ---- report ---------------------------------------------------------------------------------------
-def load(out: str) -> list[dict]:
+def load(out: str, sub: str = "runs") -> list[dict]:
     runs = []
-    folder = os.path.join(out, "runs")
+    folder = os.path.join(out, sub)
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".json"):
             with open(os.path.join(folder, name)) as f:
@@ -334,13 +339,13 @@ def report(out: str) -> list[str]:
         if r["agent"] != "diayn":
             by_agent.setdefault(r["agent"], []).append(r)
     for agent in [a for a in ("feudal", "flat", *PEERS) if a in by_agent]:
-        rs = by_agent[agent]
-        finals, bests = [r["final"] for r in rs], [r["best"] for r in rs]
-        iqm, lo, hi = iqm_ci(finals)
-        lines.append(f"| {LABELS[agent]} | {rs[0]['frames']:,} ({rs[0]['agent_steps']:,}) | {len(rs)} | "
-                     f"{np.mean(finals):.1f} ({iqm:.1f}, {lo:.1f}..{hi:.1f}) | "
-                     f"{', '.join(f'{v:.1f}' for v in finals)} | {', '.join(f'{b:.1f}' for b in bests)} | "
-                     f"{np.mean([r['wall_s'] for r in rs]) / 60:.0f} min |")
+        lines.append(_row(LABELS[agent], by_agent[agent]))
+    # earlier FuN configurations, kept for comparison: earlier/feudal_<what>/feudal_seed<s>.json
+    earlier = os.path.join(out, "earlier")
+    for sub in sorted(os.listdir(earlier)) if os.path.isdir(earlier) else []:
+        rs = load(earlier, sub) if sub.startswith("feudal_") else []
+        if rs:
+            lines.append(_row(f"{LABELS['feudal']}, earlier: {sub.removeprefix('feudal_').replace('_', ' ')}", rs))
     text = ["# CarRacing-v3 from pixels", "", "`python benchmarks/carracing.py train ...` (see the module's docstring)",
             "", *lines, ""]
     ablated = [(r["seed"], r["final"], r["zero_goals_final"]) for r in by_agent.get("feudal", []) if "zero_goals_final" in r]
@@ -371,6 +376,15 @@ def report(out: str) -> list[str]:
     if by_agent:
         _curves(out, by_agent)
     return text
+
+
+def _row(label: str, rs: list[dict]) -> str:
+    finals, bests = [r["final"] for r in rs], [r["best"] for r in rs]
+    iqm, lo, hi = iqm_ci(finals)
+    return (f"| {label} | {rs[0]['frames']:,} ({rs[0]['agent_steps']:,}) | {len(rs)} | "
+            f"{np.mean(finals):.1f} ({iqm:.1f}, {lo:.1f}..{hi:.1f}) | "
+            f"{', '.join(f'{v:.1f}' for v in finals)} | {', '.join(f'{b:.1f}' for b in bests)} | "
+            f"{np.mean([r['wall_s'] for r in rs]) / 60:.0f} min |")
 
 
 def _curves(out: str, by_agent: dict[str, list[dict]]) -> None:

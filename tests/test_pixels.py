@@ -284,3 +284,19 @@ def test_diayn_discriminator_on_image_rows():
             hrlkit.DIAYN(lambda: _Pixels(), seed=0, **{**small, "discriminator_rows": bad})
     with pytest.raises(ConfigError, match="discriminator_rows: only for pixel observations"):
         hrlkit.DIAYN("Pendulum-v1", seed=0, discriminator_rows=[0, 1], num_envs=1)
+
+
+def test_carracing_preset_diayn_discriminator_reads_the_dashboard():
+    pytest.importorskip("Box2D")
+    pytest.importorskip("cv2")
+    from hrlkit.nets import ImageRows
+
+    kw = preset("carracing", "diayn")
+    kw["config"].update(num_envs=1, buffer_size=64, hidden_sizes=[16], discriminator_hidden_sizes=[16], feature_dim=16)
+    agent = hrlkit.DIAYN(**{**kw, "async_envs": False}, seed=0)
+    try:
+        assert isinstance(agent.disc_encoder, ImageRows) and agent.disc_encoder.out_dim == 4 * 8 * 64
+        frame = np.asarray(agent.obs)[:1]  # the zoomed-in first frame: the dashboard strip is the bottom 8 rows
+        assert agent.discriminator_logits(torch.as_tensor(frame)).shape == (1, agent.config.num_skills)
+    finally:
+        agent.close()
