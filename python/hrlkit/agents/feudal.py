@@ -164,9 +164,7 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     surrogate, -min(rho A^W, clip(rho, 1 -+ clip_range) A^W) with rho = pi(a) / pi_old(a)."""
     fixed = feudal_targets(batch, net, cfg) if fixed is None else fixed
     dist = policy(net.out.flatten(0, 1))
-    logp, entropy = dist.log_prob(batch.actions.flatten(0, 1)), dist.entropy()
-    if logp.dim() > 1:  # a Gaussian: summed over the action's dimensions
-        logp, entropy = logp.sum(-1), entropy.sum(-1)
+    logp, entropy = _joint(dist.log_prob(batch.actions.flatten(0, 1))), _joint(dist.entropy())
     adv_w = fixed.adv_w.reshape(-1)
     if old_logp is None:
         worker_pg = -(adv_w * logp).mean()  # -A^W_t log pi(a_t)
@@ -185,6 +183,11 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     return {"loss": loss, "worker_policy": worker_pg, "manager_policy": manager_pg, "worker_value": worker_value,
             "manager_value": manager_value, "value": value, "entropy": entropy,
             "intrinsic_reward": fixed.intrinsic.mean(), "manager_advantage": fixed.mean_adv_m}
+
+
+def _joint(x: torch.Tensor) -> torch.Tensor:
+    """A per-action-dimension log-probability or entropy [N, A] (a Gaussian's) summed to [N]; [N] as is."""
+    return x.sum(-1) if x.dim() > 1 else x
 
 
 def _next_values(v: torch.Tensor, v_end: torch.Tensor, truncated: np.ndarray) -> torch.Tensor:
@@ -345,8 +348,7 @@ class FeudalNetwork(Algorithm):
         self.rollout.append({"obs": obs, "goal": used, "random_goal": random_goal, "starts": starts,
                              "action": action, "s": s})
         if cfg.update_epochs > 1:  # the acting log-probabilities, for the clipped ratio
-            logp = dist.log_prob(action)
-            self.rollout[-1]["logp"] = logp.sum(-1) if logp.dim() > 1 else logp
+            self.rollout[-1]["logp"] = _joint(dist.log_prob(action))
         self.starting[:] = False
         return self._env_actions(action)
 
