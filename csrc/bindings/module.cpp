@@ -329,10 +329,18 @@ public:
 
     // ---- state views for save/load (zero-copy; they keep the buffer alive).
     py::array column(int64_t f, py::handle self) {
+        // Rows are stride(f) bytes apart (packed rows: not contiguous); within a row C order.
         const Field& fd = core_.storage().field(f);
         std::vector<py::ssize_t> shape{core_.capacity()};
         shape.insert(shape.end(), fd.shape.begin(), fd.shape.end());
-        return py::array(dtypes_[static_cast<size_t>(f)], shape, {}, core_.storage().column(f), self);
+        std::vector<py::ssize_t> strides(shape.size());
+        py::ssize_t inner = static_cast<py::ssize_t>(hrlkit::dtype_size(fd.dtype));
+        for (size_t d = shape.size(); d-- > 1;) {
+            strides[d] = inner;
+            inner *= shape[d];
+        }
+        strides[0] = static_cast<py::ssize_t>(core_.storage().stride(f));
+        return py::array(dtypes_[static_cast<size_t>(f)], shape, strides, core_.storage().column(f), self);
     }
 
     py::object priorities(py::handle self) {

@@ -1,4 +1,4 @@
-// A replay buffer: column ring storage, optional proportional prioritization, optional option
+// A replay buffer: row ring storage (storage.hpp), optional proportional prioritization, optional option
 // tags. Uniform and prioritized, tagged or not, are one class: a prioritized buffer keeps a
 // PriorityTree of (|delta| + eps)^alpha; an untagged uniform buffer keeps none; a tagged uniform
 // buffer keeps a tree of unit priorities, so "a uniform row of option k" is the same descent.
@@ -48,17 +48,17 @@ public:
     // those sizes to fit in 64 bits is an error naming capacity here, rather than a wrapped size,
     // a short allocation and writes past its end later.
     static int64_t required_bytes(int64_t capacity, const std::vector<Field>& fields, const ReplayOptions& opt) {
-        const std::vector<int64_t> row_bytes = ColumnStorage::check(capacity, fields);
-        option_field_of(fields, opt);
+        const std::vector<int64_t> row_bytes = RowStorage::check(capacity, fields);
+        const int64_t own = option_field_of(fields, opt);
         const bool tree = opt.prioritized || opt.num_options > 0;
         const auto footprint = [&](int64_t rows) {
-            const CheckedSize b = ColumnStorage::footprint(rows, row_bytes) +
+            const CheckedSize b = RowStorage::footprint(rows, fields, row_bytes, own) +
                                   CheckedSize(opt.num_options) * static_cast<int64_t>(sizeof(int64_t));
             return tree ? b + PriorityTree::footprint(rows, opt.num_options) : b;
         };
         const std::string tags = opt.num_options > 0 ? " and num_options=" + std::to_string(opt.num_options) : "";
         if (!footprint(1).ok()) {
-            if (!ColumnStorage::footprint(1, row_bytes).ok())  // rows are stored in blocks of 16
+            if (!RowStorage::footprint(1, fields, row_bytes, own).ok())  // rows are stored in blocks of 16
                 throw std::invalid_argument("spec: expected fields whose 16 rows fit in 64-bit sizes, got rows of " +
                                             std::to_string(*std::max_element(row_bytes.begin(), row_bytes.end())) + " bytes");
             throw std::invalid_argument("num_options: expected a number of options whose per-option sums fit in 64-bit "
@@ -84,8 +84,8 @@ public:
     double alpha() const { return opt_.alpha; }
     double eps() const { return opt_.eps; }
     double max_priority() const { return max_priority_; }
-    const ColumnStorage& storage() const { return storage_; }
-    ColumnStorage& storage() { return storage_; }
+    const RowStorage& storage() const { return storage_; }
+    RowStorage& storage() { return storage_; }
     float* priorities() { return tree_ ? tree_->leaves() : nullptr; }
     size_t overhead_bytes() const { return tree_ ? tree_->bytes() : 0; }
     std::array<uint64_t, 4> rng_state() const { return rng_.state(); }
@@ -224,7 +224,7 @@ private:
     // Allocates what required_bytes() checked. A capacity that fits in 64 bits may still be more
     // than the machine can give: that std::bad_alloc says which argument asked for the memory.
     explicit Replay(Plan p) try
-        : storage_(p.capacity, std::move(p.fields)), opt_(p.opt), rng_(p.opt.seed) {
+        : storage_(p.capacity, p.fields, option_field_of(p.fields, p.opt)), opt_(p.opt), rng_(p.opt.seed) {
         option_field_ = option_field_of(storage_.fields(), opt_);
         if (opt_.num_options > 0) counts_.assign(static_cast<size_t>(opt_.num_options), 0);
         if (opt_.prioritized || opt_.num_options > 0) {
@@ -316,7 +316,7 @@ private:
         for (int64_t j = 0; j < n; ++j) weights[j] = std::pow(p_min / tree_->leaf(idx[j]), b);
     }
 
-    ColumnStorage storage_;
+    RowStorage storage_;
     ReplayOptions opt_;
     Rng rng_;
     std::unique_ptr<PriorityTree> tree_;

@@ -135,13 +135,13 @@ public:
     // slot the update touches), so a batch of updates has its cache misses in flight together
     // rather than one at a time.
     void prefetch_update(int64_t i) const {
-        __builtin_prefetch(leaves_.as<float>() + i);
+        prefetch(leaves_.as<float>() + i);
         const size_t node = static_cast<size_t>(i / kFan);
         const int64_t tag = num_options_ > 0 ? tags_[i] : -1;
         for (int64_t slot : {all_slot(), tag}) {
             if (slot < 0) continue;
-            __builtin_prefetch(sums_[0].data() + slot * strides_[0] + node);
-            __builtin_prefetch(mins_[0].data() + slot * strides_[0] + node);
+            prefetch(sums_[0].data() + slot * strides_[0] + node);
+            prefetch(mins_[0].data() + slot * strides_[0] + node);
         }
     }
 
@@ -253,15 +253,15 @@ private:
     void prefetch_children(size_t l, int64_t node, int64_t slot) const {
         const int64_t first = node * kFan;
         if (l == 0) {
-            __builtin_prefetch(leaves_.as<float>() + first);
+            prefetch(leaves_.as<float>() + first);
             if (num_options_ > 0 && slot != slots_ - 1) {
-                __builtin_prefetch(tags_ + first);
-                __builtin_prefetch(tags_ + first + 8);
+                prefetch(tags_ + first);
+                prefetch(tags_ + first + 8);
             }
         } else {
             const double* s = sums_[l - 1].data() + slot * strides_[l - 1] + first;
-            __builtin_prefetch(s);
-            __builtin_prefetch(s + 8);
+            prefetch(s);
+            prefetch(s + 8);
         }
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -63,7 +64,9 @@ def _write(storage: HostStorage, header: dict, file: BinaryIO | None, path: str 
         length = _PREFIX.size + len(text) + sum(a.nbytes for a in payload) + _DIGEST
         digest = hashlib.sha256()
         with contextlib.nullcontext(file) if path is None else atomic_write(path) as f:
-            for part in [_PREFIX.pack(_MAGIC, _FORMAT_VERSION, len(text), length), text, *map(_bytes, payload)]:
+            parts = itertools.chain([_PREFIX.pack(_MAGIC, _FORMAT_VERSION, len(text), length), text],
+                                    *map(_chunks, payload))
+            for part in parts:
                 digest.update(part)
                 f.write(part)
             f.write(digest.digest())
@@ -127,10 +130,14 @@ def read(f: BinaryIO, where: str, *, kind: str, extra_keys: tuple[str, ...], pri
     if prioritized:
         targets.append(np.empty(size, np.float32))
     for dst in targets:
-        view = _bytes(dst)
-        if f.readinto(view) != view.nbytes:
-            raise bad("is truncated: it ended while being read")
-        reread.update(view)
+        for rows in _row_chunks(dst):  # packed rows are not contiguous: read each chunk, then place it
+            into = rows if rows.flags.c_contiguous else np.empty(rows.shape, rows.dtype)
+            view = _bytes(into)
+            if f.readinto(view) != view.nbytes:
+                raise bad("is truncated: it ended while being read")
+            reread.update(view)
+            if into is not rows:
+                rows[...] = into
     if reread.digest() != digest:
         raise bad("changed while being read: its contents no longer match its SHA-256 checksum")
     try:
@@ -206,4 +213,24 @@ def _unique_keys(pairs: list) -> dict:
 def _bytes(a: np.ndarray) -> np.ndarray:
     """A flat uint8 view of a C-contiguous array (zero rows included), for I/O and checksums."""
     return a.reshape(-1).view(np.uint8)
+
+
+_CHUNK_BYTES = 8 << 20
+
+
+def _row_chunks(a: np.ndarray) -> list[np.ndarray]:
+    """``a`` whole when it is C-contiguous, else consecutive row ranges of about 8 MB each (a
+    buffer's fields are strided views of its packed rows): the file holds each field's rows
+    back to back in C order either way."""
+    if a.flags.c_contiguous or len(a) == 0:
+        return [a]
+    step = max(1, _CHUNK_BYTES // max(1, a[0].nbytes))
+    return [a[r:r + step] for r in range(0, len(a), step)]
+
+
+def _chunks(a: np.ndarray):
+    """The bytes of ``a`` in C order, as flat uint8 arrays (views where ``a`` is contiguous,
+    otherwise one 8 MB copy at a time)."""
+    for rows in _row_chunks(a):
+        yield _bytes(rows if rows.flags.c_contiguous else np.ascontiguousarray(rows))
 
