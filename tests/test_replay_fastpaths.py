@@ -249,3 +249,58 @@ def test_prefault_takes_numpy_bools_and_small_buffers():
     buf = ReplayBuffer(5, {"x": ((2,), np.float32)}, seed=1, prefault=np.bool_(True))  # calloc'd, below a huge page
     buf.add(x=np.ones((7, 2), np.float32))
     assert len(buf) == 5 and buf.column(0).sum() == 10
+
+
+# ---- the four-lane (AVX2) descent picks what the one-draw descent picks, to the last bit --------
+_DESCENT_SCRIPT = r"""
+import sys
+import numpy as np
+from hrlkit import PrioritizedReplayBuffer, ReplayBuffer
+rng = np.random.default_rng(5)
+out = {}
+for capacity, tags in ((70_001, None), (4_099, 3), (37, None)):
+    spec = {"obs": ((2,), np.float32)}
+    buf = PrioritizedReplayBuffer(capacity, spec, alpha=0.6, eps=0.0, num_options=tags, seed=2)
+    extra = {"option": rng.integers(0, tags, capacity)} if tags else {}
+    buf.add(obs=rng.standard_normal((capacity, 2)).astype(np.float32), **extra)
+    td = rng.random(capacity) * np.exp(rng.normal(0, 8, capacity))  # sums over 20+ orders of magnitude
+    td[rng.random(capacity) < 0.2] = 0.0  # empty rows the descent must skip
+    td[capacity // 3: capacity // 2] = 0.0
+    buf.update_priorities(np.arange(capacity), td)
+    for r in range(30):
+        b = buf.sample(253 if r % 2 else 256, beta=0.4)  # a batch with 1 draw left over for the one-draw path
+        out[f"{capacity}_{r}_i"], out[f"{capacity}_{r}_w"] = b["indices"], b["weights"]
+        buf.update_priorities(b["indices"], rng.random(len(b["indices"])) * 5)
+        for k in range(tags or 0):
+            out[f"{capacity}_{r}_{k}"] = buf.sample(64, option=k, beta=0.4)["indices"]
+    if not tags:
+        uni = ReplayBuffer(capacity, spec, num_options=None, seed=4)
+        uni.add(obs=np.zeros((capacity, 2), np.float32))
+        out[f"{capacity}_u"] = uni.sample(300)["indices"]
+np.savez(sys.argv[1], **out)
+"""
+
+
+def _has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx2" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="the CPU has no AVX2: only the one-draw descent exists")
+def test_vector_descent_matches_the_scalar_descent(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    files = {}
+    for name, env in (("vector", {}), ("scalar", {"HRLKIT_SCALAR_TREE": "1"})):
+        files[name] = tmp_path / f"{name}.npz"
+        subprocess.run([sys.executable, "-c", _DESCENT_SCRIPT, str(files[name])], check=True,
+                       env={**os.environ, **env}, timeout=300)
+    a, b = np.load(files["vector"]), np.load(files["scalar"])
+    assert sorted(a.files) == sorted(b.files) and len(a.files) > 100
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -19,9 +19,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <vector>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HRLKIT_TREE_AVX2 1  // find_batch's four-lane descent, chosen at run time where the CPU has AVX2
+#else
+#define HRLKIT_TREE_AVX2 0
+#endif
 
 #include "checked.hpp"
 #include "memory.hpp"
@@ -160,32 +168,130 @@ public:
     // the cache misses of different draws overlap (each draw prefetches its next children).
     // Each result is a leaf of positive priority in the slot, provided total(slot) > 0.
     //
-    // Each step is tree_scan's arithmetic split in two: the prefixes of a node's 16 children
-    // (formed once per node and reused by consecutive draws in the same node, which stratified
-    // draws are at the top levels: a 256-draw batch forms about 1/3 fewer), then the child for
-    // one u. The same additions in the same order, so the same leaf as tree_scan to the last bit.
+    // Each step is tree_scan's arithmetic: the same additions in the same order, so the same leaf
+    // as tree_scan (and the CUDA tree) to the last bit. Where the CPU has AVX2, four draws go down
+    // a level together, one per vector lane (scan4); otherwise, and for the leaves of a tagged
+    // slot and a batch's last n % 4 draws, one at a time (scan_rest).
     void find_batch(int64_t slot, double* u, int64_t n, int64_t* out) const {
         std::fill(out, out + n, int64_t{0});
-        NodeScan s;
         for (size_t l = sums_.size(); l-- > 0;) {
-            int64_t prepared = -1;
-            for (int64_t j = 0; j < n; ++j) {
-                const int64_t node = out[j];
-                if (node != prepared) {
-                    double w[kFan];
-                    load_children(l, node, slot, w);
-                    prefixes(w, s);
-                    prepared = node;
+            int64_t j = 0;
+#if HRLKIT_TREE_AVX2
+            if (has_avx2() && !(l == 0 && slot != slots_ - 1)) {
+                for (; j + 4 <= n; j += 4) {
+                    double u0[4];
+                    int64_t node0[4];
+                    std::copy(u + j, u + j + 4, u0);
+                    std::copy(out + j, out + j + 4, node0);
+                    const double* w4[4];
+                    for (int k = 0; k < 4; ++k) w4[k] = l > 0 ? sums_[l - 1].data() + slot * strides_[l - 1] + node0[k] * kFan : nullptr;
+                    const float* f4[4];
+                    for (int k = 0; k < 4; ++k) f4[k] = l == 0 ? leaves_.as<float>() + node0[k] * kFan : nullptr;
+                    for (int bad = l == 0 ? scan4_leaves(f4, u + j, out + j) : scan4_sums(w4, u + j, out + j); bad; bad &= bad - 1) {
+                        const int k = __builtin_ctz(static_cast<unsigned>(bad));  // rounding: tree_scan itself
+                        double w[kFan];
+                        load_children(l, node0[k], slot, w);
+                        u[j + k] = u0[k];
+                        out[j + k] = node0[k] * kFan + scan(w, u[j + k]);
+                    }
+                    if (l > 0)
+                        for (int k = 0; k < 4; ++k) prefetch_children(l - 1, out[j + k], slot);
                 }
-                const int64_t child = node * kFan + locate(s, l, node, slot, u[j]);
-                out[j] = child;
-                if (l > 0) prefetch_children(l - 1, child, slot);
             }
+#endif
+            scan_rest(l, slot, u, j, n, out);
         }
     }
 
 private:
     static constexpr float kInf = std::numeric_limits<float>::infinity();
+
+    // Draws [j0, n) one level down, one at a time. A node's 16 prefixes are formed once and reused
+    // by consecutive draws in the same node (stratified draws share the top levels).
+    void scan_rest(size_t l, int64_t slot, double* u, int64_t j0, int64_t n, int64_t* out) const {
+        NodeScan s;
+        int64_t prepared = -1;
+        for (int64_t j = j0; j < n; ++j) {
+            const int64_t node = out[j];
+            if (node != prepared) {
+                double w[kFan];
+                load_children(l, node, slot, w);
+                prefixes(w, s);
+                prepared = node;
+            }
+            const int64_t child = node * kFan + locate(s, l, node, slot, u[j]);
+            out[j] = child;
+            if (l > 0) prefetch_children(l - 1, child, slot);
+        }
+    }
+
+#if HRLKIT_TREE_AVX2
+    // HRLKIT_SCALAR_TREE=1 in the environment keeps the one-draw-at-a-time descent (the tests
+    // compare the two paths).
+    static bool has_avx2() {
+        static const bool yes = __builtin_cpu_supports("avx2") && !std::getenv("HRLKIT_SCALAR_TREE");
+        return yes;
+    }
+
+    // scan4 for children that are leaves (floats, widened exactly) or sums (doubles): the four
+    // groups of 4 children of each lane's node.
+    __attribute__((target("avx2"))) static int scan4_leaves(const float* const* f, double* u, int64_t* out) {
+        __m256d g[4][4];
+        for (int k = 0; k < 4; ++k)
+            for (int q = 0; q < 4; ++q) g[k][q] = _mm256_cvtps_pd(_mm_loadu_ps(f[k] + 4 * q));
+        return scan4(g, u, out);
+    }
+    __attribute__((target("avx2"))) static int scan4_sums(const double* const* w, double* u, int64_t* out) {
+        __m256d g[4][4];
+        for (int k = 0; k < 4; ++k)
+            for (int q = 0; q < 4; ++q) g[k][q] = _mm256_loadu_pd(w[k] + 4 * q);
+        return scan4(g, u, out);
+    }
+
+    // tree_scan for four draws at once, lane k for the node out[k] with children g[k][group]:
+    // the in-group prefixes and the group bases by the same additions in the same order, the
+    // group and the child by the same comparisons (the prefixes never decrease, so the masks are
+    // monotone and blends pick base[g] and the group's prefixes). out[k] becomes the child, u[k]
+    // the offset inside it. Returns the lanes whose u reached the end of the node or of a group
+    // through rounding (tree_scan's fallback): their out and u are to be redone by tree_scan.
+    // How many of three lane masks (all ones where set) are set, per lane.
+    __attribute__((target("avx2"), always_inline)) static inline __m256i set_count(__m256d a, __m256d b, __m256d c) {
+        const __m256i sum = _mm256_add_epi64(_mm256_add_epi64(_mm256_castpd_si256(a), _mm256_castpd_si256(b)), _mm256_castpd_si256(c));
+        return _mm256_sub_epi64(_mm256_setzero_si256(), sum);
+    }
+
+    __attribute__((target("avx2"))) static int scan4(const __m256d (&g)[4][4], double* u, int64_t* out) {
+        __m256d in[4][4];  // [child in group][group], lane = draw
+        for (int q = 0; q < 4; ++q) {
+            const __m256d t0 = _mm256_unpacklo_pd(g[0][q], g[1][q]), t1 = _mm256_unpackhi_pd(g[0][q], g[1][q]);
+            const __m256d t2 = _mm256_unpacklo_pd(g[2][q], g[3][q]), t3 = _mm256_unpackhi_pd(g[2][q], g[3][q]);
+            const __m256d x1 = _mm256_permute2f128_pd(t1, t3, 0x20), x2 = _mm256_permute2f128_pd(t0, t2, 0x31),
+                          x3 = _mm256_permute2f128_pd(t1, t3, 0x31);
+            in[0][q] = _mm256_permute2f128_pd(t0, t2, 0x20);
+            in[1][q] = _mm256_add_pd(in[0][q], x1);
+            in[2][q] = _mm256_add_pd(in[1][q], x2);
+            in[3][q] = _mm256_add_pd(in[2][q], x3);
+        }
+        const __m256d b1 = in[3][0], b2 = _mm256_add_pd(b1, in[3][1]), b3 = _mm256_add_pd(b2, in[3][2]),
+                      b4 = _mm256_add_pd(b3, in[3][3]);
+        const __m256d uu = _mm256_loadu_pd(u);
+        const __m256d m1 = _mm256_cmp_pd(b1, uu, _CMP_LE_OQ), m2 = _mm256_cmp_pd(b2, uu, _CMP_LE_OQ),
+                      m3 = _mm256_cmp_pd(b3, uu, _CMP_LE_OQ), m4 = _mm256_cmp_pd(b4, uu, _CMP_LE_OQ);
+        const __m256d base = _mm256_blendv_pd(_mm256_blendv_pd(_mm256_and_pd(b1, m1), b2, m2), b3, m3);
+        const __m256d v = _mm256_sub_pd(uu, base);
+        __m256d p[4];
+        for (int c = 0; c < 4; ++c)
+            p[c] = _mm256_blendv_pd(_mm256_blendv_pd(_mm256_blendv_pd(in[c][0], in[c][1], m1), in[c][2], m2), in[c][3], m3);
+        const __m256d n0 = _mm256_cmp_pd(p[0], v, _CMP_LE_OQ), n1 = _mm256_cmp_pd(p[1], v, _CMP_LE_OQ),
+                      n2 = _mm256_cmp_pd(p[2], v, _CMP_LE_OQ), n3 = _mm256_cmp_pd(p[3], v, _CMP_LE_OQ);
+        const __m256d below = _mm256_blendv_pd(_mm256_blendv_pd(_mm256_and_pd(p[0], n0), p[1], n1), p[2], n2);
+        _mm256_storeu_pd(u, _mm256_sub_pd(v, below));
+        const __m256i child = _mm256_add_epi64(_mm256_slli_epi64(set_count(m1, m2, m3), 2), set_count(n0, n1, n2));
+        __m256i* o = reinterpret_cast<__m256i*>(out);
+        _mm256_storeu_si256(o, _mm256_add_epi64(_mm256_slli_epi64(_mm256_loadu_si256(o), 4), child));
+        return _mm256_movemask_pd(_mm256_or_pd(m4, n3));
+    }
+#endif
 
     // tree_scan's prefixes of one node: in[4g + k] within group g, base[g] before group g.
     struct NodeScan {
