@@ -140,7 +140,8 @@ class ReplayBuffer:
         return self._storage.count(check_option(option, self._storage.num_options))
 
     def column(self, i: int):
-        """Field ``i``'s rows, all ``capacity`` of them (a numpy view, or a device tensor)."""
+        """Field ``i``'s rows, all ``capacity`` of them (a numpy view, or a device tensor). In host
+        memory a row's fields sit side by side, so the view is strided (``option`` excepted)."""
         return self._storage.column(i)
 
     def priorities(self):
