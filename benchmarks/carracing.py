@@ -4,7 +4,7 @@ peers' reference, DIAYN's skills from pixels, and training throughput.
 
     python benchmarks/carracing.py train --agents feudal flat --seeds 0 --frames 500000
     python benchmarks/carracing.py train --agents a2c ppo --seeds 0 --frames 500000
-    python benchmarks/carracing.py skills --frames 200000        # DIAYN from pixels
+    python benchmarks/carracing.py skills --frames 250000        # DIAYN from pixels
     python benchmarks/carracing.py sps --steps 2000              # training SPS, one run
     python benchmarks/carracing.py report                        # table.md, curves.png
 
