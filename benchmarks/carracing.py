@@ -235,7 +235,7 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
 
 
 # ---- throughput -----------------------------------------------------------------------------------
-def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
+def sps(steps: int, num_envs: int = 8, threads: int = 1, only: set[str] | None = None) -> dict[str, dict[str, float]]:
     """Training SPS (agent steps/s, env frames/s) of hrlkit FuN, the flat agent and DIAYN and of
     SB3 A2C/PPO CnnPolicy, each with ``num_envs`` envs in their own processes, measured in this one
     run after a warm-up of steps/10; plus the pipeline alone (random actions) and, for FuN, where
@@ -246,9 +246,10 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)  # SB3's; hrlkit's agents apply their own `threads` setting, given the same
     out: dict[str, dict[str, float]] = {}
     warm = max(1, steps // 10)
+    wanted = (lambda name: True) if not only else (lambda name: name in only)
     fps = frames_per_step()
 
     def record(name: str, n: int, seconds: float, **extra: float) -> None:
@@ -257,6 +258,8 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
 
     # the pipeline alone: the preset's vector env under random actions, with and without drawing every frame
     for label, drawn in (("pipeline (random actions)", False), ("pipeline, every frame drawn (skip_render=False)", True)):
+        if not wanted("pipeline"):
+            continue
         envs = pipeline(drawn=drawn).vector_env(num_envs, async_envs=True)
         envs.reset(seed=0)
         rng = np.random.default_rng(0)
@@ -273,7 +276,10 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
     if preset(PRESET, "feudal")["config"].get("update_epochs", 1) > 1:  # and FuN with A2C's one pass, for the peers' rate
         runs.insert(1, ("feudal, one pass (update_epochs=1)", "feudal", {"update_epochs": 1}))
     for label, name, algo_overrides in runs:
+        if not wanted(name):
+            continue
         agent = hrlkit_agent(name, 0, {"num_envs": num_envs, **algo_overrides})
+        agent.threads = threads
         # DIAYN's updates are the slow part: a quarter of the steps measure them
         n, w = (max(1, steps // 4), max(1, warm // 4)) if name == "diayn" else (steps, warm)
         agent.learn(w * num_envs, eval_every=None, checkpoint_every=None, progress=False, tensorboard=False,
@@ -294,6 +300,8 @@ def sps(steps: int, num_envs: int = 8) -> dict[str, dict[str, float]]:
         agent.envs.close()
 
     for peer in PEERS:
+        if not wanted(peer):
+            continue
         envs = sb3_envs(num_envs, 0, subproc=True)
         model = sb3_model(peer, 0, envs)
         model.learn(warm * num_envs)
@@ -424,15 +432,19 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--jobs", type=int, default=1, help="runs at once (each runs its own 8 env processes)")
     s = sub.add_parser("skills", help="DIAYN from pixels: accuracy, car paths, end-point spread")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--frames", type=int, default=200_000)
+    s.add_argument("--frames", type=int, default=250_000)
     s.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DIAYN hyperparameters over the preset's")
     p = sub.add_parser("sps", help="training throughput of every agent, in one run")
     p.add_argument("--steps", type=int, default=1_000, help="vector steps measured per agent (after steps/10 warm-up)")
     p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads of every learner (hrlkit's and SB3's)")
+    p.add_argument("--only", nargs="+", choices=["pipeline", *HRLKIT, "diayn", *PEERS], help="measure only these")
+    p.add_argument("--save", default="sps.json", help="file under --out (the report reads sps.json)")
     sub.add_parser("report", help="table.md and curves.png from the finished runs")
     args = ap.parse_args(argv)
     for v, name in ((getattr(args, "frames", 1), "--frames"), (getattr(args, "jobs", 1), "--jobs"),
-                    (getattr(args, "steps", 1), "--steps"), (getattr(args, "num_envs", 1), "--num-envs")):
+                    (getattr(args, "steps", 1), "--steps"), (getattr(args, "num_envs", 1), "--num-envs"),
+                    (getattr(args, "threads", 1), "--threads")):
         if v < 1:
             ap.error(f"{name}: expected an int >= 1, got {v}")
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
@@ -447,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         res = skills(args.out, args.seed, args.frames, parse_overrides(args.set))
         print(json.dumps({k: res[k] for k in ("discriminator_accuracy", "spread_ratio", "frames")}))
     elif args.cmd == "sps":
-        res = sps(args.steps, args.num_envs)
-        with atomic_write(os.path.join(args.out, "sps.json")) as f:
+        res = sps(args.steps, args.num_envs, args.threads, set(args.only or ()))
+        with atomic_write(os.path.join(args.out, args.save)) as f:
             f.write(json.dumps({"command": "python benchmarks/carracing.py " + " ".join(sys.argv[1:] if argv is None else argv),
                                 "results": res}, indent=1).encode())
     print("\n".join(report(args.out)))
