@@ -121,9 +121,13 @@ def train_hrlkit(out: str, agent: str, seed: int, steps: int) -> dict[str, Any]:
         extra["zero_goals_final"] = float(np.mean(evaluate(learner, EVAL_EPISODES)))
         learner.zero_goals = False
     s, r = evaluations(d)
-    # the run's own wall time (also for a run trained earlier): config.json is written at its start
-    wall = os.path.getmtime(os.path.join(d, "progress.csv")) - os.path.getmtime(os.path.join(d, "config.json"))
-    return {"steps": s, "returns": r, "config": to_dict(learner.config), "wall_s": round(wall, 1), **extra}
+    return {"steps": s, "returns": r, "config": to_dict(learner.config), "wall_s": _wall(d), **extra}
+
+
+def _wall(d: str) -> float:
+    """A run directory's own wall time, also for a run trained earlier (config.json is written at
+    its start, progress.csv at its end; a resumed run's includes the pause)."""
+    return round(os.path.getmtime(os.path.join(d, "progress.csv")) - os.path.getmtime(os.path.join(d, "config.json")), 1)
 
 
 def pipeline(*, drawn: bool = False):
@@ -211,9 +215,7 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
 
     torch.set_num_threads(1)
     steps = frames // frames_per_step()
-    t0 = time.time()
     agent = trained(out, "diayn", seed, steps, overrides, eval_every=None)
-    wall = time.time() - t0
     save_policy(out, "diayn", seed, agent)
     rollouts = rollout_skills(agent, episodes=1, deterministic=True, seed=1000 + seed)
     spec = agent.env_maker.spec()
@@ -224,11 +226,12 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
                 title=f"DIAYN skills on CarRacing-v3 pixels, {steps * frames_per_step():,} frames (seed {seed})")
     res = {"agent": "diayn", "seed": seed, "agent_steps": steps, "frames": steps * frames_per_step(),
            "skills": agent.config.num_skills, "discriminator_accuracy": discriminator_accuracy(agent, rollouts),
+           "per_skill_accuracy": discriminator_accuracy(agent, rollouts, per_skill=True),
            "endpoint_spread": spread, "random_spread": rand_spread,
            "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
            "returns": [r[0]["return"] for _, r in sorted(rollouts.items())],
            "end_points": {k: r[0]["xy"][-1].tolist() for k, r in rollouts.items()}, "env": spec,
-           "config": to_dict(agent.config), "wall_s": round(wall, 1)}
+           "config": to_dict(agent.config), "wall_s": _wall(run_dir(out, "diayn", seed))}
     with atomic_write(os.path.join(out, "runs", f"diayn_seed{seed}.json")) as f:
         f.write(json.dumps(res, indent=1, default=str).encode())
     return res
@@ -362,9 +365,10 @@ def report(out: str) -> list[str]:
                  "evaluation episodes): " + "; ".join(f"seed {s}: {f:.1f} -> {z:.1f}" for s, f, z in ablated), ""]
     dia = [r for r in runs if r["agent"] == "diayn"]
     if dia:
-        text += ["## DIAYN from pixels", "", "| seed | env frames | skills | discriminator accuracy (goal >= 0.9) | "
+        text += ["## DIAYN from pixels", "", "| seed | env frames | skills | discriminator accuracy (goal >= 0.9; the lowest skill's) | "
                  "end-point spread / random (goal >= 1.5) |", "|---|---|---|---|---|"]
-        text += [f"| {r['seed']} | {r['frames']:,} | {r['skills']} | {r['discriminator_accuracy']:.2f} | "
+        text += [f"| {r['seed']} | {r['frames']:,} | {r['skills']} | {r['discriminator_accuracy']:.3f} "
+                 f"({_lowest(r)}) | "
                  f"{r['spread_ratio']:.2f} ({r['endpoint_spread']:.1f} / {r['random_spread']:.1f}) |" for r in dia]
         text.append("")
     sps_path = os.path.join(out, "sps.json")
@@ -384,6 +388,15 @@ def report(out: str) -> list[str]:
     if by_agent:
         _curves(out, by_agent)
     return text
+
+
+def _lowest(r: dict) -> str:
+    """The lowest per-skill accuracy of a DIAYN record, when it has them."""
+    per = r.get("per_skill_accuracy")
+    if not per:
+        return "per skill: not recorded"
+    k = min(per, key=per.get)
+    return f"lowest skill {k}: {per[k]:.3f}"
 
 
 def _row(label: str, rs: list[dict]) -> str:

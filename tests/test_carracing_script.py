@@ -32,11 +32,16 @@ def test_report_tables_and_curves(tmp_path):
     with open(os.path.join(out, "runs", "diayn_seed0.json"), "w") as f:
         json.dump({"agent": "diayn", "seed": 0, "frames": 200_000, "skills": 10, "discriminator_accuracy": 0.93,
                    "spread_ratio": 1.7, "endpoint_spread": 170.0, "random_spread": 100.0}, f)
+    with open(os.path.join(out, "runs", "diayn_seed1.json"), "w") as f:  # with each skill's accuracy (JSON keys)
+        json.dump({"agent": "diayn", "seed": 1, "frames": 200_000, "skills": 3, "discriminator_accuracy": 0.95,
+                   "per_skill_accuracy": {"0": 0.99, "1": 0.875, "2": 0.98},
+                   "spread_ratio": 2.0, "endpoint_spread": 20.0, "random_spread": 10.0}, f)
     text = "\n".join(carracing.report(out))
     assert "| hrlkit FuN | 1,200 (300) | 2 | 200.0 " in text and "| 250.0, 150.0 | 250.0, 150.0 |" in text
     assert "(`zero_goals`, the same 10 evaluation episodes): seed 0: 250.0 -> -70.5" in text
     assert "| SB3 A2C CnnPolicy | 1,200 (300) | 1 | 10.0 " in text
-    assert "| 0 | 200,000 | 10 | 0.93 | 1.70 (170.0 / 100.0) |" in text
+    assert "| 0 | 200,000 | 10 | 0.930 (per skill: not recorded) | 1.70 (170.0 / 100.0) |" in text
+    assert "| 1 | 200,000 | 3 | 0.950 (lowest skill 1: 0.875) | 2.00 (20.0 / 10.0) |" in text
     assert open(os.path.join(out, "table.md")).read().strip() == text.strip()
     assert os.path.getsize(os.path.join(out, "curves.png")) > 5_000
 

@@ -256,8 +256,15 @@ def test_skills_become_distinguishable_on_pointnav():
                          learning_starts=500)
     agent.learn(3_000, run_dir=None, **{**QUIET, "log_every": 1_000})
     rollouts = rollout_skills(agent, 2)
-    assert discriminator_accuracy(agent, rollouts) >= 0.6
+    acc = discriminator_accuracy(agent, rollouts)
+    assert acc >= 0.6
     assert endpoint_spread(rollouts) > 1.5 * endpoint_spread(random_endpoints(POINT, None, 4))
+    # per skill: each skill's own share, and the overall figure is their mean weighted by its states
+    per = discriminator_accuracy(agent, rollouts, per_skill=True)
+    assert sorted(per) == [0, 1, 2, 3] and all(0.0 <= v <= 1.0 for v in per.values())
+    states = {k: sum(len(ep["obs"]) - 1 for ep in eps) for k, eps in rollouts.items()}
+    assert sum(per[k] * states[k] for k in per) / sum(states.values()) == pytest.approx(acc)
+    assert per == discriminator_accuracy(agent, {k: rollouts[k] for k in (3, 0, 2, 1)}, per_skill=True)
 
 
 # ---- the manager over frozen skills -----------------------------------------------------------------

@@ -301,7 +301,9 @@ def cmd_skills(args) -> int:
                       dim_names=observation_names(agent.env_id, rollouts[0][0]["obs"].shape[1]),
                       title=f"{agent.env_id}: {agent.config.num_skills} skills at step {agent.global_step:,} "
                             f"(discriminator accuracy {acc:.3f})")
-    print(json.dumps({"png": out, "discriminator_accuracy": acc, "endpoint_spread": endpoint_spread(rollouts, key=key),
+    print(json.dumps({"png": out, "discriminator_accuracy": acc,
+                      "per_skill_accuracy": discriminator_accuracy(agent, rollouts, per_skill=True),
+                      "endpoint_spread": endpoint_spread(rollouts, key=key),
                       "returns": {k: [ep["return"] for ep in eps] for k, eps in rollouts.items()}}))
     return 0
 

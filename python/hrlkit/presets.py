@@ -46,8 +46,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                       # one gradient step per vector step of 4 envs (utd 0.25), batch 128. The discriminator
                       # reads the dashboard (rows 56-63 of the 64x64 frame: speed, wheel spin, steering, yaw
                       # rate), not the whole frame, whose track it memorized instead of telling skills apart;
-                      # 6 skills (10 did not separate in 100k frames)
-                      "config": {"num_envs": 4, "buffer_size": 100_000, "batch_size": 128, "utd_ratio": 0.25,
+                      # 6 skills (10 did not separate in 100k frames); a replay of 25,000 rows, so the
+                      # discriminator learns from the skills' recent behaviour, not their first, alike one
+                      "config": {"num_envs": 4, "buffer_size": 25_000, "batch_size": 128, "utd_ratio": 0.25,
                                  "discriminator_rows": [56, 64], "num_skills": 6}},
         },
     },

@@ -148,20 +148,25 @@ def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed
     return out
 
 
-def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]]) -> float:
+def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]], *,
+                           per_skill: bool = False) -> float | dict[int, float]:
     """Share of the visited next states s' (every step of every rollout) whose most likely skill
-    under the agent's discriminator q(z | s') is the skill that produced them."""
+    under the agent's discriminator q(z | s') is the skill that produced them; ``per_skill``: that
+    share among each skill's own states, {skill: share}."""
     import torch
 
-    hits = total = 0
+    counts: dict[int, list[int]] = {}
     with torch.no_grad():
         for k, episodes in rollouts.items():
+            hits_total = counts.setdefault(int(k), [0, 0])
             for ep in episodes:
                 nxt = agent._obs(ep["obs"][1:])
                 pred = agent.discriminator_logits(nxt).argmax(dim=-1).cpu().numpy()
-                hits += int((pred == k).sum())
-                total += len(pred)
-    return hits / max(1, total)
+                hits_total[0] += int((pred == k).sum())
+                hits_total[1] += len(pred)
+    if per_skill:
+        return {k: h / max(1, n) for k, (h, n) in sorted(counts.items())}
+    return sum(h for h, _ in counts.values()) / max(1, sum(n for _, n in counts.values()))
 
 
 def _end_points(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None, key: str = "obs") -> np.ndarray:
