@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as e:  # one failed run is reported; the rest go on
                         print(f"FAILED {row.algo} {row.label} {impl} seed {seed}: {e!r}", flush=True)
         print(f"wall time {time.time() - t0:.0f}s", flush=True)
-    report(args.out, rows, scale)
+    report(args.out, list(ROWS), scale)  # every row with finished runs, not only the ones selected to run
     return 0
 
 

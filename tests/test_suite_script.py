@@ -37,6 +37,9 @@ def test_suite_runs_resumes_and_reports(tmp_path, capsys):
     capsys.readouterr()
     assert suite.main(args) == 0
     assert [os.path.getmtime(p) for p in runs] == before and "runs to do" not in capsys.readouterr().out
+    # a call that selects other rows still reports every row with finished runs
+    assert suite.main(["--algos", "diayn", "--report-only", "--budget-scale", "0.01", "--out", out]) == 0
+    assert finals in open(os.path.join(out, "table.md")).read()
 
 
 def test_suite_variant_runs_beside_the_defaults(tmp_path):
