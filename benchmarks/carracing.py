@@ -58,14 +58,14 @@ def frames_per_step() -> int:
     return fps(PRESET)
 
 
-def hrlkit_agent(agent: str, seed: int, overrides: dict | None = None):
+def hrlkit_agent(agent: str, seed: int, overrides: dict | None = None, threads: int = 1):
     from hrlkit.agents import ALGORITHMS
     from hrlkit.presets import preset
 
     algo, extra = HRLKIT[agent] if agent in HRLKIT else (agent, {})
     kwargs = preset(PRESET, algo)
     kwargs["config"].update(extra, **(overrides or {}))
-    return ALGORITHMS[algo](**kwargs, seed=seed)
+    return ALGORITHMS[algo](**kwargs, seed=seed, threads=threads)
 
 
 def run_dir(out: str, agent: str, seed: int) -> str:
@@ -211,13 +211,14 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
 
     from hrlkit.presets import preset
     from hrlkit.runtime.config import to_dict
-    from hrlkit.skills import discriminator_accuracy, endpoint_spread, plot_skills, random_endpoints, rollout_skills
+    from hrlkit.skills import endpoint_spread, plot_skills, random_endpoints, rollout_skills, skill_accuracies
 
     torch.set_num_threads(1)
     steps = frames // frames_per_step()
     agent = trained(out, "diayn", seed, steps, overrides, eval_every=None)
     save_policy(out, "diayn", seed, agent)
     rollouts = rollout_skills(agent, episodes=1, deterministic=True, seed=1000 + seed)
+    acc, per_skill = skill_accuracies(agent, rollouts)
     spec = agent.env_maker.spec()
     p = preset(PRESET, "diayn")  # the random policies act in the raw env, frame by frame, for as many frames
     rand = random_endpoints(p["env"], p["env_kwargs"], agent.config.num_skills, seed=1000 + seed)
@@ -225,8 +226,7 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
     plot_skills(rollouts, os.path.join(out, "diayn_paths.png"), baseline=rand,
                 title=f"DIAYN skills on CarRacing-v3 pixels, {steps * frames_per_step():,} frames (seed {seed})")
     res = {"agent": "diayn", "seed": seed, "agent_steps": steps, "frames": steps * frames_per_step(),
-           "skills": agent.config.num_skills, "discriminator_accuracy": discriminator_accuracy(agent, rollouts),
-           "per_skill_accuracy": discriminator_accuracy(agent, rollouts, per_skill=True),
+           "skills": agent.config.num_skills, "discriminator_accuracy": acc, "per_skill_accuracy": per_skill,
            "endpoint_spread": spread, "random_spread": rand_spread,
            "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
            "returns": [r[0]["return"] for _, r in sorted(rollouts.items())],
@@ -281,8 +281,7 @@ def sps(steps: int, num_envs: int = 8, threads: int = 1, only: set[str] | None =
     for label, name, algo_overrides in runs:
         if not wanted(name):
             continue
-        agent = hrlkit_agent(name, 0, {"num_envs": num_envs, **algo_overrides})
-        agent.threads = threads
+        agent = hrlkit_agent(name, 0, {"num_envs": num_envs, **algo_overrides}, threads)
         # DIAYN's updates are the slow part: a quarter of the steps measure them
         n, w = (max(1, steps // 4), max(1, warm // 4)) if name == "diayn" else (steps, warm)
         agent.learn(w * num_envs, eval_every=None, checkpoint_every=None, progress=False, tensorboard=False,

@@ -225,7 +225,7 @@ private:
     // than the machine can give: that std::bad_alloc says which argument asked for the memory.
     explicit Replay(Plan p) try
         : storage_(p.capacity, p.fields, option_field_of(p.fields, p.opt)), opt_(p.opt), rng_(p.opt.seed) {
-        option_field_ = option_field_of(storage_.fields(), opt_);
+        option_field_ = storage_.own_field();  // option_field_of's answer, given to the storage above
         if (opt_.num_options > 0) counts_.assign(static_cast<size_t>(opt_.num_options), 0);
         if (opt_.prioritized || opt_.num_options > 0) {
             tree_ = std::make_unique<PriorityTree>(p.capacity, opt_.num_options);

@@ -102,6 +102,7 @@ public:
     uint8_t* column(int64_t i) { return i == own_ ? own_column_.data() : block_.data() + offset(i); }
     const uint8_t* column(int64_t i) const { return i == own_ ? own_column_.data() : block_.data() + offset(i); }
     int64_t stride(int64_t i) const { return i == own_ ? row_bytes(i) : layout_.stride; }
+    int64_t own_field() const { return own_; }  // the field with a column of its own, or -1
     int64_t bytes() const { return bytes_; }  // the rows' bytes, padding excluded
     void prefault() {
         block_.populate_all();

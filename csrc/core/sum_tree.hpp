@@ -183,11 +183,17 @@ public:
                     int64_t node0[4];
                     std::copy(u + j, u + j + 4, u0);
                     std::copy(out + j, out + j + 4, node0);
-                    const double* w4[4];
-                    for (int k = 0; k < 4; ++k) w4[k] = l > 0 ? sums_[l - 1].data() + slot * strides_[l - 1] + node0[k] * kFan : nullptr;
-                    const float* f4[4];
-                    for (int k = 0; k < 4; ++k) f4[k] = l == 0 ? leaves_.as<float>() + node0[k] * kFan : nullptr;
-                    for (int bad = l == 0 ? scan4_leaves(f4, u + j, out + j) : scan4_sums(w4, u + j, out + j); bad; bad &= bad - 1) {
+                    int bad;
+                    if (l == 0) {
+                        const float* f[4];
+                        for (int k = 0; k < 4; ++k) f[k] = leaves_.as<float>() + node0[k] * kFan;
+                        bad = scan4_leaves(f, u + j, out + j);
+                    } else {
+                        const double* w[4];
+                        for (int k = 0; k < 4; ++k) w[k] = sums_[l - 1].data() + slot * strides_[l - 1] + node0[k] * kFan;
+                        bad = scan4_sums(w, u + j, out + j);
+                    }
+                    for (; bad; bad &= bad - 1) {
                         const int k = __builtin_ctz(static_cast<unsigned>(bad));  // rounding: tree_scan itself
                         double w[kFan];
                         load_children(l, node0[k], slot, w);
@@ -248,18 +254,18 @@ private:
         return scan4(g, u, out);
     }
 
-    // tree_scan for four draws at once, lane k for the node out[k] with children g[k][group]:
-    // the in-group prefixes and the group bases by the same additions in the same order, the
-    // group and the child by the same comparisons (the prefixes never decrease, so the masks are
-    // monotone and blends pick base[g] and the group's prefixes). out[k] becomes the child, u[k]
-    // the offset inside it. Returns the lanes whose u reached the end of the node or of a group
-    // through rounding (tree_scan's fallback): their out and u are to be redone by tree_scan.
     // How many of three lane masks (all ones where set) are set, per lane.
     __attribute__((target("avx2"), always_inline)) static inline __m256i set_count(__m256d a, __m256d b, __m256d c) {
         const __m256i sum = _mm256_add_epi64(_mm256_add_epi64(_mm256_castpd_si256(a), _mm256_castpd_si256(b)), _mm256_castpd_si256(c));
         return _mm256_sub_epi64(_mm256_setzero_si256(), sum);
     }
 
+    // tree_scan for four draws at once, lane k for the node out[k] with children g[k][group]:
+    // the in-group prefixes and the group bases by the same additions in the same order, the
+    // group and the child by the same comparisons (the prefixes never decrease, so the masks are
+    // monotone and blends pick base[g] and the group's prefixes). out[k] becomes the child, u[k]
+    // the offset inside it. Returns the lanes whose u reached the end of the node or of a group
+    // through rounding (tree_scan's fallback): their out and u are to be redone by tree_scan.
     __attribute__((target("avx2"))) static int scan4(const __m256d (&g)[4][4], double* u, int64_t* out) {
         __m256d in[4][4];  // [child in group][group], lane = draw
         for (int q = 0; q < 4; ++q) {

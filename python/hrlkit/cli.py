@@ -282,7 +282,7 @@ def cmd_skills(args) -> int:
     from .agents.base import load_agent
     from .runtime.evaluation import check_video_support
     from .runtime.threads import torch_threads
-    from .skills import discriminator_accuracy, endpoint_spread, observation_names, plot_skills, rollout_skills
+    from .skills import endpoint_spread, observation_names, plot_skills, rollout_skills, skill_accuracies
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected an int >= 1, got {args.episodes}")
@@ -295,14 +295,14 @@ def cmd_skills(args) -> int:
     with torch_threads(agent.threads):
         rollouts = rollout_skills(agent, args.episodes, deterministic=not args.stochastic, seed=args.seed,
                                   video_dir=os.path.join(args.run_dir, "skills") if args.video else None)
-    acc = discriminator_accuracy(agent, rollouts)
+    acc, per_skill = skill_accuracies(agent, rollouts)
     key = "xy" if "xy" in rollouts[0][0] else "obs"  # a car's end points are its positions, not its pixels
     out = plot_skills(rollouts, args.out or os.path.join(args.run_dir, "skills.png"),
                       dim_names=observation_names(agent.env_id, rollouts[0][0]["obs"].shape[1]),
                       title=f"{agent.env_id}: {agent.config.num_skills} skills at step {agent.global_step:,} "
                             f"(discriminator accuracy {acc:.3f})")
     print(json.dumps({"png": out, "discriminator_accuracy": acc,
-                      "per_skill_accuracy": discriminator_accuracy(agent, rollouts, per_skill=True),
+                      "per_skill_accuracy": per_skill,
                       "endpoint_spread": endpoint_spread(rollouts, key=key),
                       "returns": {k: [ep["return"] for ep in eps] for k, eps in rollouts.items()}}))
     return 0

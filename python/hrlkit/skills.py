@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["rollout_skills", "discriminator_accuracy", "endpoint_spread", "random_endpoints", "plot_skills",
-           "observation_names", "telling_dimensions"]
+__all__ = ["rollout_skills", "discriminator_accuracy", "skill_accuracies", "endpoint_spread", "random_endpoints",
+           "plot_skills", "observation_names", "telling_dimensions"]
 
 # What each observation dimension is, for the standard envs whose observations are flat vectors
 _OBSERVATION_NAMES = {
@@ -148,11 +148,10 @@ def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed
     return out
 
 
-def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]], *,
-                           per_skill: bool = False) -> float | dict[int, float]:
-    """Share of the visited next states s' (every step of every rollout) whose most likely skill
-    under the agent's discriminator q(z | s') is the skill that produced them; ``per_skill``: that
-    share among each skill's own states, {skill: share}."""
+def skill_accuracies(agent, rollouts: dict[int, list[dict[str, Any]]]) -> tuple[float, dict[int, float]]:
+    """One pass of the discriminator over the rollouts: (the share of the visited next states s',
+    every step of every rollout, whose most likely skill under q(z | s') is the skill that produced
+    them; {skill: that share among the skill's own states})."""
     import torch
 
     counts: dict[int, list[int]] = {}
@@ -164,9 +163,15 @@ def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]], *,
                 pred = agent.discriminator_logits(nxt).argmax(dim=-1).cpu().numpy()
                 hits_total[0] += int((pred == k).sum())
                 hits_total[1] += len(pred)
-    if per_skill:
-        return {k: h / max(1, n) for k, (h, n) in sorted(counts.items())}
-    return sum(h for h, _ in counts.values()) / max(1, sum(n for _, n in counts.values()))
+    overall = sum(h for h, _ in counts.values()) / max(1, sum(n for _, n in counts.values()))
+    return overall, {k: h / max(1, n) for k, (h, n) in sorted(counts.items())}
+
+
+def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]], *,
+                           per_skill: bool = False) -> float | dict[int, float]:
+    """skill_accuracies' overall share, or with ``per_skill`` its {skill: share}."""
+    overall, per = skill_accuracies(agent, rollouts)
+    return per if per_skill else overall
 
 
 def _end_points(rollouts: dict[int, list[dict[str, Any]]], dims: list[int] | None, key: str = "obs") -> np.ndarray:
