@@ -97,6 +97,49 @@ def test_update_recomputes_exactly_what_acted_and_feeds_the_kernel():
         feudal_mod.targets.feudal_terms = orig_terms
 
 
+def test_batched_recomputation_is_the_per_step_network():
+    """The update's pass over the rollout (perception, Mspace, the LSTMs' input terms and the heads for
+    the whole rollout at once; only the recurrences step) gives what the one-step network gives step
+    by step, episode starts and the goal window included, and the same gradients: equal up to the
+    rounding of matrix products of other shapes (BLAS picks other kernels for 2 rows than for 80)."""
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=3, **{**SMALL, "rollout_steps": 40})
+    obs = agent.obs
+    while not agent.ready():
+        a = agent.act(obs)
+        nxt, r, te, tr, _ = agent.envs.step(a)
+        agent.observe(obs, a, r, nxt, te, tr)
+        agent.obs = obs = nxt
+        if (te | tr).any():
+            agent.on_episode_start(te | tr)
+    steps = agent.rollout
+    assert torch.stack([st["starts"] for st in steps])[1:].any()  # episodes start inside the rollout
+    obs = np.concatenate([st["obs"] for st in steps])
+    z = agent._features(obs).view(len(steps), SMALL["num_envs"], -1)
+    state, rec = agent.rollout_state, []
+    for t, st in enumerate(steps):
+        rec.append(agent._step(z[t], agent._reset(state, st["starts"]), goal=st["goal"]))
+        state = rec[-1].state
+    ref = {f: torch.stack([getattr(r, f) for r in rec]) for f in ("s", "g", "vm", "vw", "out")}
+    net, s = agent._recompute(steps, obs)
+    for name, got in (("s", s), ("g", net.g), ("vm", net.vm), ("vw", net.vw), ("out", net.out)):
+        torch.testing.assert_close(got, ref[name], rtol=1e-6, atol=1e-6, msg=name)
+    end = agent._step(agent._features(agent.obs), agent._reset(state, torch.as_tensor(agent.starting)))
+    torch.testing.assert_close((net.vm_end, net.vw_end), (end.vm, end.vw), rtol=1e-6, atol=1e-6)
+
+    def grads(outs):
+        agent.optimizer.zero_grad()
+        weights = torch.Generator().manual_seed(0)
+        loss = sum((o * torch.randn(o.shape, generator=weights)).sum() for o in outs)
+        loss.backward()
+        return [p.grad.clone() for p in agent.net.parameters() if p.grad is not None]
+
+    batched = grads([net.g, net.vm, net.vw, net.out])
+    per_step = grads([ref["g"], ref["vm"], ref["vw"], ref["out"]])
+    assert len(batched) == len(per_step) == sum(1 for _ in agent.net.parameters())
+    for a, b in zip(batched, per_step):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_zero_goals_change_the_workers_policy():
     """The worker's policy is softmax(U w) with w = phi(sum of goals): without the manager's goals
     it has no preference at all, so a worker cannot quietly ignore its manager. (The effect on the

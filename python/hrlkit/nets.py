@@ -6,6 +6,7 @@ import math
 import gymnasium as gym
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
@@ -206,14 +207,30 @@ class DilatedLSTM(nn.Module):
         keep = (~mask).to(h.dtype)[None, :, None]
         return h * keep, c * keep, torch.where(mask, torch.zeros_like(t), t)
 
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """The cell's input term x W_ih^T + b_ih, for any number of rows at once (a whole rollout)."""
+        return F.linear(x, self.cell.weight_ih, self.cell.bias_ih)
+
     def forward(self, x: torch.Tensor, state):
         """One step for a batch: x [N, input_size] -> (output [N, H], new state)."""
+        return self.step(self.input_gates(x), state)
+
+    def step(self, gates_ih: torch.Tensor, state):
+        """One step from the input's gates (:meth:`input_gates` of x [N, input_size])."""
         h, c, t = state
-        n = x.shape[0]
         slot = t % self.dilation
-        envs = torch.arange(n, device=x.device)
-        h_new, c_new = self.cell(x, (h[slot, envs], c[slot, envs]))
-        onehot = torch.nn.functional.one_hot(slot, self.dilation).T.to(h.dtype)[:, :, None]  # [r, N, 1]
-        h = h * (1 - onehot) + h_new[None] * onehot
-        c = c * (1 - onehot) + c_new[None] * onehot
+        envs = torch.arange(h.shape[1], device=h.device)
+        h_new, c_new = lstm_cell(gates_ih, (h[slot, envs], c[slot, envs]), self.cell)
+        mine = (slot[None, :] == torch.arange(self.dilation, device=h.device)[:, None])[:, :, None]  # [r, N, 1]
+        h = torch.where(mine, h_new[None], h)
+        c = torch.where(mine, c_new[None], c)
         return h.mean(dim=0), (h, c, t + 1)
+
+
+def lstm_cell(gates_ih: torch.Tensor, state, cell: nn.LSTMCell):
+    """``cell``'s step with the input's term x W_ih^T + b_ih already computed (for a whole rollout in
+    one matrix product): the same values, and gradients, as ``cell(x, state)``."""
+    h, c = state
+    i, f, g, o = (gates_ih + F.linear(h, cell.weight_hh, cell.bias_hh)).chunk(4, 1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c.tanh(), c

@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import targets
-from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, mlp, standardized
+from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, lstm_cell, mlp, standardized
 from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder
@@ -392,12 +392,31 @@ class FeudalNetwork(Algorithm):
         """The networks over the rollout again, with gradient, from its first recurrent state
         (truncated BPTT), and the manager's states s [T, n, d]; ``bootstrap``: V^M and V^W after
         the rollout when already known (None: computed)."""
-        z = self._features(obs).view(len(steps), self.config.num_envs, -1)
-        state, rec = self.rollout_state, []
+        # what does not recur is computed for the whole rollout at once (perception, Mspace, the
+        # LSTMs' input terms, the heads); the loop carries only the two recurrences and the goal window
+        net, T, n = self.net, len(steps), self.config.num_envs
+        z = self._features(obs)
+        s = net.mspace(z)
+        gates_m = net.manager_rnn.input_gates(s).view(T, n, -1)
+        gates_w = F.linear(z, net.worker_rnn.weight_ih, net.worker_rnn.bias_ih).view(T, n, -1)
+        state, m_out, wh, windows = self.rollout_state, [], [], []
         for t, st in enumerate(steps):
-            rec.append(self._step(z[t], self._reset(state, st["starts"]), goal=st["goal"]))
-            state = rec[-1].state
-        s, g, vm, vw, out = (torch.stack([getattr(r, f) for r in rec]) for f in ("s", "g", "vm", "vw", "out"))
+            mgr, wstate, goals = self._reset(state, st["starts"])
+            out_t, mgr = net.manager_rnn.step(gates_m[t], mgr)
+            wstate = lstm_cell(gates_w[t], wstate, net.worker_rnn)
+            goals = torch.cat([goals[1:], st["goal"][None]])  # the goals the worker saw when acting
+            m_out.append(out_t)
+            wh.append(wstate[0])
+            windows.append(goals.sum(0))
+            state = (mgr, wstate, goals)
+        m_out, wh = torch.cat(m_out), torch.cat(wh)
+        w = net.phi(torch.cat(windows))
+        if self.zero_goals:
+            w = torch.zeros_like(w)
+        out = torch.bmm(wh.view(-1, net.num_actions, net.k), w[:, :, None])[..., 0]
+        g = F.normalize(net.goal_head(m_out), dim=-1, eps=1e-8)
+        g, vm, vw, out = (x.view(T, n, *x.shape[1:]) for x in (g, net.manager_value(s)[:, 0], net.worker_value(wh)[:, 0], out))
+        s = s.view(T, n, -1)
         if bootstrap is None:
             with torch.no_grad():  # V^M and V^W at the observation after the rollout, to bootstrap from
                 end_state = self._reset(_detach(state), torch.as_tensor(self.starting, device=self.device))
