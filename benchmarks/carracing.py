@@ -192,13 +192,24 @@ def train_one(out: str, agent: str, seed: int, frames: int) -> str:
     steps = frames // frames_per_step()
     t0 = time.time()
     res = train_sb3(agent, seed, steps) if agent in PEERS else train_hrlkit(out, agent, seed, steps)
-    res["final"], res["best"] = res["returns"][-1], max(res["returns"])
+    res.update(finals(res["steps"], res["returns"], steps))
     res.setdefault("wall_s", round(time.time() - t0, 1))
     res.update(agent=agent, seed=seed, agent_steps=steps, frames=steps * frames_per_step(),
                frames_per_step=frames_per_step(), eval_episodes=EVAL_EPISODES)
     with atomic_write(path) as f:
         f.write(json.dumps(res, indent=1, default=str).encode())
     return path
+
+
+def finals(at: list[int], returns: list[float], budget: int) -> dict[str, Any]:
+    """``final``: the last evaluation within the budget of agent steps, ``best`` the highest there;
+    SB3's PPO only stops at the end of a rollout (8 x 2048 steps), past the budget: its last
+    evaluation there and the steps it trained are kept apart (``trained_steps``, ``final_trained``)."""
+    inside = [i for i, s in enumerate(at) if s <= budget] or [0]
+    out = {"final": returns[inside[-1]], "best": max(returns[i] for i in inside), "trained_steps": at[-1]}
+    if at[-1] > budget:
+        out["final_trained"] = returns[-1]
+    return out
 
 
 # ---- DIAYN: skills from pixels ----------------------------------------------------------------------
@@ -238,7 +249,8 @@ def skills(out: str, seed: int, frames: int, overrides: dict | None = None) -> d
 
 
 # ---- throughput -----------------------------------------------------------------------------------
-def sps(steps: int, num_envs: int = 8, threads: int = 1, only: set[str] | None = None) -> dict[str, dict[str, float]]:
+def sps(steps: int, num_envs: int = 8, threads: int = 1, only: set[str] | None = None,
+        update_threads: int | None = None) -> dict[str, dict[str, float]]:
     """Training SPS (agent steps/s, env frames/s) of hrlkit FuN, the flat agent and DIAYN and of
     SB3 A2C/PPO CnnPolicy, each with ``num_envs`` envs in their own processes, measured in this one
     run after a warm-up of steps/10; plus the pipeline alone (random actions) and, for FuN, where
@@ -275,13 +287,18 @@ def sps(steps: int, num_envs: int = 8, threads: int = 1, only: set[str] | None =
 
     from hrlkit.presets import preset
 
-    runs = [("feudal", "feudal", {}), ("flat", "flat", {}), ("diayn", "diayn", {"learning_starts": 0})]
+    runs = [("feudal", "feudal", {}, None), ("flat", "flat", {}, None), ("diayn", "diayn", {"learning_starts": 0}, None)]
     if preset(PRESET, "feudal")["config"].get("update_epochs", 1) > 1:  # and FuN with A2C's one pass, for the peers' rate
-        runs.insert(1, ("feudal, one pass (update_epochs=1)", "feudal", {"update_epochs": 1}))
-    for label, name, algo_overrides in runs:
+        runs.insert(1, ("feudal, one pass (update_epochs=1)", "feudal", {"update_epochs": 1}, None))
+    if update_threads is not None and update_threads != threads:  # FuN again, its updates on their own threads
+        runs[2:2] = [(f"{label}, updates on {update_threads} threads", name, o, update_threads)
+                     for label, name, o, _ in runs[:2]]
+    for label, name, algo_overrides, upd in runs:
         if not wanted(name):
             continue
         agent = hrlkit_agent(name, 0, {"num_envs": num_envs, **algo_overrides}, threads)
+        if upd is not None:
+            _update_on_threads(agent, upd)
         # DIAYN's updates are the slow part: a quarter of the steps measure them
         n, w = (max(1, steps // 4), max(1, warm // 4)) if name == "diayn" else (steps, warm)
         agent.learn(w * num_envs, eval_every=None, checkpoint_every=None, progress=False, tensorboard=False,
@@ -313,6 +330,20 @@ def sps(steps: int, num_envs: int = 8, threads: int = 1, only: set[str] | None =
         record(f"SB3 {peer.upper()}", model.num_timesteps - start, time.perf_counter() - t0)
         envs.close()
     return out
+
+
+def _update_on_threads(agent, threads: int) -> None:
+    """The agent's updates on ``threads`` torch threads, its acting on its own (an ablation: the envs
+    wait while the agent updates, so their cores are free then)."""
+    from hrlkit.runtime.threads import torch_threads
+
+    update = agent.update
+
+    def on_threads():
+        with torch_threads(threads):
+            return update()
+
+    agent.update = on_threads
 
 
 def _breakdown(stats, seconds: float) -> dict[str, float]:
@@ -401,7 +432,10 @@ def _lowest(r: dict) -> str:
 def _row(label: str, rs: list[dict]) -> str:
     finals, bests = [r["final"] for r in rs], [r["best"] for r in rs]
     iqm, lo, hi = iqm_ci(finals)
-    return (f"| {label} | {rs[0]['frames']:,} ({rs[0]['agent_steps']:,}) | {len(rs)} | "
+    past = max(r.get("trained_steps", r["agent_steps"]) for r in rs) - rs[0]["agent_steps"]
+    over = f"; trained {past:,} steps past it, final there: " + ", ".join(
+        f"{r['final_trained']:.1f}" for r in rs if "final_trained" in r) if past > 0 else ""
+    return (f"| {label} | {rs[0]['frames']:,} ({rs[0]['agent_steps']:,}{over}) | {len(rs)} | "
             f"{np.mean(finals):.1f} ({iqm:.1f}, {lo:.1f}..{hi:.1f}) | "
             f"{', '.join(f'{v:.1f}' for v in finals)} | {', '.join(f'{b:.1f}' for b in bests)} | "
             f"{np.mean([r['wall_s'] for r in rs]) / 60:.0f} min |")
@@ -450,14 +484,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1_000, help="vector steps measured per agent (after steps/10 warm-up)")
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads of every learner (hrlkit's and SB3's)")
+    p.add_argument("--update-threads", type=int, default=None,
+                   help="also FuN (preset and one pass) with its updates on this many torch threads (the envs wait then)")
     p.add_argument("--only", nargs="+", choices=["pipeline", *HRLKIT, "diayn", *PEERS], help="measure only these")
     p.add_argument("--save", default="sps.json", help="file under --out (the report reads sps.json)")
     sub.add_parser("report", help="table.md and curves.png from the finished runs")
     args = ap.parse_args(argv)
     for v, name in ((getattr(args, "frames", 1), "--frames"), (getattr(args, "jobs", 1), "--jobs"),
                     (getattr(args, "steps", 1), "--steps"), (getattr(args, "num_envs", 1), "--num-envs"),
-                    (getattr(args, "threads", 1), "--threads")):
-        if v < 1:
+                    (getattr(args, "threads", 1), "--threads"), (getattr(args, "update_threads", None), "--update-threads")):
+        if v is not None and v < 1:
             ap.error(f"{name}: expected an int >= 1, got {v}")
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     if args.cmd == "train":
@@ -471,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         res = skills(args.out, args.seed, args.frames, parse_overrides(args.set))
         print(json.dumps({k: res[k] for k in ("discriminator_accuracy", "spread_ratio", "frames")}))
     elif args.cmd == "sps":
-        res = sps(args.steps, args.num_envs, args.threads, set(args.only or ()))
+        res = sps(args.steps, args.num_envs, args.threads, set(args.only or ()), args.update_threads)
         with atomic_write(os.path.join(args.out, args.save)) as f:
             f.write(json.dumps({"command": "python benchmarks/carracing.py " + " ".join(sys.argv[1:] if argv is None else argv),
                                 "results": res}, indent=1).encode())

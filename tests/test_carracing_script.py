@@ -16,8 +16,8 @@ import carracing  # noqa: E402
 
 
 def _record(out, agent, seed, returns, **extra):
-    rec = {**extra, "agent": agent, "seed": seed, "steps": [100 * (i + 1) for i in range(len(returns))], "returns": returns,
-           "final": returns[-1], "best": max(returns), "agent_steps": 100 * len(returns),
+    rec = {"agent": agent, "seed": seed, "steps": [100 * (i + 1) for i in range(len(returns))], "returns": returns,
+           "final": returns[-1], "best": max(returns), **extra, "agent_steps": 100 * len(returns),
            "frames": 400 * len(returns), "frames_per_step": 4, "wall_s": 120.0}
     with open(os.path.join(out, "runs", f"{agent}_seed{seed}.json"), "w") as f:
         json.dump(rec, f)
@@ -46,6 +46,19 @@ def test_report_tables_and_curves(tmp_path):
     assert os.path.getsize(os.path.join(out, "curves.png")) > 5_000
 
 
+def test_a_run_past_its_budget_reports_the_last_evaluation_within_it(tmp_path):
+    """SB3's PPO stops at the end of a rollout, past the budget: "final" is the evaluation at the
+    budget, the evaluation after it is shown apart, and "best" is within the budget too."""
+    assert carracing.finals([100, 200, 300], [1.0, 5.0, 3.0], 300) == {"final": 3.0, "best": 5.0, "trained_steps": 300}
+    got = carracing.finals([100, 200, 300, 328], [1.0, 5.0, 3.0, 9.0], 300)
+    assert got == {"final": 3.0, "best": 5.0, "trained_steps": 328, "final_trained": 9.0}
+    out = str(tmp_path)
+    os.makedirs(os.path.join(out, "runs"))
+    _record(out, "ppo", 0, [1.0, 5.0, 3.0], **{k: v for k, v in got.items() if k != "best"})
+    text = "\n".join(carracing.report(out))
+    assert "| SB3 PPO CnnPolicy | 1,200 (300; trained 28 steps past it, final there: 9.0) | 1 | 3.0 " in text
+
+
 def test_evaluations_read_from_progress(tmp_path):
     (tmp_path / "progress.csv").write_text("global_step,eval/mean_return,charts/SPS\n100,,5\n200,-3.5,5\n300,7.25,5\n")
     assert carracing.evaluations(str(tmp_path)) == ([200, 300], [-3.5, 7.25])
@@ -54,6 +67,7 @@ def test_evaluations_read_from_progress(tmp_path):
 @pytest.mark.parametrize("args, message", [(["train", "--frames", "0"], "--frames: expected an int >= 1, got 0"),
                                            (["train", "--jobs", "0"], "--jobs: expected an int >= 1, got 0"),
                                            (["sps", "--steps", "-5"], "--steps: expected an int >= 1, got -5"),
+                                           (["sps", "--update-threads", "0"], "--update-threads: expected an int >= 1, got 0"),
                                            (["train", "--agents", "dqn"], "invalid choice: 'dqn'")])
 def test_bad_arguments(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit):
