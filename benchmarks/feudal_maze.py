@@ -14,7 +14,8 @@
 FuN: hrlkit's feudal agent with its defaults (8 envs, 40-step rollouts, c = 10). Flat baseline:
 hrlkit's Option-Critic with one option (an n-step actor-critic, 8 envs) whose body has FuN's
 perception widths ([128, 256] on the nine-rooms maze; [128] on the four-rooms one);
-``--flat-set KEY=VALUE`` changes its hyperparameters (a sensitivity check). Both are evaluated
+``--flat-set KEY=VALUE`` changes its hyperparameters (a sensitivity check), ``--feudal-set KEY=VALUE``
+FuN's. Both are evaluated
 greedily on 10 episodes every --eval-every steps; with +1 only at the goal the mean evaluation
 return is the success rate; the training episodes' success rate is logged as the episodic
 return. With ``--ablate``, each FuN run is also evaluated with the manager's goals hidden from
@@ -41,7 +42,7 @@ MAZES = {  # env id -> (default results folder, the flat body)
 
 
 def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, ablate: bool, flat_set: dict,
-        eval_only: bool = False, env_kwargs: dict | None = None) -> dict:
+        eval_only: bool = False, env_kwargs: dict | None = None, feudal_set: dict | None = None) -> dict:
     """Train one agent (or, with ``eval_only``, load its last checkpoint) and evaluate it greedily
     on 100 episodes at the end (FuN with ``ablate``: also with zero goals)."""
     import torch
@@ -59,7 +60,7 @@ def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, a
         agent = cls.load(path)
     else:
         if kind == "feudal":
-            agent = cls(env, seed=seed, env_kwargs=env_kwargs)
+            agent = cls(env, seed=seed, env_kwargs=env_kwargs, config=dict(feudal_set or {}))
         else:
             agent = cls(env, seed=seed, env_kwargs=env_kwargs,
                         config={"num_options": 1, "hidden_sizes": MAZES[env][1], **flat_set})
@@ -107,11 +108,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="results folder (default: benchmarks/results/feudal_nine_rooms or feudal_maze)")
     ap.add_argument("--agents", nargs="+", choices=["feudal", "flat"], default=["feudal", "flat"])
     ap.add_argument("--flat-set", nargs="*", default=[], metavar="KEY=VALUE", help="flat baseline overrides")
+    ap.add_argument("--feudal-set", nargs="*", default=[], metavar="KEY=VALUE", help="FuN overrides of its defaults")
     ap.add_argument("--observation", choices=["index", "coords"],
                     help="what the agents see (default: the registered env's; nine rooms: coords, four rooms: index)")
     ap.add_argument("--eval-only", action="store_true",
                     help="re-evaluate the runs saved under --out (checkpoints/latest.pt) instead of training; "
-                         "the saved runs' own settings apply (--steps, --observation and --flat-set are not used)")
+                         "the saved runs' own settings apply (--steps, --observation, --flat-set and --feudal-set are not used)")
     ap.add_argument("--random-only", type=int, metavar="EPISODES",
                     help="only print the success rate of uniform random actions over EPISODES episodes")
     args = ap.parse_args(argv)
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
         return 0
     from hrlkit.runtime.config import parse_overrides
 
-    flat_set = parse_overrides(args.flat_set)
+    flat_set, feudal_set = parse_overrides(args.flat_set), parse_overrides(args.feudal_set)
     env_kwargs = {"observation": args.observation} if args.observation else None
     args.out = args.out or os.path.join(HERE, "results", MAZES[env][0])
     os.makedirs(args.out, exist_ok=True)
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(run, [env] * n, [k for k, _ in jobs], [s for _, s in jobs], [args.steps] * n,
                                 [args.eval_every] * n, [args.out] * n, [args.ablate] * n, [flat_set] * n,
-                                [args.eval_only] * n, [env_kwargs] * n))
+                                [args.eval_only] * n, [env_kwargs] * n, [feudal_set] * n))
     from hrlkit.plotting import plot_runs
 
     plot_runs([r["run_dir"] for r in results], os.path.join(args.out, "success.png"),

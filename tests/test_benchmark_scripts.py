@@ -183,8 +183,10 @@ def test_feudal_maze_script_runs(tmp_path):
 
     out = tmp_path / "maze"
     assert feudal_maze.main(["--steps", "640", "--eval-every", "320", "--seeds", "0", "--jobs", "1", "--ablate",
-                             "--out", str(out), "--flat-set", "entropy_coef=0.05"]) == 0
+                             "--out", str(out), "--flat-set", "entropy_coef=0.05", "--feudal-set", "reward_scale=0.5"]) == 0
     res = json.loads((out / "results.json").read_text())
+    for kind, key, value in (("feudal", "reward_scale", 0.5), ("flat", "entropy_coef", 0.05)):
+        assert json.loads((out / "runs" / f"{kind}_seed0" / "config.json").read_text())["config"][key] == value
     runs = res["runs"]
     assert set(runs) == {"feudal_seed0", "flat_seed0"} and "zero_goals_100" in runs["feudal_seed0"]
     assert res["args"]["env"] == "hrlkit/NineRoomsMaze-v0" and res["args"]["flat_set"] == ["entropy_coef=0.05"]
