@@ -209,7 +209,7 @@ class DilatedLSTM(nn.Module):
 
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         """The cell's input term x W_ih^T + b_ih, for any number of rows at once (a whole rollout)."""
-        return F.linear(x, self.cell.weight_ih, self.cell.bias_ih)
+        return lstm_input_gates(x, self.cell)
 
     def forward(self, x: torch.Tensor, state):
         """One step for a batch: x [N, input_size] -> (output [N, H], new state)."""
@@ -225,6 +225,11 @@ class DilatedLSTM(nn.Module):
         h = torch.where(mine, h_new[None], h)
         c = torch.where(mine, c_new[None], c)
         return h.mean(dim=0), (h, c, t + 1)
+
+
+def lstm_input_gates(x: torch.Tensor, cell: nn.LSTMCell) -> torch.Tensor:
+    """``cell``'s input term x W_ih^T + b_ih, for any number of rows at once (:func:`lstm_cell`'s input)."""
+    return F.linear(x, cell.weight_ih, cell.bias_ih)
 
 
 def lstm_cell(gates_ih: torch.Tensor, state, cell: nn.LSTMCell):

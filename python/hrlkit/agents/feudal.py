@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import targets
-from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, lstm_cell, mlp, standardized
+from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, lstm_cell, lstm_input_gates, mlp, standardized
 from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder
@@ -291,18 +291,31 @@ class FeudalNetwork(Algorithm):
         net = self.net
         s = net.mspace(z)
         m_out, mgr = net.manager_rnn(s, mgr)
-        return s, F.normalize(net.goal_head(m_out), dim=-1, eps=1e-8), net.manager_value(s)[:, 0], mgr
+        return s, self._unit_goal(m_out), net.manager_value(s)[:, 0], mgr
 
-    def _worker(self, z: torch.Tensor, wstate, goals: torch.Tensor, goal: torch.Tensor):
-        """The worker's policy output and V^W, with ``goal`` (detached) joining the window."""
+    def _unit_goal(self, m_out: torch.Tensor) -> torch.Tensor:
+        """g = goal_head(m) / |goal_head(m)| from the manager's LSTM output m, any number of rows."""
+        return F.normalize(self.net.goal_head(m_out), dim=-1, eps=1e-8)
+
+    @staticmethod
+    def _window(goals: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """The goal window [c + 1, n, d] with ``goal`` (detached: no gradient into the goals) joining it."""
+        return torch.cat([goals[1:], goal.detach()[None]])
+
+    def _policy_output(self, wh: torch.Tensor, goal_sum: torch.Tensor) -> torch.Tensor:
+        """U w for any number of rows: the worker LSTM's output wh [N, |A| k] read with
+        w = phi(goal_sum) (w = 0 with ``zero_goals``)."""
         net = self.net
-        goals = torch.cat([goals[1:], goal.detach()[None]])
-        w = net.phi(goals.sum(0))  # no gradient into the goals
+        w = net.phi(goal_sum)
         if self.zero_goals:
             w = torch.zeros_like(w)
-        wh, wc = net.worker_rnn(z, wstate)
-        out = torch.bmm(wh.view(-1, net.num_actions, net.k), w[:, :, None])[..., 0]
-        return out, net.worker_value(wh)[:, 0], (wh, wc), goals
+        return torch.bmm(wh.view(-1, net.num_actions, net.k), w[:, :, None])[..., 0]
+
+    def _worker(self, z: torch.Tensor, wstate, goals: torch.Tensor, goal: torch.Tensor):
+        """The worker's policy output and V^W, with ``goal`` joining the window."""
+        goals = self._window(goals, goal)
+        wh, wc = self.net.worker_rnn(z, wstate)
+        return self._policy_output(wh, goals.sum(0)), self.net.worker_value(wh)[:, 0], (wh, wc), goals
 
     def _step(self, z: torch.Tensor, state, goal: torch.Tensor | None = None) -> FeudalStep:
         """One step from features z [n, d]; the worker sees ``goal`` when given (the one used
@@ -398,23 +411,19 @@ class FeudalNetwork(Algorithm):
         z = self._features(obs)
         s = net.mspace(z)
         gates_m = net.manager_rnn.input_gates(s).view(T, n, -1)
-        gates_w = F.linear(z, net.worker_rnn.weight_ih, net.worker_rnn.bias_ih).view(T, n, -1)
+        gates_w = lstm_input_gates(z, net.worker_rnn).view(T, n, -1)
         state, m_out, wh, windows = self.rollout_state, [], [], []
         for t, st in enumerate(steps):
             mgr, wstate, goals = self._reset(state, st["starts"])
             out_t, mgr = net.manager_rnn.step(gates_m[t], mgr)
             wstate = lstm_cell(gates_w[t], wstate, net.worker_rnn)
-            goals = torch.cat([goals[1:], st["goal"][None]])  # the goals the worker saw when acting
+            goals = self._window(goals, st["goal"])  # the goals the worker saw when acting
             m_out.append(out_t)
             wh.append(wstate[0])
             windows.append(goals.sum(0))
             state = (mgr, wstate, goals)
         m_out, wh = torch.cat(m_out), torch.cat(wh)
-        w = net.phi(torch.cat(windows))
-        if self.zero_goals:
-            w = torch.zeros_like(w)
-        out = torch.bmm(wh.view(-1, net.num_actions, net.k), w[:, :, None])[..., 0]
-        g = F.normalize(net.goal_head(m_out), dim=-1, eps=1e-8)
+        out, g = self._policy_output(wh, torch.cat(windows)), self._unit_goal(m_out)
         g, vm, vw, out = (x.view(T, n, *x.shape[1:]) for x in (g, net.manager_value(s)[:, 0], net.worker_value(wh)[:, 0], out))
         s = s.view(T, n, -1)
         if bootstrap is None:
