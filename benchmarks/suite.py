@@ -95,10 +95,11 @@ def run_path(out: str, row: Row, impl: str, seed: int) -> str:
     return os.path.join(out, "runs", owner, row.label, f"{impl}_seed{seed}.json")
 
 
-def _hrlkit_agent(row: Row, seed: int, overrides: dict | None = None):
+def _hrlkit_agent(row: Row, seed: int, overrides: dict | None = None, wrappers: list | None = None):
     from hrlkit.agents import ALGORITHMS
 
-    return ALGORITHMS[row.algo](row.env_id, seed=seed, env_kwargs=row.kwargs, config=overrides or {})
+    return ALGORITHMS[row.algo](row.env_id, seed=seed, env_kwargs=row.kwargs, config=overrides or {},
+                                wrappers=wrappers or None)
 
 
 def _typed(agent, overrides: dict | None) -> dict:
@@ -106,13 +107,16 @@ def _typed(agent, overrides: dict | None) -> dict:
     return {k: getattr(agent.config, k) for k in (overrides or {})}
 
 
-def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, overrides: dict | None = None) -> dict:
-    agent = _hrlkit_agent(row, seed, overrides)
+def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, overrides: dict | None = None,
+               wrappers: list | None = None) -> dict:
+    agent = _hrlkit_agent(row, seed, overrides, wrappers)
     agent.learn(budget, eval_every=max(1, budget // EVALS), eval_episodes=episodes, log_every=max(1, budget // 20),
                 checkpoint_every=None, progress=False)
     rows = agent.logger.rows
     evals = [(r["global_step"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r]
     out = {"steps": [s for s, _ in evals], "returns": [float(v) for _, v in evals], "overrides": _typed(agent, overrides)}
+    if wrappers:
+        out["wrappers"] = list(wrappers)
     shares = [r for r in rows if "options/effective" in r]
     if shares:  # the option agents: how many options carry the steps, over the second half of training
         half = [r["options/effective"] for r in shares if r["global_step"] > budget // 2] or [shares[-1]["options/effective"]]
@@ -120,10 +124,10 @@ def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, 
     return out
 
 
-def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None) -> dict:
+def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, wrappers: list | None = None) -> dict:
     from hrlkit.skills import discriminator_accuracy, endpoint_spread, random_endpoints, rollout_skills
 
-    agent = _hrlkit_agent(row, seed, overrides)
+    agent = _hrlkit_agent(row, seed, overrides, wrappers)
     agent.learn(budget, eval_every=None, log_every=max(1, budget // 20), checkpoint_every=None, progress=False)
     rollouts = rollout_skills(agent, episodes=1, deterministic=True, seed=1000 + seed)
     skills = agent.config.num_skills
@@ -168,7 +172,7 @@ def run_sb3(row: Row, peer: str, budget: int, seed: int, episodes: int = EVAL_EP
 
 
 def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int = EVAL_EPISODES,
-            overrides: dict | None = None) -> str:
+            overrides: dict | None = None, wrappers: list | None = None) -> str:
     """Train one (row, impl, seed) in this process and write its JSON; returns the path."""
     import torch
 
@@ -176,8 +180,8 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     path = run_path(out, row, impl, seed)
     t0 = time.time()
     if is_hrlkit(impl):
-        res = (run_diayn(row, budget, seed, overrides) if row.algo == "diayn"
-               else run_hrlkit(row, budget, seed, episodes, overrides))
+        res = (run_diayn(row, budget, seed, overrides, wrappers) if row.algo == "diayn"
+               else run_hrlkit(row, budget, seed, episodes, overrides, wrappers))
     else:
         res = run_sb3(row, impl, budget, seed, episodes)
     if "returns" in res:
@@ -350,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default=None, help="name of an hrlkit variant: its runs are 'hrlkit-NAME', trained "
                     "with the --set overrides (an ablation beside the defaults)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the variant (with --variant)")
+    ap.add_argument("--wrappers", nargs="*", default=[], metavar="NAME[:key=value,...]",
+                    help="gymnasium wrappers of the variant's envs, as `hrlkit train --wrap` takes them (with --variant)")
     ap.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="episodes per greedy evaluation (the "
                     "protocol is 10; fewer only for smoke tests)")
     args = ap.parse_args(argv)
@@ -367,11 +373,18 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--jobs: expected an int >= 1, got {args.jobs}")
     if not 0 < scale <= 1:
         ap.error(f"--budget-scale: expected a number in (0, 1], got {scale}")
-    if bool(args.variant) != bool(args.set):
-        ap.error(f"--variant/--set: expected both or neither, got variant {args.variant!r}, set {args.set}")
-    from hrlkit.runtime.config import parse_overrides
+    if bool(args.variant) != bool(args.set or args.wrappers):
+        ap.error(f"--variant/--set/--wrappers: expected a variant with overrides or wrappers, or none of them, got "
+                 f"variant {args.variant!r}, set {args.set}, wrappers {args.wrappers}")
+    from hrlkit.runtime.config import ConfigError, parse_overrides
+    from hrlkit.runtime.envs import parse_wrapper
 
     overrides = parse_overrides(args.set)
+    for item in args.wrappers:
+        try:
+            parse_wrapper(item)
+        except ConfigError as e:
+            ap.error(f"--wrappers: {e}")
     hrlkit_impl = f"hrlkit-{args.variant}" if args.variant else "hrlkit"
     rows = [r for r in ROWS if (args.algos is None or r.algo in args.algos) and (args.envs is None or r.label in args.envs)]
     tasks = []
@@ -382,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for seed in seeds:
                 if not os.path.exists(run_path(args.out, row, impl, seed)):
-                    tasks.append((row, impl, seed, budget, args.eval_episodes, overrides if is_hrlkit(impl) else None))
+                    mine = is_hrlkit(impl)
+                    tasks.append((row, impl, seed, budget, args.eval_episodes, overrides if mine else None,
+                                  args.wrappers if mine else None))
     if not args.report_only and tasks:
         print(f"{len(tasks)} runs to do ({len(seeds)} seeds; finished runs skipped)", flush=True)
         t0 = time.time()

@@ -54,6 +54,22 @@ def test_suite_variant_runs_beside_the_defaults(tmp_path):
         suite.main(["--variant", "x", "--out", out])  # a variant without --set
 
 
+def test_suite_variant_with_wrappers(tmp_path, capsys):
+    out = str(tmp_path / "suite")
+    assert suite.main(["--algos", "option-critic", "--envs", "Pendulum-v1", "--impls", "hrlkit", "--seeds", "0",
+                       "--budget-scale", "0.005", "--eval-episodes", "1", "--out", out, "--variant", "nr",
+                       "--wrappers", "NormalizeReward:gamma=0.99"]) == 0
+    rec = json.load(open(os.path.join(out, "runs", "option-critic", "Pendulum-v1", "hrlkit-nr_seed0.json")))
+    assert rec["impl"] == "hrlkit-nr" and rec["wrappers"] == ["NormalizeReward:gamma=0.99"] and rec["overrides"] == {}
+    # the wrapper really wraps the training envs (and the run's evaluations report the env's own return)
+    agent = suite._hrlkit_agent(suite.ROWS[2], 0, None, rec["wrappers"])
+    assert agent.envs.envs[0].has_wrapper_attr("return_rms")
+    assert all(-1700 < r < 0 for r in rec["returns"])
+    with pytest.raises(SystemExit):
+        suite.main(["--variant", "x", "--wrappers", "NoSuchWrapper", "--out", out])
+    assert "--wrappers: " in capsys.readouterr().err
+
+
 def test_suite_diayn_row_scores_skills(tmp_path):
     pytest.importorskip("gymnasium.envs.classic_control")
     out = str(tmp_path / "suite")
