@@ -115,8 +115,6 @@ def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, 
     rows = agent.logger.rows
     evals = [(r["global_step"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r]
     out = {"steps": [s for s, _ in evals], "returns": [float(v) for _, v in evals], "overrides": _typed(agent, overrides)}
-    if wrappers:
-        out["wrappers"] = list(wrappers)
     shares = [r for r in rows if "options/effective" in r]
     if shares:  # the option agents: how many options carry the steps, over the second half of training
         half = [r["options/effective"] for r in shares if r["global_step"] > budget // 2] or [shares[-1]["options/effective"]]
@@ -182,6 +180,8 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     if is_hrlkit(impl):
         res = (run_diayn(row, budget, seed, overrides, wrappers) if row.algo == "diayn"
                else run_hrlkit(row, budget, seed, episodes, overrides, wrappers))
+        if wrappers:
+            res["wrappers"] = list(wrappers)
     else:
         res = run_sb3(row, impl, budget, seed, episodes)
     if "returns" in res:

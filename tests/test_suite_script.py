@@ -62,8 +62,10 @@ def test_suite_variant_with_wrappers(tmp_path, capsys):
     rec = json.load(open(os.path.join(out, "runs", "option-critic", "Pendulum-v1", "hrlkit-nr_seed0.json")))
     assert rec["impl"] == "hrlkit-nr" and rec["wrappers"] == ["NormalizeReward:gamma=0.99"] and rec["overrides"] == {}
     # the wrapper really wraps the training envs (and the run's evaluations report the env's own return)
-    agent = suite._hrlkit_agent(suite.ROWS[2], 0, None, rec["wrappers"])
+    row = next(r for r in suite.ROWS if r.algo == "option-critic" and r.label == "Pendulum-v1")
+    agent = suite._hrlkit_agent(row, 0, None, rec["wrappers"])
     assert agent.envs.envs[0].has_wrapper_attr("return_rms")
+    agent.envs.close()
     assert all(-1700 < r < 0 for r in rec["returns"])
     with pytest.raises(SystemExit):
         suite.main(["--variant", "x", "--wrappers", "NoSuchWrapper", "--out", out])
