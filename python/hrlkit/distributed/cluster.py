@@ -46,7 +46,8 @@ def check_address(address: str, *, timeout: float = 5.0) -> None:
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, what: str = "--address") -> Any:
     """Ray, initialised: joins ``address`` (or ``RAY_ADDRESS``), or starts a local instance with
-    ``num_cpus`` CPUs (default: every core) when none is running in this process."""
+    ``num_cpus`` CPUs (default: every core) when none is running in this process; a local
+    instance runs its workers (collectors, trials) at niceness 0, not Ray's 15."""
     ray = require_ray(what)
     if address is not None:
         check_address(address)
@@ -61,7 +62,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, what: st
             raise ConfigError(f"--address: {address!r} answers but is not a Ray cluster this Ray can join ({exc})") \
                 from None
         return ray
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # workers at the learner's priority: Ray's default niceness for them (15) lets every other process
+    # on the machine starve them, and a replacement collector then took minutes to build under load
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+             _system_config={"worker_niceness": 0})
     return ray
 
 

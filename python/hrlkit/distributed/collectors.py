@@ -115,12 +115,13 @@ class _Episodes:
 class Collector:
     """One collector (a Ray actor in a run; a plain object in tests): the agent ``algo`` built on
     the CPU from ``source`` and ``config``, seeded ``seed``, its replay a RecordingBuffer. It acts
-    only with weights the learner sent (its first ``collect`` carries them), so a restarted
-    collector, built again from these small arguments, never acts with freshly initialised
-    networks."""
+    only with weights the learner sent (its first ``collect`` carries them), so a replacement
+    (``generation`` > 0: built again from these small arguments after its predecessor died) never
+    acts with freshly initialised networks, and steps new episodes (its seed moved by the
+    generation), not a replay of its predecessor's."""
 
     def __init__(self, algo: str, source: dict[str, Any], config: dict[str, Any], seed: int, total_steps: int,
-                 index: int = 0):
+                 index: int = 0, generation: int = 0):
         import torch
 
         from ..agents import ALGORITHMS
@@ -128,9 +129,7 @@ class Collector:
 
         torch.set_num_threads(1)
         self.index = index
-        restarted = _restarted()
-        if restarted:  # a replacement: new episodes, not a replay of the dead collector's
-            seed = seed + 1_000_003 * (1 + os.getpid() % 997)
+        seed = seed + 1_000_003 * int(generation)  # a replacement: new episodes, not a replay of the dead collector's
         maker = (EnvMaker.from_spec(source["spec"]) if "spec" in source else
                  EnvMaker(source["factory"], wrappers=source["wrappers"], env_module=source["env_module"]))
         config = dict(config)
@@ -178,19 +177,3 @@ class Collector:
 
     def ping(self) -> int:
         return os.getpid()
-
-
-def _restarted() -> bool:
-    """Whether this process is a Ray actor restarted after its predecessor died."""
-    import warnings
-
-    try:
-        import ray
-
-        if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
-            return False
-        with warnings.catch_warnings():  # Ray's property reads a deprecated field of its own
-            warnings.simplefilter("ignore")
-            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
-    except ImportError:
-        return False

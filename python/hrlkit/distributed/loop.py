@@ -11,11 +11,13 @@ ratio, the schedules and the logs keep their meaning. Every ``sync_every`` updat
 puts its acting networks in the object store once (``ray.put``) and hands the reference to each
 collector with its next request.
 
-A collector that dies (its process killed, its env crashing it) is restarted by Ray
-(``max_restarts``); the batch it was collecting is dropped whole, so nothing half-collected
-enters the replay and nothing already in it is lost; the replacement gets the newest weights and
-starts new episodes. A collector that has used up its restarts is dropped and the run goes on
-with the others (an error when none is left).
+A collector that dies (its process killed, its env crashing it) is replaced by a new actor, up
+to ``max_restarts`` times per collector; the batch it was collecting is dropped whole, so nothing
+half-collected enters the replay and nothing already in it is lost; the replacement gets the
+newest weights and starts new episodes. A collector that has used up its restarts is dropped and
+the run goes on with the others (an error when none is left). The pool replaces collectors
+itself rather than through Ray's actor restarts: with those (Ray 2.60), requests queued to a
+restarting actor sometimes neither ran nor failed, and the run waited on them for good.
 """
 from __future__ import annotations
 
@@ -47,13 +49,13 @@ class CollectorPool:
                               f"{n * cpus_per_collector:g} CPUs; the Ray cluster has {have:g}")
         self.agent, self.sync_every, self.max_restarts = agent, sync_every, max_restarts
         self.vector_steps = max(1, math.ceil(BATCH_TRANSITIONS / agent.config.num_envs))
-        actor_cls = ray.remote(num_cpus=cpus_per_collector, max_restarts=max_restarts, max_task_retries=0)(Collector)
-        config, source = to_dict(agent.config), env_source(agent)
+        # a dead actor stays dead (its queued requests fail at once); the pool builds its replacement
+        self.actor_cls = ray.remote(num_cpus=cpus_per_collector, max_restarts=0, max_task_retries=0)(Collector)
+        self.args = (agent.name, env_source(agent), to_dict(agent.config))
+        self.total_steps = total_steps
         self.version = agent.num_updates
         self.weights_ref = ray.put(acting_weights(agent))
-        # small constructor arguments (no object-store references): Ray can always rebuild a collector
-        self.actors = {i: actor_cls.remote(agent.name, source, config, agent.seed + 7919 * (i + 1), total_steps, i)
-                       for i in range(n)}
+        self.actors = {i: self._spawn(i, 0) for i in range(n)}
         self.sent: dict[int, int | None] = {i: None for i in range(n)}  # the weights' version each was last given
         self.pids = self._started()  # each collector's process: a new one is a restart
         self.restarts = 0
@@ -63,6 +65,10 @@ class CollectorPool:
         for i in range(n):
             for _ in range(IN_FLIGHT):
                 self._request(i)
+
+    def _spawn(self, i: int, generation: int):
+        """Collector i's actor; generation > 0: a replacement (new episodes)."""
+        return self.actor_cls.remote(*self.args, self.agent.seed + 7919 * (i + 1), self.total_steps, i, generation)
 
     def _started(self) -> dict[int, int]:
         """Each collector's pid, once built (a constructor that raises is an error here)."""
@@ -110,7 +116,7 @@ class CollectorPool:
                 continue
             except RayTaskError as exc:  # the env or the agent raised: the same error as in-process
                 raise exc.as_instanceof_cause() from None
-            if self.pids[i] != batch["pid"]:  # a new process: Ray restarted it
+            if self.pids[i] != batch["pid"]:  # a new process: its replacement delivers
                 self.pids[i] = batch["pid"]
                 self.restarts += 1
             if batch.get("need_weights"):
@@ -121,11 +127,10 @@ class CollectorPool:
             return batch
 
     def _died(self, i: int, cause: Exception) -> None:
-        """Collector i's process died under a request. Its other queued requests died with it
-        (dropped here, so one death counts once); Ray restarts it up to ``max_restarts`` times, so
-        it is asked again (with the weights: a new process has none) until its deaths exceed
-        that, and then dropped. Whether the error comes while Ray restarts it or after depends
-        on timing, so deaths are counted here, not read from the error's type."""
+        """Collector i's actor died under a request. Its other queued requests died with it
+        (dropped here, so one death counts once); up to ``max_restarts`` times a new actor takes
+        its place and is asked again (with the weights: a new process has none), then it is
+        dropped. A new actor, not Ray's restart of the old one: see the module's docstring."""
         lost = [ref for ref, j in self.pending.items() if j == i]
         for ref in lost:
             del self.pending[ref]
@@ -133,9 +138,11 @@ class CollectorPool:
         if self.deaths[i] > self.max_restarts:
             self._drop(i, cause)
             return
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actors[i], no_restart=True)
+        self.actors[i] = self._spawn(i, self.deaths[i])
         self.sent[i] = None
-        time.sleep(0.05)
-        for _ in range(len(lost) + 1):
+        for _ in range(len(lost) + 1):  # the request that failed, and the others it took with it
             self._request(i)
 
     def _drop(self, i: int, cause: Exception) -> None:
