@@ -46,6 +46,63 @@ def standardized(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else torch.zeros_like(x)
 
 
+class PopArt(nn.Module):
+    """Adaptive target normalization that preserves the outputs (PopArt, van Hasselt et al. 2016).
+
+    A value head learns normalized values; the value in the return's units is sigma * head + mu,
+    with mu and sigma the running mean and spread of the regression targets (debiased exponential
+    moving averages of their first and second moments, ``rate`` per update). ``update`` moves the
+    statistics to a new batch of targets and rescales the heads' last linear layers so that every
+    head's output in the return's units is unchanged (the "preserve" step): W <- W sigma / sigma',
+    b <- (sigma b + mu - mu') / sigma'. Losses read ``normalize(targets)`` against the head's raw
+    output, so the critic's gradient keeps its scale whatever the reward's. Before any update
+    mu = 0 and sigma = 1 (the identity).
+
+    sigma is floored at ``min_std`` (default 1, in the return's units): large returns are scaled
+    down, small ones never blown up. With sparse rewards the returns' spread before the first
+    reward is the critic's own noise; normalizing it to unit scale (a floor of 1e-4) kept FuN's
+    manager from ever reaching the nine-rooms goal on one seed of two."""
+
+    def __init__(self, rate: float = 0.01, min_std: float = 1.0):
+        super().__init__()
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"rate: expected a float in (0, 1], got {rate!r}")
+        self.rate, self.min_std = float(rate), float(min_std)
+        self.register_buffer("moments", torch.zeros(3, dtype=torch.float64))  # E[x], E[x^2], debias weight
+
+    @property
+    def mean(self) -> torch.Tensor:
+        m = self.moments
+        return (m[0] / m[2]).float() if m[2] > 0 else torch.zeros((), device=m.device)
+
+    @property
+    def std(self) -> torch.Tensor:
+        m = self.moments
+        if m[2] <= 0:
+            return torch.ones((), device=m.device)
+        mu = m[0] / m[2]
+        return (m[1] / m[2] - mu * mu).clamp_min(self.min_std ** 2).sqrt().float()
+
+    @torch.no_grad()
+    def update(self, targets: torch.Tensor, heads: list[nn.Linear]) -> None:
+        """Fold a batch of targets (in the return's units) into the statistics, then rescale
+        ``heads`` (each a Linear with a bias, every output unit a normalized value)."""
+        old_mu, old_sigma = self.mean, self.std
+        x = targets.detach().to(torch.float64).flatten()
+        r = self.rate
+        self.moments.mul_(1.0 - r).add_(r * torch.stack([x.mean(), (x * x).mean(), x.new_ones(())]))
+        new_mu, new_sigma = self.mean, self.std
+        for head in heads:
+            head.weight.mul_(old_sigma / new_sigma)
+            head.bias.mul_(old_sigma).add_(old_mu - new_mu).div_(new_sigma)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
 def image_layout(shape) -> tuple[int, int, int] | None:
     """(height, width, channels) of a pixel observation of this shape, or None when it is not one.
 

@@ -361,6 +361,14 @@ class Algorithm:
         frac = min(1.0, self.global_step / max(1, span))
         return start + frac * (end - start)
 
+    def schedule_learning_rate(self, optimizer: torch.optim.Optimizer, schedule: str) -> None:
+        """Each param group's ``lr`` for this update: its ``base_lr`` ('constant'), or that times
+        1 - global_step / total_steps, down to 0 at the end of ``learn(total_steps)`` ('linear')."""
+        if schedule == "linear":
+            frac = max(0.0, 1.0 - self.global_step / max(1, self.total_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * frac  # (a group saved without one: its lr)
+
     # ---- gradient steps owed (off-policy agents) --------------------------------------------------
     def owe_gradient_steps(self, n: float) -> None:
         """Owe ``n`` more gradient steps (fractions add up), from the vector step that reaches

@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import targets
-from ..nets import ConvEncoder, DilatedLSTM, init_linear, is_image_space, lstm_cell, lstm_input_gates, mlp, standardized
+from ..nets import ConvEncoder, DilatedLSTM, PopArt, init_linear, is_image_space, lstm_cell, lstm_input_gates, mlp, standardized
 from ..runtime.config import ConfigError, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder
@@ -67,6 +67,8 @@ class FeudalConfig:
     gamma_worker: float = field(0.95, "the worker's discount", ge=0, le=1)
     gamma_manager: float = field(0.99, "the manager's discount", ge=0, le=1)
     learning_rate: float = field(3e-4, "Adam learning rate", gt=0)
+    lr_schedule: str = field("constant", "'constant', or 'linear' decay to 0 at the end of learn(total_steps)",
+                             choices=("constant", "linear"))
     entropy_coef: float = field(0.01, "worker entropy bonus", ge=0)
     value_coef: float = field(0.5, "weight of the two critics' losses", ge=0)
     max_grad_norm: float = field(5.0, "gradient clipping (0: none)", ge=0)
@@ -79,6 +81,11 @@ class FeudalConfig:
     clip_range: float = field(0.2, "update_epochs > 1: PPO's clip on the worker's probability ratio", gt=0)
     normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
                                              "(zero mean, unit std) before the policy gradients")
+    normalize_values: bool = field(True, "PopArt: each critic learns values normalized by the running mean and spread "
+                                         "of its returns (its head rescaled to keep its outputs as they move; the "
+                                         "statistics take in each rollout's returns after its update), and the "
+                                         "advantages are divided by that spread (floored at 1): no reward scale to "
+                                         "choose", saved_before=False)
 
 
 def transition_loss(direction: torch.Tensor, goals: torch.Tensor, advantage: torch.Tensor, valid: torch.Tensor,
@@ -132,21 +139,30 @@ class FeudalTargets(NamedTuple):
     mean_adv_m: torch.Tensor  # mean A^M before any standardization (logged)
 
 
-def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig) -> FeudalTargets:
-    """Intrinsic rewards, directions, returns and advantages of one rollout, from the critics in ``net``."""
+def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig,
+                   popart: tuple[PopArt, PopArt] | None = None) -> FeudalTargets:
+    """Intrinsic rewards, directions, returns and advantages of one rollout, from the critics in ``net``.
+    ``popart`` (the worker's and the manager's, with ``normalize_values``): the critics' outputs are
+    normalized values; returns are formed in the reward's units and handed back normalized, the
+    advantages divided by each critic's spread."""
+    pw, pm = popart if popart is not None else (None, None)
+    vw, vw_end = (net.vw, net.vw_end) if pw is None else (pw.denormalize(net.vw), pw.denormalize(net.vw_end))
+    vm, vm_end = (net.vm, net.vm_end) if pm is None else (pm.denormalize(net.vm), pm.denormalize(net.vm_end))
     T, dev, ends = len(batch.rewards), net.vw.device, (batch.terminated, batch.truncated)
     # r^I_t = 1/c sum_{i=1..c} d_cos(s_t - s_{t-i}, g_{t-i}); direction s_{t+k} - s_t, k <= c
     terms = targets.feudal_terms(batch.states, batch.goals, batch.starts, c=cfg.horizon)
     r_int, r = terms.intrinsic.to(torch.float32), torch.as_tensor(batch.rewards) * cfg.reward_scale
     r_w = r + cfg.intrinsic_coef * r_int.cpu()  # the worker's reward r_t + alpha r^I_t
-    v_next_w = _next_values(net.vw, net.vw_end, batch.truncated)  # V^W(s_{t+1}), constants
-    v_next_m = _next_values(net.vm, net.vm_end, batch.truncated)
+    v_next_w = _next_values(vw, vw_end, batch.truncated)  # V^W(s_{t+1}), constants
+    v_next_m = _next_values(vm, vm_end, batch.truncated)
     # R^W_t = sum_{i<k} gamma_W^i r^W_{t+i} + gamma_W^k V^W_{t+k}
     ret_w = targets.nstep_returns(r_w, *ends, gamma=cfg.gamma_worker, n=T, next_values=v_next_w).returns.to(dev)
     # R^M_t = sum_{i<k} gamma_M^i r_{t+i} + gamma_M^k V^M_{t+k}
     ret_m = targets.nstep_returns(r, *ends, gamma=cfg.gamma_manager, n=T, next_values=v_next_m).returns.to(dev)
-    adv_w, adv_m = ret_w - net.vw.detach(), ret_m - net.vm.detach()
+    adv_w, adv_m = ret_w - vw.detach(), ret_m - vm.detach()
     mean_adv_m = adv_m.mean()
+    if popart is not None:  # the critics regress on normalized returns; advantages in units of the spread
+        ret_w, ret_m, adv_w, adv_m = pw.normalize(ret_w), pm.normalize(ret_m), adv_w / pw.std, adv_m / pm.std
     if cfg.normalize_advantage:
         adv_w, adv_m = standardized(adv_w), standardized(adv_m)
     valid = (terms.horizon > 0) & ~batch.random_goal
@@ -229,6 +245,8 @@ class FeudalNet(nn.Module):
         self.worker_rnn = nn.LSTMCell(d, num_actions * k)
         self.phi = nn.Linear(d, k, bias=False)
         self.worker_value = init_linear(nn.Linear(num_actions * k, 1), 1.0)
+        if cfg.normalize_values:  # the critics' statistics (PopArt)
+            self.worker_popart, self.manager_popart = PopArt(), PopArt()
         self.num_actions, self.k = num_actions, k
 
 
@@ -379,11 +397,13 @@ class FeudalNetwork(Algorithm):
         obs = np.concatenate([st["obs"] for st in steps])
         old_logp = torch.cat([st["logp"] for st in steps]) if cfg.update_epochs > 1 else None
         batch = fixed = net = None
+        popart = (self.net.worker_popart, self.net.manager_popart) if cfg.normalize_values else None
+        self.schedule_learning_rate(self.optimizer, cfg.lr_schedule)
         for _ in range(cfg.update_epochs):
             net, s = self._recompute(steps, obs, bootstrap=None if net is None else (net.vm_end, net.vw_end))
             if batch is None:  # the first pass fixes the rollout's states, returns and advantages
                 batch = self._rollout_batch(steps, s.detach())
-                fixed = feudal_targets(batch, net, cfg)
+                fixed = feudal_targets(batch, net, cfg, popart)
             losses = feudal_loss(batch, net, self._dist, cfg, fixed, old_logp)
             self.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -391,6 +411,9 @@ class FeudalNetwork(Algorithm):
                 nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]],
                                          cfg.max_grad_norm)
             self.optimizer.step()
+        if popart is not None:  # the statistics take in this rollout's returns; the heads keep their values
+            for stats, ret, head in zip(popart, (fixed.ret_w, fixed.ret_m), (self.net.worker_value, self.net.manager_value)):
+                stats.update(stats.denormalize(ret), [head])
         # the next look-back
         self.s_hist, self.g_hist, self.start_hist = batch.states[-c:], batch.goals[-c:], batch.starts[-c:]
         self.state = _detach(self.state)

@@ -26,7 +26,9 @@ class Spec:
     """What a field accepts, declared beside it: numeric bounds (``ge``/``gt``/``le``/``lt``; for a
     list, of every element), ``choices``, a non-empty list (``nonempty``), and names it had
     before (``renamed_from``: refused in new configurations with a message naming this field,
-    accepted from old checkpoints)."""
+    accepted from old checkpoints), and the value runs saved before the field existed had
+    (``saved_before``: filled in where an old checkpoint's configuration lacks the field, so a
+    default changed with the field's arrival does not change what an old checkpoint rebuilds)."""
 
     ge: float | None = None
     gt: float | None = None
@@ -35,6 +37,8 @@ class Spec:
     choices: tuple | None = None
     nonempty: bool = False
     renamed_from: tuple[str, ...] = ()
+    saved_before: Any = None
+    has_saved_before: bool = False
 
     def expected(self, tp) -> str:
         if self.choices is not None:
@@ -68,10 +72,14 @@ class Spec:
         return True
 
 
+_UNSET = object()
+
+
 def field(default: Any, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, nonempty: bool = False,
-          renamed_from: tuple[str, ...] = (), **kwargs) -> Any:  # noqa: A002 - mirrors argparse's name
+          renamed_from: tuple[str, ...] = (), saved_before: Any = _UNSET, **kwargs) -> Any:  # noqa: A002 - argparse's name
     """A config field with its help text and what it accepts (see :class:`Spec`)."""
-    spec = Spec(ge, gt, le, lt, None if choices is None else tuple(choices), nonempty, tuple(renamed_from))
+    spec = Spec(ge, gt, le, lt, None if choices is None else tuple(choices), nonempty, tuple(renamed_from),
+                None if saved_before is _UNSET else saved_before, saved_before is not _UNSET)
     metadata = {"help": help, "spec": spec}
     if isinstance(default, (list, dict, tuple)):
         value = default
@@ -99,10 +107,15 @@ def renamed_fields(cls) -> dict[str, str]:
 
 
 def with_current_names(cls, values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with the former names of ``cls``'s fields replaced by the current ones (a
-    configuration saved before a rename, e.g. in an old checkpoint)."""
+    """A saved configuration (e.g. an old checkpoint's) as ``cls`` reads it now: the former names
+    of its fields replaced by the current ones, and the fields it predates filled in with the value
+    its runs had (``saved_before``)."""
     renamed = renamed_fields(cls)
-    return {renamed.get(k, k) if k not in _field_names(cls) else k: v for k, v in values.items()}
+    out = {renamed.get(k, k) if k not in _field_names(cls) else k: v for k, v in values.items()}
+    for f in dataclasses.fields(cls):
+        if f.name not in out and _spec(f).has_saved_before:
+            out[f.name] = _spec(f).saved_before
+    return out
 
 
 def _field_names(cls) -> set[str]:
