@@ -22,7 +22,11 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
 (r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
 A^M are standardized before they weigh the policy gradients. With ``update_epochs`` = K > 1 each
 rollout is passed over K times, its states, returns and advantages fixed at the first pass
-(:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a).)
+(:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a).
+With ``normalize_values``, the default, V^W and V^M are PopArt-normalized (:class:`hrlkit.nets.PopArt`):
+R and the advantages are formed in the reward's units, the critics regress on (R - mu) / sigma and
+A^W, A^M are divided by their critic's sigma; the statistics take in each rollout's returns after
+its update.)
 
 (the transition policy gradient: the direction is a constant, the gradient flows into g_t only;
 steps whose goal was random, or with k = 0, are left out). Recurrent states are carried across

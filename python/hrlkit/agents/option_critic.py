@@ -22,6 +22,10 @@ every head is a table; with, in addition, ``optimizer="sgd"``, ``action_critic=T
 ``termination_coef=1``, ``entropy_coef=0`` and ``max_grad_norm=0`` the updates are those of the
 paper's tabular algorithm (``hrlkit.TabularOptionCritic``; a test compares them).
 
+With ``normalize_values`` (by default for continuous actions) Q_Omega is PopArt-normalized: U and
+G_t are formed in the reward's units, the head regresses on (G_t - mu) / sigma, and the
+termination and policy advantages are divided by sigma (see ``option_critic_targets``).
+
 ``option_critic_targets`` computes U, G_t and the termination advantage once per rollout (and, for
 several PPO-style passes, the rollout policy's log-probabilities and advantages); ``option_critic_loss``
 the terms above for a minibatch, from the network's outputs (``OptionCriticNet.evaluate_actions``).
