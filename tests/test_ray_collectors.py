@@ -117,13 +117,14 @@ def test_diayn_collectors_keep_one_skill_per_episode():
 
 
 def test_killed_collector_is_replaced_and_the_run_goes_on(tmp_path):
-    """A collector whose process dies mid-batch is restarted by Ray and delivers again.
+    """A collector whose process dies mid-batch is replaced by the pool and the replacement delivers.
 
-    A stall seen in sessions 8-12 (about 1 run in 4 under load) was the replacement starved: Ray runs
-    its workers at niceness 15 by default, and its log showed the replacement leased a worker and
-    "Creating actor", still not built a minute later while the learner and the machine's other
-    jobs held both cores. hrlkit's local Ray now runs its workers at niceness 0 (checked below). A
-    stalled attempt is still retried once with a fresh run, its state kept in the failure message."""
+    A stall seen in sessions 8-12 (about 1 run in 4 under load) had two causes in Ray's logs: at
+    Ray's default worker niceness (15) the replacement was still being built a minute after
+    "Creating actor" while other processes held both cores, and requests queued to an actor Ray
+    was restarting sometimes neither ran nor failed. hrlkit's local Ray now runs its workers at
+    niceness 0 (checked below) and the pool builds replacements itself instead of Ray's restarts.
+    A stalled attempt is still retried once with a fresh run, its state kept in the failure message."""
     assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == os.nice(0), "Ray's workers are niced below the learner"
     stalled = []
     for attempt in range(2):

@@ -21,6 +21,9 @@ class ConfigError(ValueError):
     """A bad configuration: names the key, what was expected and what came."""
 
 
+_UNSET = object()  # a Spec's saved_before when the field has been there from the start
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """What a field accepts, declared beside it: numeric bounds (``ge``/``gt``/``le``/``lt``; for a
@@ -37,8 +40,7 @@ class Spec:
     choices: tuple | None = None
     nonempty: bool = False
     renamed_from: tuple[str, ...] = ()
-    saved_before: Any = None
-    has_saved_before: bool = False
+    saved_before: Any = _UNSET
 
     def expected(self, tp) -> str:
         if self.choices is not None:
@@ -72,14 +74,10 @@ class Spec:
         return True
 
 
-_UNSET = object()
-
-
 def field(default: Any, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, nonempty: bool = False,
           renamed_from: tuple[str, ...] = (), saved_before: Any = _UNSET, **kwargs) -> Any:  # noqa: A002 - argparse's name
     """A config field with its help text and what it accepts (see :class:`Spec`)."""
-    spec = Spec(ge, gt, le, lt, None if choices is None else tuple(choices), nonempty, tuple(renamed_from),
-                None if saved_before is _UNSET else saved_before, saved_before is not _UNSET)
+    spec = Spec(ge, gt, le, lt, None if choices is None else tuple(choices), nonempty, tuple(renamed_from), saved_before)
     metadata = {"help": help, "spec": spec}
     if isinstance(default, (list, dict, tuple)):
         value = default
@@ -113,7 +111,7 @@ def with_current_names(cls, values: Mapping[str, Any]) -> dict[str, Any]:
     renamed = renamed_fields(cls)
     out = {renamed.get(k, k) if k not in _field_names(cls) else k: v for k, v in values.items()}
     for f in dataclasses.fields(cls):
-        if f.name not in out and _spec(f).has_saved_before:
+        if f.name not in out and _spec(f).saved_before is not _UNSET:
             out[f.name] = _spec(f).saved_before
     return out
 
