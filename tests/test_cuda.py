@@ -43,13 +43,15 @@ def test_nstep_returns_cuda_matches_cpu(dtype):
     d = dict(rewards=rng.normal(size=(T, N)).astype(dtype), terminated=rng.random((T, N)) < 0.2,
              truncated=rng.random((T, N)) < 0.15, option_terminations=rng.random((T, N)) < 0.3,
              next_values=rng.normal(size=(T, N)).astype(dtype))
-    for keys in (("truncated", "option_terminations", "next_values"), ()):
+    for keys, lam in ((("truncated", "option_terminations", "next_values"), 1.0), ((), 1.0),
+                      (("truncated", "option_terminations", "next_values"), 0.9), (("next_values",), 0.0)):
         args = {k: (v if k in keys or k in ("rewards", "terminated") else None) for k, v in d.items()}
         want = targets.nstep_returns(args["rewards"], args["terminated"], args["truncated"], gamma=0.9, n=4,
-                                     option_terminations=args["option_terminations"], next_values=args["next_values"])
+                                     option_terminations=args["option_terminations"], next_values=args["next_values"],
+                                     lam=lam)
         got = targets.nstep_returns(cuda(args["rewards"]), cuda(args["terminated"]), cuda(args["truncated"]), gamma=0.9,
                                     n=4, option_terminations=cuda(args["option_terminations"]),
-                                    next_values=cuda(args["next_values"]), backend="cuda")
+                                    next_values=cuda(args["next_values"]), lam=lam, backend="cuda")
         close(got.returns, want.returns, dtype)
         close(got.discounts, want.discounts, dtype)
         np.testing.assert_array_equal(host(got.steps), want.steps)

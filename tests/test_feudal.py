@@ -329,3 +329,29 @@ def test_clipped_worker_term_stops_pushing_past_the_clip():
     inside = feudal_mod.feudal_loss(batch, net, policy, cfg, fixed, logp)  # rho = 1: the plain gradient
     grad, = torch.autograd.grad(inside["worker_policy"], net.out)
     assert torch.count_nonzero(grad) > 0
+
+
+def test_gae_lambda_gives_both_critics_lambda_returns():
+    r = np.random.default_rng(3).normal(size=(6, 2))
+    batch, net = _synthetic_rollout(r)
+    g = torch.Generator().manual_seed(1)
+    net = net._replace(vm=torch.randn(6, 2, generator=g), vw=torch.randn(6, 2, generator=g),
+                       vm_end=torch.randn(2, generator=g), vw_end=torch.randn(2, generator=g))
+    cfg = lambda lam: feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, normalize_values=False,  # noqa: E731
+                                              gae_lambda=lam)
+    nxt_m, nxt_w = torch.cat([net.vm[1:], net.vm_end[None]]), torch.cat([net.vw[1:], net.vw_end[None]])
+    rt = torch.as_tensor(r, dtype=torch.float32)
+    td = feudal_mod.feudal_targets(batch, net, cfg(0.0))  # lambda = 0: one-step TD targets
+    torch.testing.assert_close(td.ret_m, rt + 0.99 * nxt_m)
+    torch.testing.assert_close(td.ret_w, rt + 0.95 * nxt_w)
+    half = feudal_mod.feudal_targets(batch, net, cfg(0.5)).ret_m
+    want = rt[-1] + 0.99 * net.vm_end
+    for t in reversed(range(6)):  # G_t = r_t + gamma ((1 - lam) V(s_{t+1}) + lam G_{t+1})
+        want = rt[t] + 0.99 * net.vm_end if t == 5 else rt[t] + 0.99 * (0.5 * nxt_m[t] + 0.5 * want)
+        torch.testing.assert_close(half[t], want)
+    one = feudal_mod.feudal_targets(batch, net, cfg(1.0))
+    default = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0,
+                                                                            normalize_values=False))
+    assert torch.equal(one.ret_m, default.ret_m) and torch.equal(one.ret_w, default.ret_w)
+    with pytest.raises(ConfigError, match="gae_lambda"):
+        hrlkit.FeudalNetwork("CartPole-v1", gae_lambda=1.5)

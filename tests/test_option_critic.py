@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import hrlkit
+from hrlkit import targets
 from hrlkit.agents.option_critic import option_critic_loss
 from hrlkit.cli import main as cli
 from hrlkit.runtime import checkpoint
@@ -476,3 +477,34 @@ def test_deoc_options_train_and_change_the_targets():
     assert torch.allclose(adv, -(lambda d: (d - d.mean()) / (d.std() + 1e-8))(agent.net.diversity(agent.net.body(args["next_obs"]))))
     with pytest.raises(ConfigError, match="diversity_coef"):
         hrlkit.OptionCritic("CartPole-v1", diversity_coef=1.5)
+
+
+def test_gae_lambda_makes_the_returns_lambda_returns_of_u():
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=4)
+    agent.learn(64, progress=False, eval_every=None)
+    from hrlkit.agents.option_critic import option_critic_targets
+
+    rng = np.random.default_rng(0)
+    obs = agent.obs_tensor(rng.standard_normal((8, 4)).astype(np.float32))
+    next_obs = agent.obs_tensor(rng.standard_normal((8, 4)).astype(np.float32))
+    options = torch.tensor([0, 1, 2, 3, 1, 0, 3, 2])
+    args = dict(obs=obs, next_obs=next_obs, options=options, actions=torch.zeros(8, dtype=torch.long), gamma=0.9,
+                epsilon=0.1, deliberation_cost=0.01)
+    rewards, terminated = rng.normal(size=(4, 2)).astype(np.float32), np.zeros((4, 2), bool)
+    terminated[1, 0] = True
+    with torch.no_grad():  # U(s', w) = (1 - beta_w(s')) Q_target(s', w) + beta_w(s') V_target(s')
+        u = targets.option_bootstrap(agent.target.q(agent.target.body(next_obs)),
+                                     torch.sigmoid(agent.net.beta(agent.net.body(next_obs))), options, 0.1).view(4, 2)
+    r = torch.as_tensor(rewards)
+    td = option_critic_targets(agent.net, agent.target, rewards, terminated, np.zeros_like(terminated), **args,
+                               gae_lambda=0.0)
+    torch.testing.assert_close(td["returns"].view(4, 2), r + 0.9 * torch.where(torch.as_tensor(terminated), 0.0, u))
+    lam = option_critic_targets(agent.net, agent.target, rewards, terminated, np.zeros_like(terminated), **args,
+                                gae_lambda=0.7)
+    want = torch.zeros(4, 2)
+    for t in reversed(range(4)):
+        nxt = u[t] if t == 3 else 0.3 * u[t] + 0.7 * want[t + 1]
+        want[t] = r[t] + 0.9 * torch.where(torch.as_tensor(terminated[t]), 0.0, nxt)
+    torch.testing.assert_close(lam["returns"].view(4, 2), want)
+    with pytest.raises(ConfigError, match="gae_lambda"):
+        hrlkit.OptionCritic("CartPole-v1", gae_lambda=-0.5)

@@ -136,6 +136,70 @@ def test_option_values_and_bootstrap_by_hand(backend):
 
 
 # ---- kernel vs reference on random inputs ---------------------------------------------------
+def lambda_returns_by_recursion(d, gamma, lam):
+    """G_t = r_t + gamma ((1 - lam) V_{t+1} + lam G_{t+1}), backwards per env; a terminal step
+    ends with r_t, a truncated one, an option's end or the rollout's last step with r_t + gamma V_{t+1}."""
+    r, nv, term = (np.asarray(d[k], np.float64) for k in ("rewards", "next_values", "terminated"))
+    stop = np.zeros(r.shape, bool)
+    for k in ("truncated", "option_terminations"):
+        if d[k] is not None:
+            stop |= np.asarray(d[k], bool)
+    T, N = r.shape
+    g = np.zeros((T, N))
+    for e in range(N):
+        for t in reversed(range(T)):
+            if term[t, e]:
+                g[t, e] = r[t, e]
+            elif stop[t, e] or t == T - 1:
+                g[t, e] = r[t, e] + gamma * nv[t, e]
+            else:
+                g[t, e] = r[t, e] + gamma * ((1 - lam) * nv[t, e] + lam * g[t + 1, e])
+    return g
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
+@pytest.mark.parametrize("option_ends", [False, True])
+def test_lambda_returns_are_the_recursion(backend, lam, option_ends):
+    rng = np.random.default_rng(int(lam * 100) + option_ends)
+    d = random_rollout(rng, 25, 4, np.float64, truncated=True, option_ends=option_ends, next_values=True)
+    out = call_nstep(nstep_returns, d, 0.9, 25, lam=lam, backend=backend)
+    np.testing.assert_allclose(out.returns, lambda_returns_by_recursion(d, 0.9, lam), rtol=1e-12, atol=1e-12)
+    # disc: the weight of the window's last bootstrap, gamma^k lam^(k-1), 0 after a terminal step
+    end = (out.steps - 1) + np.arange(25)[:, None]
+    want = np.where(np.take_along_axis(d["terminated"], end, 0), 0.0, 0.9 ** out.steps * lam ** (out.steps - 1.0))
+    np.testing.assert_allclose(out.discounts, want, rtol=1e-12)
+    if lam == 0.0:  # one-step TD targets wherever the step is not terminal
+        np.testing.assert_allclose(out.returns, d["rewards"] + 0.9 * np.where(d["terminated"], 0.0, d["next_values"]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 3, 50])
+def test_lambda_kernel_matches_reference_and_lam_one_is_the_nstep_return(dtype, n):
+    rng = np.random.default_rng(n)
+    d = random_rollout(rng, 20, 4, dtype, truncated=True, option_ends=True, next_values=True)
+    for lam in (0.0, 0.7, 0.95):
+        assert_nstep_close(call_nstep(nstep_returns, d, 0.95, n, lam=lam),
+                           call_nstep(nstep_returns_reference, d, 0.95, n, lam=lam), dtype)
+    plain, one = call_nstep(nstep_returns, d, 0.95, n), call_nstep(nstep_returns, d, 0.95, n, lam=1.0)
+    for a, b in zip(plain, one):
+        np.testing.assert_array_equal(a, b)  # bit for bit
+
+
+@pytest.mark.parametrize("backend", ["cpp", "torch"])
+@pytest.mark.parametrize("lam, error, match", [
+    (1.5, ValueError, "lam: expected a number <= 1"), (-0.1, ValueError, "lam: expected a number >= 0"),
+    (float("nan"), ValueError, "lam: expected a finite"), ("0.9", TypeError, "lam: expected a real number"),
+])
+def test_bad_lambda_is_refused_naming_it(backend, lam, error, match):
+    d = random_rollout(np.random.default_rng(0), 3, 2, np.float32, truncated=False, option_ends=False, next_values=True)
+    with pytest.raises(error, match=match):
+        call_nstep(nstep_returns, d, 0.9, 3, lam=lam, backend=backend)
+    d["next_values"] = None
+    with pytest.raises(ValueError, match="lam: a lambda-return .* needs next_values"):
+        call_nstep(nstep_returns, d, 0.9, 3, lam=0.5, backend=backend)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("use_torch", [False, True])
 @pytest.mark.parametrize("truncated, option_ends, next_values",

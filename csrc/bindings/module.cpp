@@ -426,7 +426,8 @@ template <class F>
 py::tuple nstep_impl(const py::array_t<F, py::array::c_style>& rewards, const py::array_t<uint8_t, py::array::c_style>& term,
                      const std::optional<py::array_t<uint8_t, py::array::c_style>>& trunc,
                      const std::optional<py::array_t<uint8_t, py::array::c_style>>& opt_end,
-                     const std::optional<py::array_t<F, py::array::c_style>>& next_values, double gamma, int64_t n) {
+                     const std::optional<py::array_t<F, py::array::c_style>>& next_values, double gamma, int64_t n,
+                     double lam) {
     if (rewards.ndim() != 2) throw py::value_error("rewards: expected shape (T, N)");
     const int64_t T = rewards.shape(0), N = rewards.shape(1);
     auto same = [&](const py::array& a, const char* what) {
@@ -443,7 +444,7 @@ py::tuple nstep_impl(const py::array_t<F, py::array::c_style>& rewards, const py
     {
         py::gil_scoped_release nogil;
         hrlkit::nstep_returns<F>(rewards.data(), term.data(), trunc ? trunc->data() : nullptr, opt_end ? opt_end->data() : nullptr,
-                                 next_values ? next_values->data() : nullptr, T, N, gamma, n, ret.mutable_data(),
+                                 next_values ? next_values->data() : nullptr, T, N, gamma, lam, n, ret.mutable_data(),
                                  disc.mutable_data(), steps.mutable_data());
     }
     return py::make_tuple(ret, disc, steps);

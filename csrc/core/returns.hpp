@@ -19,17 +19,21 @@ namespace hrlkit {
 template <class F>
 HRLKIT_HD void nstep_one(const F* rewards, const uint8_t* terminated, const uint8_t* truncated,
                          const uint8_t* option_ends, const F* next_values, int64_t T, int64_t N, double gamma,
-                         int64_t n, int64_t t, int64_t e, F* ret, F* disc_out, int64_t* steps_out) {
+                         double lam, int64_t n, int64_t t, int64_t e, F* ret, F* disc_out, int64_t* steps_out) {
     const int64_t horizon = n < T - t ? n : T - t;
-    double g = 0.0, disc = 1.0;
+    // w: the weight (gamma lam)^k of step t+k's reward; each step the window goes on past adds
+    // gamma (1 - lam) w times the value of its next state (nothing when lam = 1)
+    double g = 0.0, w = 1.0, disc = 0.0;
     int64_t k = 0;
     while (k < horizon) {
         const int64_t i = (t + k) * N + e;
-        g += disc * static_cast<double>(rewards[i]);
-        disc *= gamma;
+        g += w * static_cast<double>(rewards[i]);
         ++k;
         if (terminated[i]) { disc = 0.0; break; }
-        if ((truncated && truncated[i]) || (option_ends && option_ends[i])) break;
+        disc = w * gamma;
+        if (k == horizon || (truncated && truncated[i]) || (option_ends && option_ends[i])) break;
+        if (next_values && lam != 1.0) g += disc * (1.0 - lam) * static_cast<double>(next_values[i]);
+        w = disc * lam;
     }
     const int64_t o = t * N + e;
     if (next_values && disc != 0.0) g += disc * static_cast<double>(next_values[(t + k - 1) * N + e]);
@@ -157,15 +161,23 @@ HRLKIT_HD void feudal_one(const F* states, const F* goals, const uint8_t* starts
 //   disc   = gamma^k, or 0 when the window ended on a terminal step (no bootstrap);
 //   ret    = G + disc * next_values[t+k-1] when next_values (value of s_{i+1} for each step i) is
 //            given, else G.
+// With lam < 1 (next_values required) the window's return is the lambda-return
+//   G_t = r_t + gamma ((1 - lam) V(s_{t+1}) + lam G_{t+1}),
+// the window's last step bootstrapping fully: rewards weigh (gamma lam)^i, each inner step adds
+// gamma (1 - lam) (gamma lam)^i next_values[t+i], and disc = gamma^k lam^(k-1) (0 after a terminal
+// step). lam = 1 is the plain n-step return, bit for bit.
 // Flags are bytes (0/1); option_ends and next_values may be null.
 template <class F>
 void nstep_returns(const F* rewards, const uint8_t* terminated, const uint8_t* truncated,
                    const uint8_t* option_ends, const F* next_values, int64_t T, int64_t N, double gamma,
-                   int64_t n, F* ret, F* disc_out, int64_t* steps_out) {
+                   double lam, int64_t n, F* ret, F* disc_out, int64_t* steps_out) {
     if (n <= 0) throw std::invalid_argument("n: expected an integer >= 1, got " + std::to_string(n));
+    if (!(lam >= 0.0 && lam <= 1.0)) throw std::invalid_argument("lam: expected a number in [0, 1], got " + std::to_string(lam));
+    if (lam != 1.0 && !next_values) throw std::invalid_argument("lam: a lambda-return (lam < 1) needs next_values");
     for (int64_t t = 0; t < T; ++t)
         for (int64_t e = 0; e < N; ++e)
-            nstep_one(rewards, terminated, truncated, option_ends, next_values, T, N, gamma, n, t, e, ret, disc_out, steps_out);
+            nstep_one(rewards, terminated, truncated, option_ends, next_values, T, N, gamma, lam, n, t, e, ret, disc_out,
+                      steps_out);
 }
 
 template <class F>

@@ -203,9 +203,9 @@ __global__ void gather_kernel(Columns cols, const int64_t* idx, int64_t n) {
 
 template <class F>
 __global__ void nstep_kernel(const F* r, const uint8_t* term, const uint8_t* trunc, const uint8_t* oe, const F* nv,
-                             int64_t T, int64_t N, double gamma, int64_t n, F* ret, F* disc, int64_t* steps) {
+                             int64_t T, int64_t N, double gamma, double lam, int64_t n, F* ret, F* disc, int64_t* steps) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    if (i < T * N) nstep_one(r, term, trunc, oe, nv, T, N, gamma, n, i / N, i % N, ret, disc, steps);
+    if (i < T * N) nstep_one(r, term, trunc, oe, nv, T, N, gamma, lam, n, i / N, i % N, ret, disc, steps);
 }
 
 template <class F>
@@ -340,11 +340,11 @@ void gather(int ncols, const void* const* src, void* const* dst, const int64_t* 
     } while (0)
 
 void nstep_returns(bool f64, const void* rewards, const uint8_t* terminated, const uint8_t* truncated,
-                   const uint8_t* option_ends, const void* next_values, int64_t T, int64_t N, double gamma, int64_t n,
-                   void* ret, void* disc, int64_t* steps, uintptr_t stream) {
+                   const uint8_t* option_ends, const void* next_values, int64_t T, int64_t N, double gamma, double lam,
+                   int64_t n, void* ret, void* disc, int64_t* steps, uintptr_t stream) {
     if (T * N <= 0) return;
     HRLKIT_DISPATCH(f64, F, (nstep_kernel<F><<<blocks_for(T * N), kThreads, 0, as_stream(stream)>>>(
-                                cp<F>(rewards), terminated, truncated, option_ends, cp<F>(next_values), T, N, gamma, n,
+                                cp<F>(rewards), terminated, truncated, option_ends, cp<F>(next_values), T, N, gamma, lam, n,
                                 mp<F>(ret), mp<F>(disc), steps)));
     check_launch("nstep_returns");
 }

@@ -52,8 +52,8 @@ void gather(int ncols, const void* const* src, void* const* dst, const int64_t* 
 // The core's targets (csrc/core/returns.hpp), one thread per output row. Out-of-range option or
 // skill ids give NaN rows (the Python layer validates ids before the call unless told not to).
 void nstep_returns(bool f64, const void* rewards, const uint8_t* terminated, const uint8_t* truncated,
-                   const uint8_t* option_ends, const void* next_values, int64_t T, int64_t N, double gamma, int64_t n,
-                   void* ret, void* disc, int64_t* steps, uintptr_t stream);
+                   const uint8_t* option_ends, const void* next_values, int64_t T, int64_t N, double gamma, double lam,
+                   int64_t n, void* ret, void* disc, int64_t* steps, uintptr_t stream);
 void option_values(bool f64, const void* q, int64_t B, int64_t K, double eps, void* out, uintptr_t stream);
 void option_bootstrap(bool f64, const void* q_next, const void* beta, bool beta_per_option, const int64_t* options,
                       int64_t B, int64_t K, double eps, void* out, uintptr_t stream);

@@ -97,9 +97,10 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("stream"));
     m.def("gather", &gather);
     m.def("nstep_returns", [](bool f64, uintptr_t r, uintptr_t term, uintptr_t trunc, uintptr_t oe, uintptr_t nv, int64_t T,
-                              int64_t N, double gamma, int64_t n, uintptr_t ret, uintptr_t disc, uintptr_t steps, uintptr_t s) {
+                              int64_t N, double gamma, double lam, int64_t n, uintptr_t ret, uintptr_t disc, uintptr_t steps,
+                              uintptr_t s) {
         hc::nstep_returns(f64, ptr<const void>(r), ptr<const uint8_t>(term), ptr<const uint8_t>(trunc), ptr<const uint8_t>(oe),
-                          ptr<const void>(nv), T, N, gamma, n, ptr<void>(ret), ptr<void>(disc), ptr<int64_t>(steps), s);
+                          ptr<const void>(nv), T, N, gamma, lam, n, ptr<void>(ret), ptr<void>(disc), ptr<int64_t>(steps), s);
     });
     m.def("option_values", [](bool f64, uintptr_t q, int64_t B, int64_t K, double eps, uintptr_t out, uintptr_t s) {
         hc::option_values(f64, ptr<const void>(q), B, K, eps, ptr<void>(out), s);

@@ -61,6 +61,7 @@ def nstep_returns_f32(
     next_values: npt.NDArray[np.float32] | None,
     gamma: float,
     n: int,
+    lam: float,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
 def nstep_returns_f64(
     rewards: npt.NDArray[np.float64],
@@ -70,6 +71,7 @@ def nstep_returns_f64(
     next_values: npt.NDArray[np.float64] | None,
     gamma: float,
     n: int,
+    lam: float,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]: ...
 def option_values_f32(q: npt.NDArray[np.float32], eps: float) -> npt.NDArray[np.float32]: ...
 def option_values_f64(q: npt.NDArray[np.float64], eps: float) -> npt.NDArray[np.float64]: ...

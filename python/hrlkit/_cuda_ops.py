@@ -65,7 +65,8 @@ def _ptr(x: Any) -> int:
     return 0 if x is None else int(x.data_ptr())
 
 
-def nstep_returns(rewards, terminated, truncated, option_terminations, next_values, gamma: float, n: int):
+def nstep_returns(rewards, terminated, truncated, option_terminations, next_values, gamma: float, n: int,
+                  lam: float = 1.0):
     import torch
 
     dev = rewards.device
@@ -76,7 +77,7 @@ def nstep_returns(rewards, terminated, truncated, option_terminations, next_valu
     T, N = r.shape
     ret, disc = torch.empty_like(r), torch.empty_like(r)
     steps = torch.empty(T, N, dtype=torch.int64, device=dev)
-    _cuda.nstep_returns(dt == torch.float64, _ptr(r), _ptr(term), _ptr(trunc), _ptr(oe), _ptr(nv), T, N, gamma, n,
+    _cuda.nstep_returns(dt == torch.float64, _ptr(r), _ptr(term), _ptr(trunc), _ptr(oe), _ptr(nv), T, N, gamma, lam, n,
                         _ptr(ret), _ptr(disc), _ptr(steps), stream(dev))
     return ret, disc, steps
 

@@ -103,6 +103,13 @@ def _check_nstep(rewards, terminated, truncated, option_terminations, next_value
         _check("next_values", next_values, kinds="fiub", what="real numbers", shape=shape)
 
 
+def _check_lam(lam: Any, next_values: Any) -> float:
+    lam = check_float("lam", lam, low=0.0, high=1.0)
+    if lam != 1.0 and next_values is None:
+        raise ValueError(f"lam: a lambda-return (lam < 1, got {lam}) needs next_values, the values it mixes in; got none")
+    return lam
+
+
 def _check_q(name: str, q: Any) -> None:
     _check(name, q, kinds="fiub", what="real numbers", ndim=2)
     if _shape(q)[1] < 1:
@@ -144,6 +151,7 @@ def nstep_returns(
     n: int,
     option_terminations: Any = None,
     next_values: Any = None,
+    lam: float = 1.0,
     backend: str = "auto",
 ) -> NStepReturns:
     """Discounted k-step returns over a [T, N] rollout (time first, one column per env).
@@ -154,17 +162,25 @@ def nstep_returns(
     gamma^k, or 0 where the window ended on a terminal step. With ``next_values`` (the value of
     s_{i+1} for each step i; for a truncated step, the value of its final observation),
     ``returns`` includes the bootstrap ``discounts * next_values[t+k-1]``.
+
+    ``lam`` < 1 (needs ``next_values``) makes each window's return the lambda-return
+    G_t = r_t + gamma ((1 - lam) V(s_{t+1}) + lam G_{t+1}), the window's last step bootstrapping
+    fully (GAE(lambda)'s returns: G_t - V(s_t) is its advantage); ``discounts`` is then the weight
+    gamma^k lam^(k-1) of that last bootstrap. ``lam`` = 1 (the default) is the n-step return.
     """
     gamma = check_float("gamma", gamma, low=0.0, high=1.0)
     n = check_int("n", n, minimum=1)
+    lam = _check_lam(lam, next_values)
     route = _route(backend, rewards, terminated, truncated, option_terminations, next_values)
     if route == "torch":
         return nstep_returns_reference(
-            rewards, terminated, truncated, gamma=gamma, n=n, option_terminations=option_terminations, next_values=next_values
+            rewards, terminated, truncated, gamma=gamma, n=n, option_terminations=option_terminations,
+            next_values=next_values, lam=lam,
         )
     _check_nstep(rewards, terminated, truncated, option_terminations, next_values)
     if route == "cuda":
-        return NStepReturns(*_cuda_ops.nstep_returns(rewards, terminated, truncated, option_terminations, next_values, gamma, n))
+        return NStepReturns(*_cuda_ops.nstep_returns(rewards, terminated, truncated, option_terminations, next_values, gamma, n,
+                                                     lam))
     r = to_numpy("rewards", rewards)
     term = _flags(terminated)
     trunc = None if truncated is None else _flags(truncated)
@@ -175,7 +191,7 @@ def nstep_returns(
     if nv is not None:
         nv = np.ascontiguousarray(nv, dtype=dt)
     kernel = _core.nstep_returns_f64 if dt == np.float64 else _core.nstep_returns_f32
-    ret, disc, steps = kernel(r, term, trunc, opt_end, nv, gamma, n)
+    ret, disc, steps = kernel(r, term, trunc, opt_end, nv, gamma, n, lam)
     return NStepReturns(_like(rewards, ret), _like(rewards, disc), _like(rewards, steps))
 
 
@@ -188,12 +204,14 @@ def nstep_returns_reference(
     n: int,
     option_terminations: Any = None,
     next_values: Any = None,
+    lam: float = 1.0,
 ) -> NStepReturns:
     """Torch reference of :func:`nstep_returns` (vectorized over [T, N], a loop over k < n)."""
     import torch
 
     gamma = check_float("gamma", gamma, low=0.0, high=1.0)
     n = check_int("n", n, minimum=1)
+    lam = _check_lam(lam, next_values)
     _check_nstep(rewards, terminated, truncated, option_terminations, next_values)
     as_numpy = not _is_torch(rewards)
     r = torch.as_tensor(rewards).detach()
@@ -212,6 +230,7 @@ def nstep_returns_reference(
     if option_terminations is not None:
         end = end | flag(option_terminations)
     acc_dtype = torch.float64
+    nv = None if next_values is None else torch.as_tensor(next_values, device=dev).detach().to(acc_dtype)
     g = torch.zeros(T, N, dtype=acc_dtype, device=dev)
     disc = torch.ones(T, N, dtype=acc_dtype, device=dev)
     steps = torch.zeros(T, N, dtype=torch.int64, device=dev)
@@ -226,9 +245,11 @@ def nstep_returns_reference(
         disc = torch.where(valid, disc * gamma, disc)
         term_j = torch.gather(term, 0, src)
         disc = torch.where(valid & term_j, torch.zeros_like(disc), disc)
-        alive = valid & ~torch.gather(end, 0, src)
-    if next_values is not None:
-        nv = torch.as_tensor(next_values, device=dev).detach().to(acc_dtype)
+        alive = valid & ~torch.gather(end, 0, src) & (t_idx + j + 1 < T) & (j + 1 < n)
+        if lam != 1.0:  # the window goes on past step j: (1 - lam) of its next state's value, lam of the rest
+            g = torch.where(alive, g + disc * (1.0 - lam) * torch.gather(nv, 0, src), g)
+            disc = torch.where(alive, disc * lam, disc)
+    if nv is not None:
         boot = torch.gather(nv, 0, (t_idx + steps - 1).clamp(min=0))
         g = torch.where(disc != 0, g + disc * boot, g)
     out_dtype = torch.float64 if (r.dtype == torch.float64 or (next_values is not None and torch.as_tensor(next_values).dtype == torch.float64)) else torch.float32

@@ -70,6 +70,8 @@ class FeudalConfig:
                                   renamed_from=("alpha",))
     gamma_worker: float = field(0.95, "the worker's discount", ge=0, le=1)
     gamma_manager: float = field(0.99, "the manager's discount", ge=0, le=1)
+    gae_lambda: float = field(1.0, "lambda of both critics' lambda-returns (GAE(lambda) advantages); 1: the n-step "
+                                   "returns over the rollout", ge=0, le=1)
     learning_rate: float = field(3e-4, "Adam learning rate", gt=0)
     lr_schedule: str = field("constant", "'constant', or 'linear' decay to 0 at the end of learn(total_steps)",
                              choices=("constant", "linear"))
@@ -160,9 +162,12 @@ def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig,
     v_next_w = _next_values(vw, vw_end, batch.truncated)  # V^W(s_{t+1}), constants
     v_next_m = _next_values(vm, vm_end, batch.truncated)
     # R^W_t = sum_{i<k} gamma_W^i r^W_{t+i} + gamma_W^k V^W_{t+k}
-    ret_w = targets.nstep_returns(r_w, *ends, gamma=cfg.gamma_worker, n=T, next_values=v_next_w).returns.to(dev)
+    # (with gae_lambda < 1 both are lambda-returns: each inner step mixes in (1 - lambda) of V(s_{t+1}))
+    ret_w = targets.nstep_returns(r_w, *ends, gamma=cfg.gamma_worker, n=T, next_values=v_next_w,
+                                  lam=cfg.gae_lambda).returns.to(dev)
     # R^M_t = sum_{i<k} gamma_M^i r_{t+i} + gamma_M^k V^M_{t+k}
-    ret_m = targets.nstep_returns(r, *ends, gamma=cfg.gamma_manager, n=T, next_values=v_next_m).returns.to(dev)
+    ret_m = targets.nstep_returns(r, *ends, gamma=cfg.gamma_manager, n=T, next_values=v_next_m,
+                                  lam=cfg.gae_lambda).returns.to(dev)
     adv_w, adv_m = ret_w - vw.detach(), ret_m - vm.detach()
     mean_adv_m = adv_m.mean()
     if popart is not None:  # the critics regress on normalized returns; advantages in units of the spread

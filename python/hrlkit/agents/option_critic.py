@@ -55,6 +55,8 @@ class OptionCriticConfig:
     num_envs: int = field(8, "parallel environments", ge=1)
     rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)", ge=1)
     gamma: float = field(0.99, "discount", ge=0, le=1)
+    gae_lambda: float = field(1.0, "lambda of the lambda-return G_t (so G_t - Q(s, w) is a GAE(lambda) advantage, as "
+                                   "in PPOC); 1: the n-step return over the rollout", ge=0, le=1)
     learning_rate: float = field(1e-3, "learning rate (of the body and the intra-option policies)", gt=0)
     critic_learning_rate: float | None = field(None, "learning rate of the Q_Omega head (None: learning_rate)", gt=0)
     termination_learning_rate: float | None = field(None, "learning rate of the termination head (None: learning_rate)",
@@ -114,6 +116,7 @@ def option_critic_targets(
     actions: torch.Tensor,
     gamma: float,
     epsilon: float,
+    gae_lambda: float = 1.0,
     deliberation_cost: float,
     next_feats: torch.Tensor | None = None,
     fixed_policy: bool = False,
@@ -152,9 +155,11 @@ def option_critic_targets(
             q_target_next = popart.denormalize(q_target_next)
         # U(s', w) = (1 - beta_w(s')) Q_target(s', w) + beta_w(s') V_target(s')
         u = targets.option_bootstrap(q_target_next, beta_next, options, epsilon)
-        # G_t = sum_{i<k} gamma^i r_{t+i} + gamma^k U(s_{t+k}, w_{t+k-1}), k stopping at episode ends
+        # G_t = sum_{i<k} gamma^i r_{t+i} + gamma^k U(s_{t+k}, w_{t+k-1}), k stopping at episode ends;
+        # with gae_lambda < 1 the lambda-return G_t = r_t + gamma ((1 - lambda) U(s_{t+1}, w_t) + lambda G_{t+1})
         returns = targets.nstep_returns(torch.as_tensor(rewards, dtype=torch.float32), terminated, truncated,
-                                        gamma=gamma, n=T, next_values=u.view(T, N).cpu()).returns
+                                        gamma=gamma, n=T, next_values=u.view(T, N).cpu(),
+                                        lam=gae_lambda).returns
         returns = returns.reshape(-1).to(options.device)
         if popart is not None:  # the statistics follow G_t; the heads keep their values in the return's units
             popart.update(returns, [m for t in (net, target) for m in (t.q, getattr(t, "qu", None)) if m is not None])
@@ -416,9 +421,9 @@ class OptionCritic(OptionAgent):
         # gradient. Several (PPO-style): recomputed per minibatch, the rollout policy held fixed.
         next_feats = None if several else self.net.body(batch["next_obs"])
         fixed = option_critic_targets(self.net, self.target, rewards, terminated, truncated, **batch, gamma=cfg.gamma,
-                                      epsilon=self.epsilon(), deliberation_cost=cfg.deliberation_cost,
-                                      next_feats=next_feats, fixed_policy=several, diversity_coef=cfg.diversity_coef,
-                                      diversity_termination=cfg.diversity_termination,
+                                      gae_lambda=cfg.gae_lambda, epsilon=self.epsilon(),
+                                      deliberation_cost=cfg.deliberation_cost, next_feats=next_feats, fixed_policy=several,
+                                      diversity_coef=cfg.diversity_coef, diversity_termination=cfg.diversity_termination,
                                       popart=getattr(self.net, "popart", None))
         self.schedule_learning_rate(self.optimizer, cfg.lr_schedule)
         coefs = dict(entropy_coef=cfg.entropy_coef, critic_coef=cfg.critic_coef, termination_coef=cfg.termination_coef,
