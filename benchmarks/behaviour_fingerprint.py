@@ -27,11 +27,18 @@ OC_ONE_PASS = {"update_epochs": 1, "num_minibatches": 1, "normalize_advantage": 
 # PopArt (normalize_values), on by default for continuous Option-Critic and for FuN since session 12,
 # likewise pinned off in the cases from before it; the *-popart cases measure it
 NO_POPART = {"normalize_values": False}
+# Continuous Option-Critic's per-kind defaults (session 13: 128-step rollouts, 10 passes of 8
+# minibatches, lambda-returns, target copies every 2 updates), pinned to what continuous actions had
+# before in the cases from before them; oc-continuous measures them
+OC_CONTINUOUS_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
+                        "gae_lambda": 1.0}
 
 CASES: dict[str, tuple[str, str, int, dict]] = {
     "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_ONE_PASS}),
-    "oc-pendulum": ("OptionCritic", "Pendulum-v1", 2_000, {"num_envs": 4, **OC_ONE_PASS, **NO_POPART}),
-    "oc-popart": ("OptionCritic", "Pendulum-v1", 2_000, {"num_envs": 4, "normalize_values": True}),
+    "oc-pendulum": ("OptionCritic", "Pendulum-v1", 2_000,
+                    {"num_envs": 4, **OC_CONTINUOUS_BEFORE, **OC_ONE_PASS, **NO_POPART}),
+    "oc-popart": ("OptionCritic", "Pendulum-v1", 2_000, {"num_envs": 4, **OC_CONTINUOUS_BEFORE, "normalize_values": True}),
+    "oc-continuous": ("OptionCritic", "Pendulum-v1", 3_000, {}),
     "oc-ppo": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, "update_epochs": 3, "num_minibatches": 4,
                                                         "normalize_advantage": True, "lr_schedule": "linear",
                                                         "critic_learning_rate": 5e-4}),

@@ -508,3 +508,27 @@ def test_gae_lambda_makes_the_returns_lambda_returns_of_u():
     torch.testing.assert_close(lam["returns"].view(4, 2), want)
     with pytest.raises(ConfigError, match="gae_lambda"):
         hrlkit.OptionCritic("CartPole-v1", gae_lambda=-0.5)
+
+
+def test_defaults_per_action_space_kind_are_resolved_and_saved(tmp_path):
+    """Fields left at None take their action-space kind's value once the env is known; what the
+    user sets is kept; checkpoints hold the resolved values; a checkpoint from before gae_lambda
+    loads with 1 (the n-step return it trained with), not the continuous default."""
+    from _checkpoints import loaded_without
+    from hrlkit.agents.option_critic import KIND_DEFAULTS
+
+    fields = tuple(KIND_DEFAULTS["discrete"])
+    assert set(KIND_DEFAULTS["continuous"]) == set(fields)
+    assert all(getattr(hrlkit.OptionCritic.Config(), k) is None for k in fields)
+    for env, kind in (("CartPole-v1", "discrete"), ("Pendulum-v1", "continuous")):
+        agent = hrlkit.OptionCritic(env, num_envs=2)
+        assert {k: getattr(agent.config, k) for k in fields} == KIND_DEFAULTS[kind]
+    mine = hrlkit.OptionCritic("Pendulum-v1", num_envs=2, rollout_steps=4, gae_lambda=1.0)
+    assert (mine.config.rollout_steps, mine.config.gae_lambda, mine.config.update_epochs) == (4, 1.0, 10)
+    loaded = loaded_without(mine, tmp_path, "gae_lambda")
+    assert loaded.config.gae_lambda == 1.0 and loaded.config.rollout_steps == 4
+    mine.save(str(tmp_path / "now.pt"))
+    again = hrlkit.OptionCritic.load(str(tmp_path / "now.pt"))
+    assert {k: getattr(again.config, k) for k in fields} == {k: getattr(mine.config, k) for k in fields}
+    with pytest.raises(ConfigError, match="rollout_steps"):
+        hrlkit.OptionCritic("Pendulum-v1", rollout_steps=0)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import hrlkit
+from _checkpoints import loaded_without
 from hrlkit.agents import feudal as feudal_mod
 from hrlkit.agents.option_critic import option_critic_targets
 from hrlkit.nets import PopArt
@@ -162,28 +163,11 @@ def test_option_critic_default_is_per_action_space_kind():
     assert not hasattr(tabular.net, "popart")
 
 
-def _loaded_without_normalize_values(agent, tmp_path):
-    """``agent`` trained a little, saved as a checkpoint from before ``normalize_values`` existed
-    (its configuration lacking the key), loaded again; the loaded agent's networks must be the
-    saved ones."""
-    from hrlkit.runtime import checkpoint
-
-    agent.learn(24, progress=False, eval_every=None)
-    payload = agent.checkpoint_payload()
-    del payload["config"]["normalize_values"]
-    path = str(tmp_path / "before.pt")
-    checkpoint.save(path, payload)
-    loaded = type(agent).load(path)
-    for x, y in zip(agent.net.state_dict().values(), loaded.net.state_dict().values()):
-        assert torch.equal(x, y)
-    return loaded
-
-
 def test_a_checkpoint_from_before_normalize_values_rebuilds_the_agent_it_saved(tmp_path):
     """A configuration saved before the field existed lacks it: it loads as the run was (off),
     not as today's default (on for continuous actions)."""
     agent = hrlkit.OptionCritic("Pendulum-v1", seed=0, normalize_values=False, num_envs=2, rollout_steps=4)
-    loaded = _loaded_without_normalize_values(agent, tmp_path)
+    loaded = loaded_without(agent, tmp_path, "normalize_values")
     assert loaded.config.normalize_values is False and not hasattr(loaded.net, "popart")
 
 
@@ -196,5 +180,5 @@ def test_feudal_default_and_a_checkpoint_from_before_it(tmp_path):
     assert hasattr(hrlkit.FeudalNetwork("CartPole-v1", **small).net, "worker_popart")
     assert preset("carracing", "feudal")["config"]["normalize_values"] is False
     agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, normalize_values=False, **small)
-    loaded = _loaded_without_normalize_values(agent, tmp_path)
+    loaded = loaded_without(agent, tmp_path, "normalize_values")
     assert loaded.config.normalize_values is False and not hasattr(loaded.net, "worker_popart")

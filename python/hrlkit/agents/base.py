@@ -81,6 +81,7 @@ class Algorithm:
         self.env_id = maker.name  # the env's id, or a name for an env handed over as an object
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
+        self._resolve_config()
         self._check_spaces()
         seed_everything(self.seed)
         self.rng = np.random.default_rng(self.seed)
@@ -99,6 +100,10 @@ class Algorithm:
         self.on_episode_start(np.ones(self.config.num_envs, dtype=bool))
 
     # ---- to be defined by each agent ----------------------------------------------------------
+    def _resolve_config(self) -> None:
+        """Fill in what the configuration leaves to the env's spaces (``self.config``, replaced);
+        by default nothing."""
+
     def _check_spaces(self) -> None:
         """Raise ConfigError when the env's spaces are not supported."""
 

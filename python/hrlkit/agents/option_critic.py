@@ -53,10 +53,12 @@ from .base import is_flat_box, obs_width
 class OptionCriticConfig:
     num_options: int = field(4, "number of options K", ge=1)
     num_envs: int = field(8, "parallel environments", ge=1)
-    rollout_steps: int = field(8, "env steps per env between updates (the n of the n-step return)", ge=1)
+    rollout_steps: int | None = field(None, "env steps per env between updates (the n of the n-step return); None: "
+                                      "per action-space kind (KIND_DEFAULTS: 8 discrete, 128 continuous)", ge=1)
     gamma: float = field(0.99, "discount", ge=0, le=1)
-    gae_lambda: float = field(1.0, "lambda of the lambda-return G_t (so G_t - Q(s, w) is a GAE(lambda) advantage, as "
-                                   "in PPOC); 1: the n-step return over the rollout", ge=0, le=1)
+    gae_lambda: float | None = field(None, "lambda of the lambda-return G_t (so G_t - Q(s, w) is a GAE(lambda) "
+                                     "advantage, as in PPOC); 1: the n-step return over the rollout; None: per "
+                                     "action-space kind (1 discrete, 0.95 continuous)", ge=0, le=1, saved_before=1.0)
     learning_rate: float = field(1e-3, "learning rate (of the body and the intra-option policies)", gt=0)
     critic_learning_rate: float | None = field(None, "learning rate of the Q_Omega head (None: learning_rate)", gt=0)
     termination_learning_rate: float | None = field(None, "learning rate of the termination head (None: learning_rate)",
@@ -75,13 +77,16 @@ class OptionCriticConfig:
     epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy option choice", ge=0, le=1)
     epsilon_end: float = field(0.1, "final epsilon", ge=0, le=1)
     epsilon_decay_steps: int = field(50_000, "env steps over which epsilon decays linearly", ge=1)
-    target_update_every: int = field(50, "updates between copies of Q_Omega into its target network", ge=1)
+    target_update_every: int | None = field(None, "updates between copies of Q_Omega into its target network; None: "
+                                            "per action-space kind (50 discrete, 2 continuous)", ge=1)
     max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)", ge=0)
     log_std_init: float = field(-0.5, "initial log std of the Gaussian options (continuous actions)")
-    update_epochs: int = field(4, "passes over each rollout (more than 1: PPO-style clipped option updates, as in "
-                               "PPOC; 1: the paper's one-pass update)", ge=1)
-    num_minibatches: int = field(2, "minibatches per pass over the rollout (a rollout of fewer rows than this is "
-                                 "split into one-row minibatches)", ge=1)
+    update_epochs: int | None = field(None, "passes over each rollout (more than 1: PPO-style clipped option updates, "
+                                      "as in PPOC; 1: the paper's one-pass update); None: per action-space kind (4 "
+                                      "discrete, 10 continuous)", ge=1)
+    num_minibatches: int | None = field(None, "minibatches per pass over the rollout (a rollout of fewer rows than "
+                                        "this is split into one-row minibatches); None: per action-space kind (2 "
+                                        "discrete, 8 continuous)", ge=1)
     clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)", ge=0, lt=1)
     normalize_advantage: bool = field(True, "standardize the policy advantages of each minibatch (with "
                                       "update_epochs > 1 or num_minibatches > 1)")
@@ -101,6 +106,26 @@ class OptionCriticConfig:
                                           "the reward's. None: on for continuous actions (where the heads have "
                                           "biases), off for discrete ones", saved_before=False)
 
+
+
+# What the fields left at None resolve to, per action-space kind, once the env is known (the
+# agent's ``config`` then holds the values, and checkpoints save them). Continuous actions take
+# PPOC's long rollouts, lambda-returns and ten passes: in the defaults suite (3 seeds) they lifted
+# LunarLanderContinuous from -65.2 to 235.3 (SB3 PPO 179.2) and Pendulum-v1 from -482.4 to -318.8;
+# on discrete actions the same setting lowered CartPole-v1 (453.4 against 500) and LunarLander-v3
+# (README, "Defaults suite").
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "discrete": {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
+                 "gae_lambda": 1.0},
+    "continuous": {"rollout_steps": 128, "update_epochs": 10, "num_minibatches": 8, "target_update_every": 2,
+                   "gae_lambda": 0.95},
+}
+
+
+def resolve_kind_defaults(cfg: OptionCriticConfig, discrete: bool) -> OptionCriticConfig:
+    """``cfg`` with each field of KIND_DEFAULTS that is None set to its action-space kind's value."""
+    kind = KIND_DEFAULTS["discrete" if discrete else "continuous"]
+    return dataclasses.replace(cfg, **{k: v for k, v in kind.items() if getattr(cfg, k) is None})
 
 
 def option_critic_targets(
@@ -327,6 +352,9 @@ class OptionCritic(OptionAgent):
 
     name = "option-critic"
     Config = OptionCriticConfig
+
+    def _resolve_config(self) -> None:
+        self.config = resolve_kind_defaults(self.config, isinstance(self.action_space, gym.spaces.Discrete))
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space
