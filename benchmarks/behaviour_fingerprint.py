@@ -30,16 +30,18 @@ NO_POPART = {"normalize_values": False}
 # Continuous Option-Critic's per-kind defaults (session 13: 128-step rollouts, 10 passes of 8
 # minibatches, lambda-returns, target copies every 2 updates), pinned to what continuous actions had
 # before in the cases from before them; oc-continuous measures them
+OC_N_STEP = {"gae_lambda": 1.0}  # lambda-returns are the default since session 13 (both kinds)
 OC_CONTINUOUS_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
                         "gae_lambda": 1.0}
 
 CASES: dict[str, tuple[str, str, int, dict]] = {
-    "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_ONE_PASS}),
+    "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_ONE_PASS, **OC_N_STEP}),
     "oc-pendulum": ("OptionCritic", "Pendulum-v1", 2_000,
                     {"num_envs": 4, **OC_CONTINUOUS_BEFORE, **OC_ONE_PASS, **NO_POPART}),
     "oc-popart": ("OptionCritic", "Pendulum-v1", 2_000, {"num_envs": 4, **OC_CONTINUOUS_BEFORE, "normalize_values": True}),
     "oc-continuous": ("OptionCritic", "Pendulum-v1", 3_000, {}),
-    "oc-ppo": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, "update_epochs": 3, "num_minibatches": 4,
+    "oc-discrete": ("OptionCritic", "CartPole-v1", 2_000, {}),
+    "oc-ppo": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, "update_epochs": 3, "num_minibatches": 4, **OC_N_STEP,
                                                         "normalize_advantage": True, "lr_schedule": "linear",
                                                         "critic_learning_rate": 5e-4}),
     "oc-tabular-action-critic": ("OptionCritic", "hrlkit/FourRooms-v0", 1_500,

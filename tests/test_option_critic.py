@@ -513,13 +513,14 @@ def test_gae_lambda_makes_the_returns_lambda_returns_of_u():
 def test_defaults_per_action_space_kind_are_resolved_and_saved(tmp_path):
     """Fields left at None take their action-space kind's value once the env is known; what the
     user sets is kept; checkpoints hold the resolved values; a checkpoint from before gae_lambda
-    loads with 1 (the n-step return it trained with), not the continuous default."""
+    loads with 1 (the n-step return it trained with), not the default 0.95."""
     from _checkpoints import loaded_without
     from hrlkit.agents.option_critic import KIND_DEFAULTS
 
     fields = tuple(KIND_DEFAULTS["discrete"])
     assert set(KIND_DEFAULTS["continuous"]) == set(fields)
     assert all(getattr(hrlkit.OptionCritic.Config(), k) is None for k in fields)
+    assert hrlkit.OptionCritic.Config().gae_lambda == 0.95  # lambda-returns for both kinds
     for env, kind in (("CartPole-v1", "discrete"), ("Pendulum-v1", "continuous")):
         agent = hrlkit.OptionCritic(env, num_envs=2)
         assert {k: getattr(agent.config, k) for k in fields} == KIND_DEFAULTS[kind]

@@ -42,7 +42,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                                   "normalize_values": False}},
             "option-critic": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS + _STACK,
                               "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
-                                         "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10}},
+                                         "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10,
+                                         # measured with n-step returns (lambda-returns are the default
+                                         # since session 13): kept here
+                                         "gae_lambda": 1.0}},
             "diayn": {"env_kwargs": {"continuous": True}, "wrappers": _PIXELS + _STACK,
                       # pixel SAC updates limit the rate (36 agent steps/s in `benchmarks/carracing.py sps`):
                       # one gradient step per vector step of 4 envs (utd 0.25), batch 128. The discriminator

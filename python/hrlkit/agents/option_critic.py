@@ -56,9 +56,8 @@ class OptionCriticConfig:
     rollout_steps: int | None = field(None, "env steps per env between updates (the n of the n-step return); None: "
                                       "per action-space kind (KIND_DEFAULTS: 8 discrete, 128 continuous)", ge=1)
     gamma: float = field(0.99, "discount", ge=0, le=1)
-    gae_lambda: float | None = field(None, "lambda of the lambda-return G_t (so G_t - Q(s, w) is a GAE(lambda) "
-                                     "advantage, as in PPOC); 1: the n-step return over the rollout; None: per "
-                                     "action-space kind (1 discrete, 0.95 continuous)", ge=0, le=1, saved_before=1.0)
+    gae_lambda: float = field(0.95, "lambda of the lambda-return G_t (so G_t - Q(s, w) is a GAE(lambda) advantage, "
+                                    "as in PPOC); 1: the n-step return over the rollout", ge=0, le=1, saved_before=1.0)
     learning_rate: float = field(1e-3, "learning rate (of the body and the intra-option policies)", gt=0)
     critic_learning_rate: float | None = field(None, "learning rate of the Q_Omega head (None: learning_rate)", gt=0)
     termination_learning_rate: float | None = field(None, "learning rate of the termination head (None: learning_rate)",
@@ -110,15 +109,13 @@ class OptionCriticConfig:
 
 # What the fields left at None resolve to, per action-space kind, once the env is known (the
 # agent's ``config`` then holds the values, and checkpoints save them). Continuous actions take
-# PPOC's long rollouts, lambda-returns and ten passes: in the defaults suite (3 seeds) they lifted
-# LunarLanderContinuous from -65.2 to 235.3 (SB3 PPO 179.2) and Pendulum-v1 from -482.4 to -318.8;
-# on discrete actions the same setting lowered CartPole-v1 (453.4 against 500) and LunarLander-v3
-# (README, "Defaults suite").
+# PPOC's long rollouts and ten passes: in the defaults suite (3 seeds, with lambda-returns, the
+# default for both kinds) they lifted LunarLanderContinuous from -65.2 to 235.3 (SB3 PPO 179.2) and
+# Pendulum-v1 from -482.4 to -318.8; on discrete actions the same setting lowered CartPole-v1
+# (453.4 against 500) and LunarLander-v3 (README, "Defaults suite").
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "discrete": {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
-                 "gae_lambda": 1.0},
-    "continuous": {"rollout_steps": 128, "update_epochs": 10, "num_minibatches": 8, "target_update_every": 2,
-                   "gae_lambda": 0.95},
+    "discrete": {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50},
+    "continuous": {"rollout_steps": 128, "update_epochs": 10, "num_minibatches": 8, "target_update_every": 2},
 }
 
 
