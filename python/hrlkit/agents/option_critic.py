@@ -155,6 +155,9 @@ def option_critic_targets(
     ``old_logp`` and its ``advantage``, G_t - Q(s, w) (Q_U(s, w, a) - Q(s, w) with the action
     critic), held fixed across the passes.
 
+    ``gae_lambda`` < 1: G_t is the lambda-return of U, r_t + gamma ((1 - lambda) U(s_{t+1}, w_t) +
+    lambda G_{t+1}), the rollout's last step bootstrapping fully (``targets.nstep_returns``'s ``lam``).
+
     DEOC (Kamat & Precup, 2020): with ``diversity_coef`` tau > 0 the rewards are
     (1 - tau) r_t + tau D(s_t), D the options' diversity (``OptionCriticNet.diversity``); with
     ``diversity_termination`` the termination advantage is -D^(s'), D standardized over the
