@@ -27,12 +27,13 @@ OC_ONE_PASS = {"update_epochs": 1, "num_minibatches": 1, "normalize_advantage": 
 # PopArt (normalize_values), on by default for continuous Option-Critic and for FuN since session 12,
 # likewise pinned off in the cases from before it; the *-popart cases measure it
 NO_POPART = {"normalize_values": False}
+# Option-Critic's lambda-returns (gae_lambda 0.95, the default for both kinds since session 13),
+# pinned to n-step returns in the cases from before them; oc-discrete and oc-continuous measure them
+OC_N_STEP = {"gae_lambda": 1.0}
 # Continuous Option-Critic's per-kind defaults (session 13: 128-step rollouts, 10 passes of 8
-# minibatches, lambda-returns, target copies every 2 updates), pinned to what continuous actions had
-# before in the cases from before them; oc-continuous measures them
-OC_N_STEP = {"gae_lambda": 1.0}  # lambda-returns are the default since session 13 (both kinds)
+# minibatches, target copies every 2 updates), pinned to what continuous actions had before
 OC_CONTINUOUS_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
-                        "gae_lambda": 1.0}
+                        **OC_N_STEP}
 
 CASES: dict[str, tuple[str, str, int, dict]] = {
     "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_ONE_PASS, **OC_N_STEP}),

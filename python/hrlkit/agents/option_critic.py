@@ -49,12 +49,30 @@ from ._options import OptionAgent, OptionTracker
 from .base import is_flat_box, obs_width
 
 
+# What the fields left at None resolve to, per action-space kind, once the env is known (the
+# agent's ``config`` then holds the values, and checkpoints save them). Continuous actions take
+# PPOC's long rollouts and ten passes: in the defaults suite (3 seeds, with lambda-returns, the
+# default for both kinds) they lifted LunarLanderContinuous from -65.2 to 235.3 (SB3 PPO 179.2) and
+# Pendulum-v1 from -482.4 to -318.8; on discrete actions the same setting lowered CartPole-v1
+# (453.4 against 500) and LunarLander-v3 (README, "Defaults suite").
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "discrete": {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50},
+    "continuous": {"rollout_steps": 128, "update_epochs": 10, "num_minibatches": 8, "target_update_every": 2},
+}
+
+
+def _per_kind(name: str) -> str:
+    """The help text's note on a field of KIND_DEFAULTS, from the table itself."""
+    return (f"None: per action-space kind ({KIND_DEFAULTS['discrete'][name]} discrete, "
+            f"{KIND_DEFAULTS['continuous'][name]} continuous)")
+
+
 @dataclasses.dataclass
 class OptionCriticConfig:
     num_options: int = field(4, "number of options K", ge=1)
     num_envs: int = field(8, "parallel environments", ge=1)
-    rollout_steps: int | None = field(None, "env steps per env between updates (the n of the n-step return); None: "
-                                      "per action-space kind (KIND_DEFAULTS: 8 discrete, 128 continuous)", ge=1)
+    rollout_steps: int | None = field(None, "env steps per env between updates (the n of the n-step return); "
+                                      + _per_kind("rollout_steps"), ge=1)
     gamma: float = field(0.99, "discount", ge=0, le=1)
     gae_lambda: float = field(0.95, "lambda of the lambda-return G_t (so G_t - Q(s, w) is a GAE(lambda) advantage, "
                                     "as in PPOC); 1: the n-step return over the rollout", ge=0, le=1, saved_before=1.0)
@@ -76,16 +94,16 @@ class OptionCriticConfig:
     epsilon_start: float = field(1.0, "initial epsilon of the epsilon-greedy option choice", ge=0, le=1)
     epsilon_end: float = field(0.1, "final epsilon", ge=0, le=1)
     epsilon_decay_steps: int = field(50_000, "env steps over which epsilon decays linearly", ge=1)
-    target_update_every: int | None = field(None, "updates between copies of Q_Omega into its target network; None: "
-                                            "per action-space kind (50 discrete, 2 continuous)", ge=1)
+    target_update_every: int | None = field(None, "updates between copies of Q_Omega into its target network; "
+                                            + _per_kind("target_update_every"), ge=1)
     max_grad_norm: float = field(0.5, "gradient-norm clip (0 disables)", ge=0)
     log_std_init: float = field(-0.5, "initial log std of the Gaussian options (continuous actions)")
     update_epochs: int | None = field(None, "passes over each rollout (more than 1: PPO-style clipped option updates, "
-                                      "as in PPOC; 1: the paper's one-pass update); None: per action-space kind (4 "
-                                      "discrete, 10 continuous)", ge=1)
+                                      "as in PPOC; 1: the paper's one-pass update); "
+                                      + _per_kind("update_epochs"), ge=1)
     num_minibatches: int | None = field(None, "minibatches per pass over the rollout (a rollout of fewer rows than "
-                                        "this is split into one-row minibatches); None: per action-space kind (2 "
-                                        "discrete, 8 continuous)", ge=1)
+                                        "this is split into one-row minibatches); "
+                                        + _per_kind("num_minibatches"), ge=1)
     clip_range: float = field(0.2, "likelihood-ratio clip of the intra-option policy update (0: none)", ge=0, lt=1)
     normalize_advantage: bool = field(True, "standardize the policy advantages of each minibatch (with "
                                       "update_epochs > 1 or num_minibatches > 1)")
@@ -105,18 +123,6 @@ class OptionCriticConfig:
                                           "the reward's. None: on for continuous actions (where the heads have "
                                           "biases), off for discrete ones", saved_before=False)
 
-
-
-# What the fields left at None resolve to, per action-space kind, once the env is known (the
-# agent's ``config`` then holds the values, and checkpoints save them). Continuous actions take
-# PPOC's long rollouts and ten passes: in the defaults suite (3 seeds, with lambda-returns, the
-# default for both kinds) they lifted LunarLanderContinuous from -65.2 to 235.3 (SB3 PPO 179.2) and
-# Pendulum-v1 from -482.4 to -318.8; on discrete actions the same setting lowered CartPole-v1
-# (453.4 against 500) and LunarLander-v3 (README, "Defaults suite").
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "discrete": {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50},
-    "continuous": {"rollout_steps": 128, "update_epochs": 10, "num_minibatches": 8, "target_update_every": 2},
-}
 
 
 def resolve_kind_defaults(cfg: OptionCriticConfig, discrete: bool) -> OptionCriticConfig:
