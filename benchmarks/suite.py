@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -123,7 +124,7 @@ def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, 
 
 
 def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, wrappers: list | None = None) -> dict:
-    from hrlkit.skills import discriminator_accuracy, endpoint_spread, random_endpoints, rollout_skills
+    from hrlkit.skills import endpoint_spread, random_endpoints, rollout_skills, skill_accuracies
 
     agent = _hrlkit_agent(row, seed, overrides, wrappers)
     agent.learn(budget, eval_every=None, log_every=max(1, budget // 20), checkpoint_every=None, progress=False)
@@ -131,7 +132,9 @@ def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, w
     skills = agent.config.num_skills
     rand = random_endpoints(row.env_id, row.kwargs, skills, seed=1000 + seed)
     spread, rand_spread = endpoint_spread(rollouts), endpoint_spread(rand)
-    return {"discriminator_accuracy": discriminator_accuracy(agent, rollouts), "skills": skills,
+    accuracy, per_skill = skill_accuracies(agent, rollouts)  # over every step of every skill; and per skill
+    return {"discriminator_accuracy": accuracy, "skill_accuracies": [per_skill[k] for k in sorted(per_skill)],
+            "skills": skills,
             "overrides": _typed(agent, overrides),
             "endpoint_spread": spread, "random_spread": rand_spread,
             "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
@@ -195,9 +198,11 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
 
 
 # ---- aggregation ------------------------------------------------------------------------------------
+@functools.cache
 def _rliable():
     """rliable's library and metrics modules, or None where it cannot be imported (rliable 1.2
-    imports ``arch``, which fails under pandas >= 3; ``pip install "pandas<3"`` mends it)."""
+    imports ``arch``, which fails under pandas >= 3; ``pip install "pandas<3"`` mends it); tried
+    and reported once per process."""
     try:
         from rliable import library, metrics
     except Exception as e:  # noqa: BLE001 - any import failure means: use the same method below
@@ -363,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = args.budget_scale if args.budget_scale is not None else (0.1 if args.quick else 1.0)
     seeds = [0] if args.quick and args.seeds == "0-2" else _seeds(args.seeds)
     known_algos, known_envs = {r.algo for r in ROWS}, {r.label for r in ROWS}
-    for name, given, known in (("--algos", args.algos, known_algos), ("--envs", args.envs, known_envs)):
+    known_impls = {"hrlkit", *([f"hrlkit-{args.variant}"] if args.variant else []), *(p for r in ROWS for p in r.peers)}
+    for name, given, known in (("--algos", args.algos, known_algos), ("--envs", args.envs, known_envs),
+                               ("--impls", args.impls, known_impls)):
         bad = sorted(set(given or ()) - known)
         if bad:
             ap.error(f"{name}: unknown {bad}; expected some of {sorted(known)}")

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -79,6 +80,8 @@ def test_suite_diayn_row_scores_skills(tmp_path):
                        "--out", out]) == 0
     rec = json.load(open(os.path.join(out, "runs", "diayn", "Pendulum-v1", "hrlkit_seed0.json")))
     assert rec["skills"] == 10 and 0.0 <= rec["discriminator_accuracy"] <= 1.0 and rec["random_spread"] > 0
+    per, lengths = rec["skill_accuracies"], rec["episode_lengths"]  # the overall share weighs skills by their steps
+    assert len(per) == 10 and rec["discriminator_accuracy"] == pytest.approx(np.dot(per, lengths) / sum(lengths))
     assert "## DIAYN" in open(os.path.join(out, "table.md")).read()
 
 
@@ -101,6 +104,7 @@ def test_iqm_ci_matches_the_definition():
 @pytest.mark.parametrize("argv, message", [
     (["--algos", "nope"], "--algos: unknown ['nope']"),
     (["--envs", "Pong-v5"], "--envs: unknown ['Pong-v5']"),
+    (["--impls", "sb3"], "--impls: unknown ['sb3']; expected some of ['A2C', 'PPO', 'SAC', 'hrlkit']"),
     (["--jobs", "0"], "--jobs: expected an int >= 1, got 0"),
     (["--budget-scale", "2"], "--budget-scale: expected a number in (0, 1], got 2.0"),
     (["--eval-episodes", "0"], "--eval-episodes: expected an int >= 1, got 0"),
