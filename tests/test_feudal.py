@@ -181,6 +181,7 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"intrinsic_coef": -1}, "intrinsic_coef: expected a number >= 0"),
                                        ({"hidden_sizes": [64, 0]}, "hidden_sizes: expected a list of ints >= 1"),
                                        ({"update_epochs": 0}, "update_epochs: expected an int >= 1, got 0"),
+                                       ({"num_minibatches": 0}, "num_minibatches: expected an int >= 1, got 0"),
                                        ({"clip_range": 0}, "clip_range: expected a number > 0, got 0"),
                                        ({"reward_scale": 0}, "reward_scale: expected a number > 0, got 0"),
                                        ({"normalize_advantage": "maybe"}, "normalize_advantage: expected a bool"),
@@ -312,6 +313,51 @@ def test_update_epochs_fix_the_targets_and_clip_the_worker_ratio(monkeypatch):
     first = losses[0][1]["worker_policy"]  # rho = 1 before any step: -mean(A^W)
     torch.testing.assert_close(first, -target_calls[0].adv_w.mean(), rtol=1e-4, atol=1e-5)
     assert not torch.equal(losses[1][1]["worker_policy"], first)  # later epochs see the moved policy
+
+
+def test_a_minibatch_of_envs_recomputes_exactly_their_columns():
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **{**SMALL, "num_envs": 4})
+    _act_one_rollout(agent)
+    obs = np.concatenate([st["obs"] for st in agent.rollout])
+    with torch.no_grad():
+        full, s = agent._recompute(agent.rollout, obs)
+        envs = torch.tensor([3, 1])
+        sub, s_sub = agent._recompute(agent.rollout, obs, bootstrap=(full.vm_end[envs], full.vw_end[envs]), envs=envs)
+    for name in ("g", "vm", "vw", "out"):  # each env's recurrences are its own
+        torch.testing.assert_close(getattr(sub, name), getattr(full, name)[:, envs], msg=name)
+    torch.testing.assert_close(s_sub, s[:, envs])
+    batch = agent._rollout_batch(agent.rollout, s)
+    part = feudal_mod._env_slice(batch, np.array([3, 1]))
+    assert torch.equal(part.states, batch.states[:, [3, 1]]) and np.array_equal(part.rewards, batch.rewards[:, [3, 1]])
+
+
+def test_minibatches_split_the_envs_each_pass_with_the_targets_fixed(monkeypatch):
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **{**SMALL, "num_envs": 4}, num_minibatches=2, update_epochs=2)
+    target_calls, losses = [], []
+    orig_targets, orig_loss = feudal_mod.feudal_targets, feudal_mod.feudal_loss
+    monkeypatch.setattr(feudal_mod, "feudal_targets", lambda *a: target_calls.append(orig_targets(*a)) or target_calls[-1])
+    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *a: losses.append((a, orig_loss(*a))) or losses[-1][1])
+    _act_one_rollout(agent)
+    acted_logp = torch.cat([st["logp"] for st in agent.rollout]).view(6, 4)
+    actions = torch.stack([st["action"] for st in agent.rollout])
+    before = _params(agent)
+    agent.update()
+    assert len(target_calls) == 1 and len(losses) == 4  # one pass fixes the targets; 2 passes x 2 minibatches
+    fixed = target_calls[0]
+    for epoch in range(2):
+        seen = []
+        for args, _ in losses[2 * epoch: 2 * epoch + 2]:
+            batch, net, _, _, part, logp = args
+            assert batch.rewards.shape == (6, 2) and net.vw.shape == (6, 2) and logp.shape == (12,)
+            idx = [next(c for c in range(4) if torch.equal(part.ret_w[:, j], fixed.ret_w[:, c])) for j in range(2)]
+            torch.testing.assert_close(logp, acted_logp[:, idx].reshape(-1))
+            torch.testing.assert_close(part.adv_m, fixed.adv_m[:, idx])  # the env's columns (found by R^W)
+            assert torch.equal(batch.actions, actions[:, idx])
+            seen += idx
+        assert sorted(seen) == [0, 1, 2, 3]  # every env once per pass
+    assert not torch.equal(_params(agent), before)
+    with pytest.raises(ConfigError, match=r"num_minibatches: expected at most num_envs \(4\).*got 5"):
+        hrlkit.FeudalNetwork("CartPole-v1", **{**SMALL, "num_envs": 4}, num_minibatches=5)
 
 
 def test_clipped_worker_term_stops_pushing_past_the_clip():

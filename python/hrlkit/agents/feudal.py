@@ -22,7 +22,10 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
 (r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
 A^M are standardized before they weigh the policy gradients. With ``update_epochs`` = K > 1 each
 rollout is passed over K times, its states, returns and advantages fixed at the first pass
-(:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a).
+(:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a);
+with ``num_minibatches`` = M > 1 each pass takes M gradient steps, each on a random group of whole
+envs whose recurrences are recomputed over the full rollout (the targets then come from one pass
+without gradient first), and the worker's term is the clipped surrogate as well.
 With ``normalize_values``, the default, V^W and V^M are PopArt-normalized (:class:`hrlkit.nets.PopArt`):
 R and the advantages are formed in the reward's units, the critics regress on (R - mu) / sigma and
 A^W, A^M are divided by their critic's sigma; the statistics take in each rollout's returns after
@@ -84,7 +87,11 @@ class FeudalConfig:
                                      "(keeps the critics' targets near 1 where rewards are large)", gt=0)
     update_epochs: int = field(1, "passes over each rollout (1: A2C's one gradient step; more: the worker's term "
                                   "becomes PPO's clipped surrogate, with the rollout's returns and advantages fixed)", ge=1)
-    clip_range: float = field(0.2, "update_epochs > 1: PPO's clip on the worker's probability ratio", gt=0)
+    num_minibatches: int = field(1, "minibatches per pass over each rollout, each a group of whole envs (their "
+                                    "recurrences recomputed over the full rollout, as in PPO with LSTMs); "
+                                    "at most num_envs", ge=1)
+    clip_range: float = field(0.2, "update_epochs > 1 or num_minibatches > 1: PPO's clip on the worker's "
+                                   "probability ratio", gt=0)
     normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
                                              "(zero mean, unit std) before the policy gradients")
     normalize_values: bool = field(True, "PopArt: each critic learns values normalized by the running mean and spread "
@@ -275,6 +282,9 @@ class FeudalNetwork(Algorithm):
     # ---- construction -------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.config
+        if cfg.num_minibatches > cfg.num_envs:
+            raise ConfigError(f"num_minibatches: expected at most num_envs ({cfg.num_envs}): each minibatch is a "
+                              f"group of whole envs; got {cfg.num_minibatches}")
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         A = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         self.net = FeudalNet(self.observation_space, A, cfg).to(self.device)
@@ -387,7 +397,7 @@ class FeudalNetwork(Algorithm):
         action = dist.sample()
         self.rollout.append({"obs": obs, "goal": used, "random_goal": random_goal, "starts": starts,
                              "action": action, "s": s})
-        if cfg.update_epochs > 1:  # the acting log-probabilities, for the clipped ratio
+        if cfg.update_epochs > 1 or cfg.num_minibatches > 1:  # the acting log-probabilities, for the clipped ratio
             self.rollout[-1]["logp"] = _joint(dist.log_prob(action))
         self.starting[:] = False
         return self._env_actions(action)
@@ -404,22 +414,31 @@ class FeudalNetwork(Algorithm):
         cfg, c = self.config, self.config.horizon
         steps, self.rollout = self.rollout, []
         obs = np.concatenate([st["obs"] for st in steps])
-        old_logp = torch.cat([st["logp"] for st in steps]) if cfg.update_epochs > 1 else None
-        batch = fixed = net = None
+        several = cfg.update_epochs > 1 or cfg.num_minibatches > 1
+        old_logp = torch.cat([st["logp"] for st in steps]) if several else None
         popart = (self.net.worker_popart, self.net.manager_popart) if cfg.normalize_values else None
         self.schedule_learning_rate(self.optimizer, cfg.lr_schedule)
-        for _ in range(cfg.update_epochs):
-            net, s = self._recompute(steps, obs, bootstrap=None if net is None else (net.vm_end, net.vw_end))
-            if batch is None:  # the first pass fixes the rollout's states, returns and advantages
-                batch = self._rollout_batch(steps, s.detach())
-                fixed = feudal_targets(batch, net, cfg, popart)
-            losses = feudal_loss(batch, net, self._dist, cfg, fixed, old_logp)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if cfg.max_grad_norm > 0:
-                nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]],
-                                         cfg.max_grad_norm)
-            self.optimizer.step()
+        if cfg.num_minibatches == 1:  # whole-rollout passes; the first one's critics fix the targets
+            batch = fixed = net = None
+            for _ in range(cfg.update_epochs):
+                net, s = self._recompute(steps, obs, bootstrap=None if net is None else (net.vm_end, net.vw_end))
+                if batch is None:
+                    batch = self._rollout_batch(steps, s.detach())
+                    fixed = feudal_targets(batch, net, cfg, popart)
+                losses = self._gradient_step(feudal_loss(batch, net, self._dist, cfg, fixed, old_logp))
+        else:  # minibatches of whole envs: the targets from one pass without gradient first
+            with torch.no_grad():
+                net, s = self._recompute(steps, obs)
+            batch = self._rollout_batch(steps, s)
+            fixed = feudal_targets(batch, net, cfg, popart)
+            T, n = len(steps), cfg.num_envs
+            for _ in range(cfg.update_epochs):
+                for envs in np.array_split(self.rng.permutation(n), cfg.num_minibatches):
+                    idx = torch.as_tensor(envs, device=self.device)
+                    sub, _ = self._recompute(steps, obs, bootstrap=(net.vm_end[idx], net.vw_end[idx]), envs=idx)
+                    logp = old_logp.view(T, n)[:, idx].reshape(-1)
+                    losses = self._gradient_step(feudal_loss(_env_slice(batch, envs), sub, self._dist, cfg,
+                                                             _env_slice(fixed, envs), logp))
         if popart is not None:  # the statistics take in this rollout's returns; the heads keep their values
             for stats, ret, head in zip(popart, (fixed.ret_w, fixed.ret_m), (self.net.worker_value, self.net.manager_value)):
                 stats.update(stats.denormalize(ret), [head])
@@ -432,19 +451,37 @@ class FeudalNetwork(Algorithm):
                 "charts/intrinsic_reward": losses["intrinsic_reward"],
                 "charts/manager_advantage": losses["manager_advantage"]}
 
+    def _gradient_step(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One clipped Adam step on ``losses["loss"]``; the losses handed back for the log."""
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        if self.config.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]],
+                                     self.config.max_grad_norm)
+        self.optimizer.step()
+        return losses
+
     def _recompute(self, steps: list[dict[str, Any]], obs: np.ndarray,
-                   bootstrap: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[FeudalOutputs, torch.Tensor]:
+                   bootstrap: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   envs: torch.Tensor | None = None) -> tuple[FeudalOutputs, torch.Tensor]:
         """The networks over the rollout again, with gradient, from its first recurrent state
         (truncated BPTT), and the manager's states s [T, n, d]; ``bootstrap``: V^M and V^W after
-        the rollout when already known (None: computed)."""
+        the rollout when already known (None: computed; required with ``envs``). ``envs``: only
+        these envs' columns (a minibatch), n = len(envs)."""
         # what does not recur is computed for the whole rollout at once (perception, Mspace, the
         # LSTMs' input terms, the heads); the loop carries only the two recurrences and the goal window
         net, T, n = self.net, len(steps), self.config.num_envs
+        state = self.rollout_state
+        if envs is not None:
+            cols = envs.cpu().numpy()
+            obs = obs.reshape(T, n, *obs.shape[1:])[:, cols].reshape(T * len(cols), *obs.shape[1:])
+            state, n = _select_envs(state, envs), len(cols)
+            steps = [{"starts": st["starts"][envs], "goal": st["goal"][envs]} for st in steps]
         z = self._features(obs)
         s = net.mspace(z)
         gates_m = net.manager_rnn.input_gates(s).view(T, n, -1)
         gates_w = lstm_input_gates(z, net.worker_rnn).view(T, n, -1)
-        state, m_out, wh, windows = self.rollout_state, [], [], []
+        m_out, wh, windows = [], [], []
         for t, st in enumerate(steps):
             mgr, wstate, goals = self._reset(state, st["starts"])
             out_t, mgr = net.manager_rnn.step(gates_m[t], mgr)
@@ -509,6 +546,21 @@ class FeudalNetwork(Algorithm):
                 setattr(self, key, _to(state[key], self.device))
         if "starting" in state:
             self.starting = np.asarray(state["starting"], dtype=bool).copy()
+
+
+def _select_envs(state, envs: torch.Tensor):
+    """A recurrent state (manager (h, c, t), worker (h, c), goal window) of these envs only."""
+    (mh, mc, mt), (wh, wc), goals = state
+    return (mh[:, envs], mc[:, envs], mt[envs]), (wh[envs], wc[envs]), goals[:, envs]
+
+
+def _env_slice(x: FeudalRollout | FeudalTargets, envs: np.ndarray) -> FeudalRollout | FeudalTargets:
+    """A rollout's records or targets (time first, envs second) of these envs only; scalars kept."""
+    def pick(v):
+        if isinstance(v, np.ndarray):
+            return v[:, envs]
+        return v[:, torch.as_tensor(envs, device=v.device)] if v.dim() > 1 else v
+    return type(x)(*(pick(v) for v in x))
 
 
 def _detach(x: Any) -> Any:
