@@ -356,8 +356,19 @@ def test_minibatches_split_the_envs_each_pass_with_the_targets_fixed(monkeypatch
             seen += idx
         assert sorted(seen) == [0, 1, 2, 3]  # every env once per pass
     assert not torch.equal(_params(agent), before)
-    with pytest.raises(ConfigError, match=r"num_minibatches: expected at most num_envs \(4\).*got 5"):
-        hrlkit.FeudalNetwork("CartPole-v1", **{**SMALL, "num_envs": 4}, num_minibatches=5)
+    many = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, num_minibatches=5)  # more than the 2 envs: one each
+    assert many.config.num_minibatches == 5
+    losses.clear()
+    _act_one_rollout(many)
+    many.update()
+    assert [args[0].rewards.shape for args, _ in losses] == [(6, 1), (6, 1)]
+
+
+def test_a_checkpoint_from_before_minibatches_loads_with_one(tmp_path):
+    from _checkpoints import loaded_without
+
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, num_minibatches=2, update_epochs=2)
+    assert loaded_without(agent, tmp_path, "num_minibatches").config.num_minibatches == 1  # as it trained
 
 
 def test_clipped_worker_term_stops_pushing_past_the_clip():

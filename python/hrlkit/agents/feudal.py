@@ -89,7 +89,7 @@ class FeudalConfig:
                                   "becomes PPO's clipped surrogate, with the rollout's returns and advantages fixed)", ge=1)
     num_minibatches: int = field(1, "minibatches per pass over each rollout, each a group of whole envs (their "
                                     "recurrences recomputed over the full rollout, as in PPO with LSTMs); "
-                                    "at most num_envs", ge=1)
+                                    "more than num_envs: one env each", ge=1, saved_before=1)
     clip_range: float = field(0.2, "update_epochs > 1 or num_minibatches > 1: PPO's clip on the worker's "
                                    "probability ratio", gt=0)
     normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
@@ -282,9 +282,6 @@ class FeudalNetwork(Algorithm):
     # ---- construction -------------------------------------------------------------------------
     def build(self) -> None:
         cfg = self.config
-        if cfg.num_minibatches > cfg.num_envs:
-            raise ConfigError(f"num_minibatches: expected at most num_envs ({cfg.num_envs}): each minibatch is a "
-                              f"group of whole envs; got {cfg.num_minibatches}")
         self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
         A = int(self.action_space.n) if self.discrete else int(self.action_space.shape[0])
         self.net = FeudalNet(self.observation_space, A, cfg).to(self.device)
@@ -433,7 +430,7 @@ class FeudalNetwork(Algorithm):
             fixed = feudal_targets(batch, net, cfg, popart)
             T, n = len(steps), cfg.num_envs
             for _ in range(cfg.update_epochs):
-                for envs in np.array_split(self.rng.permutation(n), cfg.num_minibatches):
+                for envs in np.array_split(self.rng.permutation(n), min(cfg.num_minibatches, n)):
                     idx = torch.as_tensor(envs, device=self.device)
                     sub, _ = self._recompute(steps, obs, bootstrap=(net.vm_end[idx], net.vw_end[idx]), envs=idx)
                     logp = old_logp.view(T, n)[:, idx].reshape(-1)
