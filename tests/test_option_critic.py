@@ -387,6 +387,29 @@ def test_cli_bad_paths_fail_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])
+def test_separate_critic_keeps_each_loss_in_its_own_body(env, tmp_path):
+    from _checkpoints import loaded_without
+
+    agent = hrlkit.OptionCritic(env, seed=0, num_envs=2, separate_critic=True, action_critic=env == "CartPole-v1")
+    net = agent.net
+    obs = agent.obs_tensor(agent.obs)
+    options, feats = torch.zeros(2, dtype=torch.long), net.body(obs)
+    assert feats.shape[-1] == 128  # two 64-wide bodies side by side
+    critic = net.q(feats).sum() + (net.qu(feats).sum() if hasattr(net, "qu") else 0)
+    actor = net.policy(feats, options).entropy().sum() + net.beta(feats).sum()
+    first, second = list(net.body.first.parameters()), list(net.body.second.parameters())
+    for loss, untouched, touched in ((critic, first, second), (actor, second, first)):
+        grads = torch.autograd.grad(loss, first + second, retain_graph=True, allow_unused=True)
+        by_param = dict(zip(map(id, first + second), grads))
+        assert all(by_param[id(p)] is None or not by_param[id(p)].any() for p in untouched)
+        assert all(by_param[id(p)] is not None and by_param[id(p)].abs().sum() > 0 for p in touched)
+    agent.learn(64, progress=False, eval_every=None, checkpoint_every=None, run_dir=None)  # PopArt for Pendulum
+    plain = hrlkit.OptionCritic(env, seed=0, num_envs=2)
+    assert plain.net.body(obs).shape[-1] == 64 and "body.0.weight" in plain.net.state_dict()  # unchanged layout
+    assert loaded_without(plain, tmp_path, "separate_critic").config.separate_critic is False
+
+
 def test_tabular_heads_and_per_head_learning_rates():
     """hidden_sizes=[] gives linear heads on the one-hot state (the paper's tabular setting);
     the Q_Omega and termination heads get their own learning rates, and 'sgd' takes plain steps."""

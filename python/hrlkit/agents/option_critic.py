@@ -40,6 +40,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .. import targets
 from ..nets import ACTIVATIONS, ConvEncoder, PopArt, hard_update, init_linear, is_image_space, mlp, standardized
@@ -113,6 +114,10 @@ class OptionCriticConfig:
                                   "D the mean pairwise cross-entropy of the intra-option policies at s (0: off)", ge=0, le=1)
     diversity_termination: bool = field(False, "DEOC's termination objective: beta raised where the batch-standardized "
                                         "diversity D(s') is high, in place of the advantage Q(s', w) - V(s') + xi")
+    separate_critic: bool = field(False, "the Q_Omega (and Q_U) heads read a body of their own, of the same "
+                                  "architecture (as SB3's PPO keeps separate policy and value networks); the shared "
+                                  "body then carries only the policies' and the terminations' gradients",
+                                  saved_before=False)
     head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head "
                             "a table)")
     pixel_features: int = field(256, "pixel observations: width of the conv encoder's features (the body; "
@@ -284,6 +289,29 @@ def uses_popart(cfg: OptionCriticConfig, discrete: bool) -> bool:
     return not discrete and cfg.head_bias
 
 
+class ConcatBodies(nn.Module):
+    """Two bodies over the same input; their features side by side."""
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.first(x), self.second(x)], dim=-1)
+
+
+class ColumnsLinear(nn.Linear):
+    """A linear head on the feature columns [lo, hi) (all of them when the body is not split);
+    its parameters are those of nn.Linear(hi - lo, out), so PopArt and checkpoints see a Linear."""
+
+    def __init__(self, lo: int, hi: int, out_features: int, bias: bool = True):
+        super().__init__(hi - lo, out_features, bias=bias)
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x[..., self.lo:self.hi], self.weight, self.bias)
+
+
 class OptionCriticNet(nn.Module):
     """Shared body; heads for Q_Omega (K), terminations (K) and K intra-option policies."""
 
@@ -292,16 +320,22 @@ class OptionCriticNet(nn.Module):
         super().__init__()
         head_bias = cfg.head_bias
         self.num_options, self.action_dim, self.discrete = num_options, action_dim, discrete
-        if image_shape is not None:  # pixels: the conv encoder is the body
-            self.body, h = ConvEncoder(image_shape, cfg.pixel_features), cfg.pixel_features
-        else:
-            self.body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
-            h = cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim
-        self.q = init_linear(nn.Linear(h, num_options, bias=head_bias), 1.0)
-        self.beta = init_linear(nn.Linear(h, num_options, bias=head_bias), 1.0)
-        self.pi = init_linear(nn.Linear(h, num_options * action_dim, bias=head_bias), 0.01)
+        def make_body() -> tuple[nn.Module, int]:
+            if image_shape is not None:  # pixels: the conv encoder is the body
+                return ConvEncoder(image_shape, cfg.pixel_features), cfg.pixel_features
+            body = mlp(obs_dim, cfg.hidden_sizes, cfg.activation) if cfg.hidden_sizes else nn.Identity()
+            return body, (cfg.hidden_sizes[-1] if cfg.hidden_sizes else obs_dim)
+
+        self.body, h = make_body()
+        actor, critic = (0, h), (0, h)  # the feature columns the actor's and the critic's heads read
+        if cfg.separate_critic:  # the features are [actor body's, critic body's]
+            self.body = ConcatBodies(self.body, make_body()[0])
+            critic = (h, 2 * h)
+        self.q = init_linear(ColumnsLinear(*critic, num_options, bias=head_bias), 1.0)
+        self.beta = init_linear(ColumnsLinear(*actor, num_options, bias=head_bias), 1.0)
+        self.pi = init_linear(ColumnsLinear(*actor, num_options * action_dim, bias=head_bias), 0.01)
         if cfg.action_critic:
-            self.qu = init_linear(nn.Linear(h, num_options * action_dim, bias=head_bias), 1.0)
+            self.qu = init_linear(ColumnsLinear(*critic, num_options * action_dim, bias=head_bias), 1.0)
         if uses_popart(cfg, discrete):  # the value heads' statistics (PopArt)
             self.popart = PopArt()
         if not discrete:
