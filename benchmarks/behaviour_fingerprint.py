@@ -5,7 +5,11 @@ everything it learned (parameters, optimizer states) and of every logged loss.
     python benchmarks/behaviour_fingerprint.py --compare before.json        # after: same hashes?
 
 A restructuring must not change behaviour: on the CPU with one torch thread every case is
-deterministic, so the hashes before and after must be equal, bit for bit. The cases cover each
+deterministic, so the hashes before and after must be equal, bit for bit, on the same machine and
+install: another CPU or library build gives other hashes for every case (session 14's fresh machine
+differed from the recorded files on all 16, and agreed with itself before and after its changes), so
+take the baseline on the machine that runs the comparison (a worktree of the earlier commit,
+``pip install --no-build-isolation --no-deps --target DIR .`` there, ``PYTHONPATH=DIR``). The cases cover each
 agent's variants (Option-Critic's PPO-style passes, action critic, SGD and linear schedules; SOC
 with and without prioritized replay; DIAYN on vectors, discrete actions and pixels; the DIAYN
 manager; FuN on vectors and pixels; PopArt value normalization in Option-Critic and FuN). About
