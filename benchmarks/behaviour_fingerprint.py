@@ -38,19 +38,27 @@ OC_N_STEP = {"gae_lambda": 1.0}
 # minibatches, target copies every 2 updates), pinned to what continuous actions had before
 OC_CONTINUOUS_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
                         **OC_N_STEP}
+# Discrete Option-Critic's per-kind defaults (session 14: SB3 PPO's rollouts, passes and learning
+# rate, the target copied every update, a body of the critic's own), pinned to what they were before
+OC_DISCRETE_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
+                      "learning_rate": 1e-3, "separate_critic": False}
 
 CASES: dict[str, tuple[str, str, int, dict]] = {
-    "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_ONE_PASS, **OC_N_STEP}),
+    "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_DISCRETE_BEFORE, **OC_ONE_PASS,
+                                                            **OC_N_STEP}),
     "oc-pendulum": ("OptionCritic", "Pendulum-v1", 2_000,
                     {"num_envs": 4, **OC_CONTINUOUS_BEFORE, **OC_ONE_PASS, **NO_POPART}),
     "oc-popart": ("OptionCritic", "Pendulum-v1", 2_000, {"num_envs": 4, **OC_CONTINUOUS_BEFORE, "normalize_values": True}),
     "oc-continuous": ("OptionCritic", "Pendulum-v1", 3_000, {}),
-    "oc-discrete": ("OptionCritic", "CartPole-v1", 2_000, {}),
-    "oc-ppo": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, "update_epochs": 3, "num_minibatches": 4, **OC_N_STEP,
+    "oc-discrete": ("OptionCritic", "CartPole-v1", 2_000, OC_DISCRETE_BEFORE),
+    "oc-discrete-defaults": ("OptionCritic", "CartPole-v1", 4_096, {}),  # two updates of 2048 samples
+    "oc-ppo": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_DISCRETE_BEFORE, "update_epochs": 3,
+                                                        "num_minibatches": 4, **OC_N_STEP,
                                                         "normalize_advantage": True, "lr_schedule": "linear",
                                                         "critic_learning_rate": 5e-4}),
     "oc-tabular-action-critic": ("OptionCritic", "hrlkit/FourRooms-v0", 1_500,
-                                 {**OC_ONE_PASS, "num_envs": 1, "rollout_steps": 1, "hidden_sizes": [], "head_bias": False,
+                                 {**OC_DISCRETE_BEFORE, **OC_ONE_PASS, "num_envs": 1, "rollout_steps": 1, "hidden_sizes": [],
+                                  "head_bias": False,
                                   "optimizer": "sgd", "action_critic": True, "target_update_every": 1}),
     "soc-pendulum": ("SoftOptionCritic", "Pendulum-v1", 700,
                      {"learning_starts": 200, "batch_size": 32, "hidden_sizes": [32, 32], "option_hidden_sizes": [32],

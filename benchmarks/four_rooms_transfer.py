@@ -37,7 +37,8 @@ HPARAMS = {
     "neural": dict(update_epochs=1, num_minibatches=1, normalize_advantage=False,
                    num_envs=1, rollout_steps=8, hidden_sizes=[64], learning_rate=1e-3, epsilon_start=0.05,
                    epsilon_end=0.05, entropy_coef=0.01, gamma=0.99, deliberation_cost=0.02, termination_coef=0.1,
-                   gae_lambda=1.0),  # n-step returns, as measured (lambda-returns are the default since session 13)
+                   gae_lambda=1.0,  # n-step returns, as measured (lambda-returns are the default since session 13)
+                   target_update_every=50, separate_critic=False),  # discrete actions' defaults before session 14
     "tabular": dict(gamma=0.99, critic_learning_rate=0.5, policy_learning_rate=25.0, termination_learning_rate=0.25,
                     epsilon=0.01, baseline=True, deliberation_cost=0.0),
 }

@@ -25,7 +25,10 @@ def hrlkit_sps(steps: int, seed: int) -> float:
 
     import hrlkit
 
-    agent = hrlkit.OptionCritic("CartPole-v1", seed=seed, num_envs=8, rollout_steps=8,
+    # the discrete defaults before session 14 (short rollouts, 4 passes of 2 minibatches), as the
+    # README's figures were measured; session 14's (SB3 PPO's ten passes of 32) update far more per step
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=seed, num_envs=8, rollout_steps=8, update_epochs=4,
+                                num_minibatches=2, target_update_every=50, learning_rate=1e-3, separate_critic=False,
                                 threads=torch.get_num_threads())  # the --threads SB3 gets too
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()

@@ -405,8 +405,8 @@ def test_separate_critic_keeps_each_loss_in_its_own_body(env, tmp_path):
         assert all(by_param[id(p)] is None or not by_param[id(p)].any() for p in untouched)
         assert all(by_param[id(p)] is not None and by_param[id(p)].abs().sum() > 0 for p in touched)
     agent.learn(64, progress=False, eval_every=None, checkpoint_every=None, run_dir=None)  # PopArt for Pendulum
-    plain = hrlkit.OptionCritic(env, seed=0, num_envs=2)
-    assert plain.net.body(obs).shape[-1] == 64 and "body.0.weight" in plain.net.state_dict()  # unchanged layout
+    plain = hrlkit.OptionCritic(env, seed=0, num_envs=2, separate_critic=False)
+    assert plain.net.body(obs).shape[-1] == 64 and "body.0.weight" in plain.net.state_dict()  # the shared layout
     assert loaded_without(plain, tmp_path, "separate_critic").config.separate_critic is False
 
 

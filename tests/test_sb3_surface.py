@@ -206,7 +206,7 @@ def test_get_and_set_parameters_round_trip_and_refuse_a_mismatch():
     # mismatches: named, and nothing changes
     agent.set_parameters(after)
     other = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, hidden_sizes=[8]).get_parameters()
-    with pytest.raises(ValueError, match=r"nothing was changed: .*'net': 'body.0.weight' has shape \(8, 4\) given, "
+    with pytest.raises(ValueError, match=r"nothing was changed: .*'net': 'body.first.0.weight' has shape \(8, 4\) given, "
                                          r"\(16, 4\) here"):
         agent.set_parameters(other)
     with pytest.raises(ValueError, match="'optimizer' missing; 'target' missing"):

@@ -44,8 +44,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                               "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
                                          "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10,
                                          # measured with n-step returns (lambda-returns are the default
-                                         # since session 13): kept here
-                                         "gae_lambda": 1.0}},
+                                         # since session 13) and discrete actions' defaults before session 14:
+                                         # kept here
+                                         "gae_lambda": 1.0, "update_epochs": 4, "separate_critic": False}},
             "diayn": {"env_kwargs": {"continuous": True}, "wrappers": _PIXELS + _STACK,
                       # pixel SAC updates limit the rate (36 agent steps/s in `benchmarks/carracing.py sps`):
                       # one gradient step per vector step of 4 envs (utd 0.25), batch 128. The discriminator
