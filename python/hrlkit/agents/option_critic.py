@@ -124,7 +124,8 @@ class OptionCriticConfig:
     separate_critic: bool | None = field(None, "the Q_Omega (and Q_U) heads read a body of their own, of the same "
                                          "architecture (as SB3's PPO keeps separate policy and value networks); the "
                                          "shared body then carries only the policies' and the terminations' "
-                                         "gradients (no effect with hidden_sizes=[]); " + _per_kind("separate_critic"),
+                                         "gradients (no effect with hidden_sizes=[]); " + _per_kind("separate_critic")
+                                         + "; pixels: false (one conv encoder, as SB3's CnnPolicy shares it)",
                                          saved_before=False)
     head_bias: bool = field(True, "bias terms in the heads (false with hidden_sizes=[] on one-hot states: every head "
                             "a table)")
@@ -403,6 +404,9 @@ class OptionCritic(OptionAgent):
     Config = OptionCriticConfig
 
     def _resolve_config(self) -> None:
+        if self.config.separate_critic is None and is_image_space(self.observation_space):
+            # pixels: one conv encoder for both, as SB3's CnnPolicy shares its features extractor
+            self.config = dataclasses.replace(self.config, separate_critic=False)
         self.config = resolve_kind_defaults(self.config, isinstance(self.action_space, gym.spaces.Discrete))
 
     def _check_spaces(self) -> None:
