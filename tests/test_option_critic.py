@@ -198,7 +198,8 @@ def test_unknown_hyperparameter_names_valid_keys():
 @pytest.mark.parametrize(
     "kw, key",
     [({"num_options": "two"}, "num_options"), ({"gamma": 1.5}, "gamma"), ({"num_options": 0}, "num_options"),
-     ({"activation": "swish"}, "activation"), ({"hidden_sizes": [0]}, "hidden_sizes")],
+     ({"activation": "swish"}, "activation"), ({"hidden_sizes": [0]}, "hidden_sizes"),
+     ({"separate_critic": "maybe"}, "separate_critic: expected"), ({"learning_rate": 0}, "learning_rate: expected")],
 )
 def test_bad_hyperparameter_values_name_the_key(kw, key):
     with pytest.raises(ConfigError, match=key):

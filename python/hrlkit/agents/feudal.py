@@ -556,7 +556,7 @@ def _env_slice(x: FeudalRollout | FeudalTargets, envs: np.ndarray) -> FeudalRoll
     def pick(v):
         if isinstance(v, np.ndarray):
             return v[:, envs]
-        return v[:, torch.as_tensor(envs, device=v.device)] if v.dim() > 1 else v
+        return v if v.dim() == 0 else v[:, torch.as_tensor(envs, device=v.device)]
     return type(x)(*(pick(v) for v in x))
 
 
