@@ -124,7 +124,7 @@ def _params(agent):
 
 
 def test_resume_gives_the_same_parameters_as_not_stopping(tmp_path):
-    kw = dict(seed=3, num_envs=4, rollout_steps=8)
+    kw = dict(seed=3, num_envs=4, rollout_steps=8, num_minibatches=4, update_epochs=2)  # several: the shuffles resume too
     straight = hrlkit.OptionCritic("CartPole-v1", **kw)
     straight.learn(1024, run_dir=str(tmp_path / "a"), progress=False, log_every=256, eval_every=512,
                    eval_episodes=2, checkpoint_every=512, tensorboard=False)
@@ -226,7 +226,8 @@ def test_checkpoint_of_another_algorithm_is_rejected(tmp_path):
 def test_cli_train_eval_plot_list(tmp_path, capsys):
     run = str(tmp_path / "run")
     assert cli(["train", "option-critic", "--env", "CartPole-v1", "--total-steps", "512", "--quiet",
-                "--set", "num_envs=2", "rollout_steps=4", "--run-dir", run, "--log-every", "128",
+                "--set", "num_envs=2", "rollout_steps=4", "num_minibatches=2", "update_epochs=2", "--run-dir", run,
+                "--log-every", "128",
                 "--eval-every", "256", "--eval-episodes", "2", "--no-tensorboard"]) == 0
     # the run ends by printing its last greedy evaluation, the figure progress.csv holds last
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("greedy evaluation")]

@@ -36,7 +36,8 @@ def _threads_seen_by_learn(agent, tmp_path) -> set[int]:
 @pytest.mark.parametrize("threads", [None, 2])
 def test_python_api_trains_with_the_configured_threads(tmp_path, caller_threads, threads):
     kwargs = {} if threads is None else {"threads": threads}
-    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=8, **kwargs)
+    agent = hrlkit.OptionCritic("CartPole-v1", seed=0, num_envs=2, rollout_steps=8, num_minibatches=2, update_epochs=2,
+                                **kwargs)
     expected = 1 if threads is None else threads
     assert agent.threads == expected
     assert _threads_seen_by_learn(agent, tmp_path) == {expected}
@@ -59,7 +60,8 @@ def test_bad_threads_is_a_clear_error_that_changes_nothing(bad, caller_threads):
 def test_cli_records_threads_and_refuses_bad_ones(tmp_path, capsys, caller_threads):
     run = tmp_path / "run"
     args = ["train", "option-critic", "--env", "CartPole-v1", "--total-steps", "64", "--quiet", "--no-tensorboard",
-            "--eval-every", "0", "--run-dir", str(run), "--set", "num_envs=2", "rollout_steps=8"]
+            "--eval-every", "0", "--run-dir", str(run), "--set", "num_envs=2", "rollout_steps=8",
+            "num_minibatches=2", "update_epochs=2"]
     assert cli([*args, "--threads", "0"]) == 2
     assert "--threads: expected an int >= 1, got 0" in capsys.readouterr().err
     assert not run.exists()
