@@ -15,7 +15,8 @@ from hrlkit import targets
 from hrlkit.agents.diayn import diayn_loss
 from hrlkit.cli import main as cli
 from hrlkit.runtime.config import ConfigError
-from hrlkit.skills import discriminator_accuracy, endpoint_spread, plot_skills, random_endpoints, rollout_skills
+from hrlkit.skills import (discriminator_accuracy, endpoint_spread, plot_skills, random_endpoints, rollout_skills,
+                           skill_confusion)
 
 POINT = "hrlkit/PointNav-v0"
 SMALL = dict(num_skills=4, hidden_sizes=[32, 32], discriminator_hidden_sizes=[32, 32], batch_size=32,
@@ -265,6 +266,10 @@ def test_skills_become_distinguishable_on_pointnav():
     states = {k: sum(len(ep["obs"]) - 1 for ep in eps) for k, eps in rollouts.items()}
     assert sum(per[k] * states[k] for k in per) / sum(states.values()) == pytest.approx(acc)
     assert per == discriminator_accuracy(agent, {k: rollouts[k] for k in (3, 0, 2, 1)}, per_skill=True)
+    # the confusion counts: a row per skill over its states, the diagonal its hits
+    counts = skill_confusion(agent, rollouts)
+    assert counts.shape == (4, 4) and counts.sum(axis=1).tolist() == [states[k] for k in range(4)]
+    assert [counts[k, k] / states[k] for k in range(4)] == pytest.approx([per[k] for k in range(4)])
 
 
 # ---- the manager over frozen skills -----------------------------------------------------------------

@@ -82,6 +82,9 @@ def test_suite_diayn_row_scores_skills(tmp_path):
     assert rec["skills"] == 10 and 0.0 <= rec["discriminator_accuracy"] <= 1.0 and rec["random_spread"] > 0
     per, lengths = rec["skill_accuracies"], rec["episode_lengths"]  # the overall share weighs skills by their steps
     assert len(per) == 10 and rec["discriminator_accuracy"] == pytest.approx(np.dot(per, lengths) / sum(lengths))
+    confusion = np.array(rec["confusion"])  # rows: the skill that acted, over its states
+    assert confusion.sum(axis=1).tolist() == lengths and np.diag(confusion) / lengths == pytest.approx(per)
+    assert 0.0 <= rec["stochastic_accuracy"] <= 1.0
     assert "## DIAYN" in open(os.path.join(out, "table.md")).read()
 
 

@@ -148,23 +148,29 @@ def rollout_skills(agent, episodes: int = 1, *, deterministic: bool = True, seed
     return out
 
 
-def skill_accuracies(agent, rollouts: dict[int, list[dict[str, Any]]]) -> tuple[float, dict[int, float]]:
-    """One pass of the discriminator over the rollouts: (the share of the visited next states s',
-    every step of every rollout, whose most likely skill under q(z | s') is the skill that produced
-    them; {skill: that share among the skill's own states})."""
+def skill_confusion(agent, rollouts: dict[int, list[dict[str, Any]]]) -> np.ndarray:
+    """One pass of the discriminator over the rollouts: counts [Z, Z], row z the next states s' of
+    every step of skill z's rollouts, column j how many of them q(. | s') names j most likely."""
     import torch
 
-    counts: dict[int, list[int]] = {}
+    Z = agent.config.num_skills
+    counts = np.zeros((Z, Z), dtype=np.int64)
     with torch.no_grad():
         for k, episodes in rollouts.items():
-            hits_total = counts.setdefault(int(k), [0, 0])
             for ep in episodes:
-                nxt = agent._obs(ep["obs"][1:])
-                pred = agent.discriminator_logits(nxt).argmax(dim=-1).cpu().numpy()
-                hits_total[0] += int((pred == k).sum())
-                hits_total[1] += len(pred)
-    overall = sum(h for h, _ in counts.values()) / max(1, sum(n for _, n in counts.values()))
-    return overall, {k: h / max(1, n) for k, (h, n) in sorted(counts.items())}
+                pred = agent.discriminator_logits(agent._obs(ep["obs"][1:])).argmax(dim=-1).cpu().numpy()
+                counts[int(k)] += np.bincount(pred, minlength=Z)
+    return counts
+
+
+def skill_accuracies(agent, rollouts: dict[int, list[dict[str, Any]]]) -> tuple[float, dict[int, float]]:
+    """(the share of the visited next states s', every step of every rollout, whose most likely
+    skill under q(z | s') is the skill that produced them; {skill: that share among the skill's own
+    states}), from ``skill_confusion``'s diagonal."""
+    counts = skill_confusion(agent, rollouts)
+    hits, totals = np.diag(counts), counts.sum(axis=1)
+    overall = float(hits.sum() / max(1, totals.sum()))
+    return overall, {int(k): float(hits[int(k)] / max(1, totals[int(k)])) for k in sorted(rollouts)}
 
 
 def discriminator_accuracy(agent, rollouts: dict[int, list[dict[str, Any]]], *,
