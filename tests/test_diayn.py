@@ -123,6 +123,12 @@ def test_discrete_target_is_the_expected_soft_value_of_the_next_state():
         want = r + agent.config.gamma * (1.0 - b["terminated"].float()) * v
     torch.testing.assert_close(out["skill_reward"], r)
     torch.testing.assert_close(out["target"], want)
+    # ignore_terminations: every row bootstraps, the terminal ones included
+    b["terminated"] = torch.arange(len(b["terminated"])) % 2 == 0
+    agent.config.ignore_terminations = True
+    torch.testing.assert_close(_loss(agent, b)["target"], r + agent.config.gamma * v)
+    agent.config.ignore_terminations = False
+    assert not torch.allclose(_loss(agent, b)["target"], r + agent.config.gamma * v)
 
 
 def test_uniform_prior_is_fixed_and_every_episode_start_draws_a_skill():

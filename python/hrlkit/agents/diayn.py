@@ -64,6 +64,10 @@ class DIAYNConfig(SACConfig):
         None, "pixel observations: [first, last) image rows the discriminator reads (every stacked frame), "
               "through its MLP instead of a conv encoder (None: the whole frame, encoded)", nonempty=True)
     extrinsic_coef: float = field(0.0, "weight of the env's reward added to the skill reward (0: unsupervised)")
+    ignore_terminations: bool = field(
+        False, "bootstrap the skill values through the env's terminations as through time limits, so that ending "
+               "an episode neither pays nor costs (log q - log p is negative while a skill is below chance, which "
+               "pays it to crash early, and positive above it, which pays it to outlive the others)")
     feature_dim: int = field(256, "pixel observations: features of each conv encoder (critics', discriminator's)",
                              ge=1)
 
@@ -93,6 +97,7 @@ def diayn_loss(
 
         r             = log q_phi(z | s') - log p(z) (+ extrinsic_coef r_env)
         y             = r + gamma (1 - d) (min_j Q'_j(s', a', z) - alpha log pi(a'|s', z))
+                        (d = 0 throughout with ignore_terminations)
         critic        = sum_j 1/2 mean((Q_j(s, a, z) - y)^2)
         actor         = mean(alpha log pi(a|s, z) - min_j Q_j(s, a, z))
         alpha         = -mean(log alpha (log pi(a|s, z) + target_entropy))
@@ -104,7 +109,7 @@ def diayn_loss(
     """
     z, obs, next_obs, action = batch["option"], batch["obs"], batch["next_obs"], batch["action"]
     Z = cfg.num_skills
-    not_terminal = 1.0 - batch["terminated"].to(torch.float32)
+    not_terminal = 1.0 - batch["terminated"].to(torch.float32) * (not cfg.ignore_terminations)
     logits = discriminator(next_obs)  # it learns to name the skill from the state it led to, s'
     disc_loss = F.cross_entropy(logits, z)
     skill = targets.skill_rewards(logits.detach(), z, validate=False)  # r = log_softmax(q_phi(s'))[z] + log Z
