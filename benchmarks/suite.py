@@ -265,8 +265,8 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
     summary: dict[str, Any] = {"rows": []}
     lines = ["| algorithm | env | steps | implementation | IQM final (95% CI) | per-seed finals | per-seed best | "
              "effective options | random level | vs SB3 |", "|---|---|---|---|---|---|---|---|---|---|"]
-    dlines = ["| env | steps | seeds | discriminator accuracy (goal >= 0.8, chance 1/skills) | end-point spread / random |",
-              "|---|---|---|---|---|"]
+    dlines = ["| env | steps | implementation | seeds | discriminator accuracy (goal >= 0.8, chance 1/skills) "
+              "| end-point spread / random |", "|---|---|---|---|---|---|"]
     for row in rows:
         budget = max(1, int(row.budget * budget_scale))
         mine = sorted((r for r in runs if r["env"] == row.label and r["budget"] == budget
@@ -274,14 +274,15 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
                       key=lambda r: (not is_hrlkit(r["impl"]), r["impl"], r["seed"]))
         if not mine:
             continue
-        if row.algo == "diayn":
-            h = [r for r in mine if r["impl"] == "hrlkit"]  # the defaults (variants: their own JSON files)
-            acc = [r["discriminator_accuracy"] for r in h]
-            ratio = [r["spread_ratio"] for r in h]
-            dlines.append(f"| {row.label} | {budget:,} | {len(h)} | {', '.join(f'{a:.2f}' for a in acc)} | "
-                          f"{', '.join(f'{q:.2f}' for q in ratio)} |")
-            summary["rows"].append({"algo": row.algo, "env": row.label, "budget": budget, "accuracy": acc,
-                                    "spread_ratio": ratio, "goal_met": bool(acc) and min(acc) >= DIAYN_GOAL_ACCURACY})
+        if row.algo == "diayn":  # the defaults, then each variant
+            for impl in sorted({r["impl"] for r in mine}, key=lambda i: (i != "hrlkit", i)):
+                h = [r for r in mine if r["impl"] == impl]
+                acc, ratio = [r["discriminator_accuracy"] for r in h], [r["spread_ratio"] for r in h]
+                dlines.append(f"| {row.label} | {budget:,} | {impl} | {', '.join(str(r['seed']) for r in h)} | "
+                              f"{', '.join(f'{a:.2f}' for a in acc)} | {', '.join(f'{q:.2f}' for q in ratio)} |")
+                summary["rows"].append({"algo": row.algo, "env": row.label, "budget": budget, "impl": impl,
+                                        "seeds": [r["seed"] for r in h], "accuracy": acc, "spread_ratio": ratio,
+                                        "goal_met": bool(acc) and min(acc) >= DIAYN_GOAL_ACCURACY})
             continue
         rand = random_level(row.env_id, row.kwargs)
         by_impl: dict[str, list[dict]] = {}
