@@ -132,12 +132,13 @@ def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, w
     skills = agent.config.num_skills
     rand = random_endpoints(row.env_id, row.kwargs, skills, seed=1000 + seed)
     spread, rand_spread = endpoint_spread(rollouts), endpoint_spread(rand)
-    accuracy, per_skill = skill_accuracies(agent, rollouts)  # over every step of every skill; and per skill
+    confusion = skill_confusion(agent, rollouts)
+    accuracy, per_skill = skill_accuracies(agent, rollouts, counts=confusion)  # every step of every skill; per skill
     # diagnostics beside the protocol's figure: which skills are taken for which (rows: the skill
     # that acted), and the accuracy on the policies' own stochastic actions, as they trained
     stochastic, _ = skill_accuracies(agent, rollout_skills(agent, episodes=1, deterministic=False, seed=1000 + seed))
     return {"discriminator_accuracy": accuracy, "skill_accuracies": [per_skill[k] for k in sorted(per_skill)],
-            "confusion": skill_confusion(agent, rollouts).tolist(), "stochastic_accuracy": stochastic,
+            "confusion": confusion.tolist(), "stochastic_accuracy": stochastic,
             "skills": skills,
             "overrides": _typed(agent, overrides),
             "endpoint_spread": spread, "random_spread": rand_spread,

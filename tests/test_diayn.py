@@ -16,7 +16,7 @@ from hrlkit.agents.diayn import diayn_loss
 from hrlkit.cli import main as cli
 from hrlkit.runtime.config import ConfigError
 from hrlkit.skills import (discriminator_accuracy, endpoint_spread, plot_skills, random_endpoints, rollout_skills,
-                           skill_confusion)
+                           skill_accuracies, skill_confusion)
 
 POINT = "hrlkit/PointNav-v0"
 SMALL = dict(num_skills=4, hidden_sizes=[32, 32], discriminator_hidden_sizes=[32, 32], batch_size=32,
@@ -198,6 +198,7 @@ def test_predict_skills_from_state_and_errors():
     ({"alpha": 0.1}, "alpha: renamed to 'entropy_coef'"),
     ({"discriminator_lr": 1e-3}, "discriminator_lr: renamed to 'discriminator_learning_rate'"),
     ({"hidden_sizes": []}, "hidden_sizes: expected a non-empty list of ints >= 1"),
+    ({"ignore_terminations": "maybe"}, "ignore_terminations: expected a bool"),
 ])
 def test_bad_config_names_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
@@ -276,6 +277,7 @@ def test_skills_become_distinguishable_on_pointnav():
     counts = skill_confusion(agent, rollouts)
     assert counts.shape == (4, 4) and counts.sum(axis=1).tolist() == [states[k] for k in range(4)]
     assert [counts[k, k] / states[k] for k in range(4)] == pytest.approx([per[k] for k in range(4)])
+    assert discriminator_accuracy(agent, rollouts) == skill_accuracies(agent, rollouts, counts=counts)[0]
 
 
 # ---- the manager over frozen skills -----------------------------------------------------------------

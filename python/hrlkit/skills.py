@@ -163,11 +163,13 @@ def skill_confusion(agent, rollouts: dict[int, list[dict[str, Any]]]) -> np.ndar
     return counts
 
 
-def skill_accuracies(agent, rollouts: dict[int, list[dict[str, Any]]]) -> tuple[float, dict[int, float]]:
+def skill_accuracies(agent, rollouts: dict[int, list[dict[str, Any]]], *,
+                     counts: np.ndarray | None = None) -> tuple[float, dict[int, float]]:
     """(the share of the visited next states s', every step of every rollout, whose most likely
     skill under q(z | s') is the skill that produced them; {skill: that share among the skill's own
-    states}), from ``skill_confusion``'s diagonal."""
-    counts = skill_confusion(agent, rollouts)
+    states}), from ``skill_confusion``'s diagonal (``counts``: that matrix of these rollouts, when
+    the caller has it already)."""
+    counts = skill_confusion(agent, rollouts) if counts is None else counts
     hits, totals = np.diag(counts), counts.sum(axis=1)
     overall = float(hits.sum() / max(1, totals.sum()))
     return overall, {int(k): float(hits[int(k)] / max(1, totals[int(k)])) for k in sorted(rollouts)}
