@@ -16,6 +16,7 @@ from hrlkit.cli import main as cli
 from hrlkit.runtime.config import ConfigError
 
 SMALL = dict(num_envs=2, rollout_steps=6, horizon=3, state_dim=8, goal_embedding=4, hidden_sizes=[16])
+ONE_PASS = dict(update_epochs=1, num_minibatches=1)  # the A2C rule: one gradient step per rollout
 QUIET = dict(progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, log_every=100)
 
 
@@ -55,7 +56,7 @@ def test_transition_gradient_turns_the_goal_towards_good_directions(sign):
 
 # ---- the rollout ------------------------------------------------------------------------------------
 def test_update_recomputes_exactly_what_acted_and_feeds_the_kernel():
-    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL)
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, **ONE_PASS)
     seen_dists, kernel_calls = [], []
     orig_dist, orig_terms = agent._dist, targets.feudal_terms
 
@@ -203,9 +204,9 @@ def test_random_goals_are_unit_and_left_out_of_the_manager_loss():
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_feudal_loss_names_every_term_and_update_logs_them(env_id, monkeypatch):
-    agent = hrlkit.FeudalNetwork(env_id, seed=0, **SMALL, entropy_coef=0.1, value_coef=0.7)
+    agent = hrlkit.FeudalNetwork(env_id, seed=0, **SMALL, **ONE_PASS, entropy_coef=0.1, value_coef=0.7)
     seen, orig = [], feudal_mod.feudal_loss
-    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *args: seen.append(orig(*args)) or seen[-1])
+    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *args, **kw: seen.append(orig(*args, **kw)) or seen[-1])
     _act_one_rollout(agent)
     logged = agent.update()
     (terms,) = seen
@@ -275,7 +276,7 @@ def _synthetic_rollout(rewards: np.ndarray, c: int = 2):
 
 def _loss(rewards, **cfg):
     batch, net = _synthetic_rollout(rewards)
-    config = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, **cfg)
+    config = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, **{"normalize_advantage": False, **cfg})  # raw A
     return feudal_mod.feudal_loss(batch, net, lambda out: torch.distributions.Categorical(logits=out), config)
 
 
@@ -297,11 +298,11 @@ def test_normalized_advantages_make_the_policy_gradients_scale_free():
 
 
 def test_update_epochs_fix_the_targets_and_clip_the_worker_ratio(monkeypatch):
-    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, update_epochs=3, clip_range=0.2)
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, update_epochs=3, num_minibatches=1, clip_range=0.2)
     target_calls, losses, steps = [], [], []
     orig_targets, orig_loss = feudal_mod.feudal_targets, feudal_mod.feudal_loss
     monkeypatch.setattr(feudal_mod, "feudal_targets", lambda *a: target_calls.append(orig_targets(*a)) or target_calls[-1])
-    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *a: losses.append((a, orig_loss(*a))) or losses[-1][1])
+    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *a, **k: losses.append((a, orig_loss(*a, **k))) or losses[-1][1])
     orig_step = agent.optimizer.step
     monkeypatch.setattr(agent.optimizer, "step", lambda *a, **k: steps.append(1) or orig_step(*a, **k))
     _act_one_rollout(agent)
@@ -313,6 +314,30 @@ def test_update_epochs_fix_the_targets_and_clip_the_worker_ratio(monkeypatch):
     first = losses[0][1]["worker_policy"]  # rho = 1 before any step: -mean(A^W)
     torch.testing.assert_close(first, -target_calls[0].adv_w.mean(), rtol=1e-4, atol=1e-5)
     assert not torch.equal(losses[1][1]["worker_policy"], first)  # later epochs see the moved policy
+
+
+@pytest.mark.parametrize("every", [False, True])
+@pytest.mark.parametrize("minibatches", [1, 2])
+def test_the_manager_term_joins_the_first_pass_only_unless_asked(monkeypatch, every, minibatches):
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **{**SMALL, "num_envs": 4}, update_epochs=3,
+                                 num_minibatches=minibatches, manager_every_epoch=every)
+    grads = []  # the goal head learns from the manager's transition term alone
+    orig_step = agent.optimizer.step
+    head = agent.net.goal_head.weight
+    monkeypatch.setattr(agent.optimizer, "step", lambda *a, **k: grads.append(head.grad is not None and
+                                                                              bool(head.grad.abs().sum() > 0))
+                        or orig_step(*a, **k))
+    _act_one_rollout(agent)
+    agent.update()
+    assert grads == [True] * (3 * minibatches) if every else [True] * minibatches + [False] * (2 * minibatches)
+
+
+def test_a_checkpoint_from_before_manager_every_epoch_loads_with_every_pass(tmp_path):
+    from _checkpoints import loaded_without
+
+    agent = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, update_epochs=2)
+    assert agent.config.manager_every_epoch is False
+    assert loaded_without(agent, tmp_path, "manager_every_epoch").config.manager_every_epoch is True  # as it trained
 
 
 def test_a_minibatch_of_envs_recomputes_exactly_their_columns():
@@ -336,7 +361,7 @@ def test_minibatches_split_the_envs_each_pass_with_the_targets_fixed(monkeypatch
     target_calls, losses = [], []
     orig_targets, orig_loss = feudal_mod.feudal_targets, feudal_mod.feudal_loss
     monkeypatch.setattr(feudal_mod, "feudal_targets", lambda *a: target_calls.append(orig_targets(*a)) or target_calls[-1])
-    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *a: losses.append((a, orig_loss(*a))) or losses[-1][1])
+    monkeypatch.setattr(feudal_mod, "feudal_loss", lambda *a, **k: losses.append((a, orig_loss(*a, **k))) or losses[-1][1])
     _act_one_rollout(agent)
     acted_logp = torch.cat([st["logp"] for st in agent.rollout]).view(6, 4)
     actions = torch.stack([st["action"] for st in agent.rollout])
@@ -356,7 +381,7 @@ def test_minibatches_split_the_envs_each_pass_with_the_targets_fixed(monkeypatch
             seen += idx
         assert sorted(seen) == [0, 1, 2, 3]  # every env once per pass
     assert not torch.equal(_params(agent), before)
-    many = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, num_minibatches=5)  # more than the 2 envs: one each
+    many = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, num_minibatches=5, update_epochs=1)  # > 2 envs: one each
     assert many.config.num_minibatches == 5
     losses.clear()
     _act_one_rollout(many)

@@ -25,7 +25,11 @@ rollout is passed over K times, its states, returns and advantages fixed at the 
 (:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a);
 with ``num_minibatches`` = M > 1 each pass takes M gradient steps, each on a random group of whole
 envs whose recurrences are recomputed over the full rollout (the targets then come from one pass
-without gradient first), and the worker's term is the clipped surrogate as well.
+without gradient first), and the worker's term is the clipped surrogate as well. The manager's
+transition term has no ratio to clip, so it joins the first pass only (each sample once, as in
+A2C) unless ``manager_every_epoch``. (On the nine-rooms maze with 4 passes of 4 minibatches, the
+term in every pass let the worker's intrinsic reward fall to about 0 by 40k steps on one seed,
+which then never reached the goal again; in the first pass only, the same seed learned.)
 With ``normalize_values``, the default, V^W and V^M are PopArt-normalized (:class:`hrlkit.nets.PopArt`):
 R and the advantages are formed in the reward's units, the critics regress on (R - mu) / sigma and
 A^W, A^M are divided by their critic's sigma; the statistics take in each rollout's returns after
@@ -90,6 +94,9 @@ class FeudalConfig:
     num_minibatches: int = field(1, "minibatches per pass over each rollout, each a group of whole envs (their "
                                     "recurrences recomputed over the full rollout, as in PPO with LSTMs); "
                                     "more than num_envs: one env each", ge=1, saved_before=1)
+    manager_every_epoch: bool = field(False, "update_epochs > 1: the manager's transition gradient in every pass "
+                                             "(False: in the first pass only, each sample once; the term has no "
+                                             "clipped ratio to bound repeated steps)", saved_before=True)
     clip_range: float = field(0.2, "update_epochs > 1 or num_minibatches > 1: PPO's clip on the worker's "
                                    "probability ratio", gt=0)
     normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
@@ -187,13 +194,14 @@ def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig,
 
 def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torch.Tensor], torch.distributions.Distribution],
                 cfg: FeudalConfig, fixed: FeudalTargets | None = None,
-                old_logp: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                old_logp: torch.Tensor | None = None, manager: bool = True) -> dict[str, torch.Tensor]:
     """FuN's learning rule over one rollout: every loss term, their weighted total ``loss``, and the
     logged diagnostics ``intrinsic_reward`` (mean r^I) and ``manager_advantage`` (mean A^M).
     ``policy`` maps the worker's outputs to its action distribution. ``fixed``: the rollout's
     :func:`feudal_targets` (None: formed here from ``net``'s critics). ``old_logp`` [T * n], the
     log-probabilities the actions were taken with: the worker's term becomes PPO's clipped
-    surrogate, -min(rho A^W, clip(rho, 1 -+ clip_range) A^W) with rho = pi(a) / pi_old(a)."""
+    surrogate, -min(rho A^W, clip(rho, 1 -+ clip_range) A^W) with rho = pi(a) / pi_old(a).
+    ``manager`` False: the manager's transition term is left out of ``loss`` (still reported)."""
     fixed = feudal_targets(batch, net, cfg) if fixed is None else fixed
     dist = policy(net.out.flatten(0, 1))
     logp, entropy = _joint(dist.log_prob(batch.actions.flatten(0, 1))), _joint(dist.entropy())
@@ -209,7 +217,7 @@ def feudal_loss(batch: FeudalRollout, net: FeudalOutputs, policy: Callable[[torc
     worker_value = (fixed.ret_w - net.vw).pow(2).mean()  # (R - V)^2
     manager_value = (fixed.ret_m - net.vm).pow(2).mean()
     value = 0.5 * (worker_value + manager_value)
-    policy_loss = worker_pg + manager_pg
+    policy_loss = worker_pg + manager_pg if manager else worker_pg
     entropy = entropy.mean()  # H, the worker's entropy bonus
     loss = policy_loss - cfg.entropy_coef * entropy + cfg.value_coef * value
     return {"loss": loss, "worker_policy": worker_pg, "manager_policy": manager_pg, "worker_value": worker_value,
@@ -417,25 +425,27 @@ class FeudalNetwork(Algorithm):
         self.schedule_learning_rate(self.optimizer, cfg.lr_schedule)
         if cfg.num_minibatches == 1:  # whole-rollout passes; the first one's critics fix the targets
             batch = fixed = net = None
-            for _ in range(cfg.update_epochs):
+            for epoch in range(cfg.update_epochs):
                 net, s = self._recompute(steps, obs, bootstrap=None if net is None else (net.vm_end, net.vw_end))
                 if batch is None:
                     batch = self._rollout_batch(steps, s.detach())
                     fixed = feudal_targets(batch, net, cfg, popart)
-                losses = self._gradient_step(feudal_loss(batch, net, self._dist, cfg, fixed, old_logp))
+                losses = self._gradient_step(feudal_loss(batch, net, self._dist, cfg, fixed, old_logp,
+                                                         manager=epoch == 0 or cfg.manager_every_epoch))
         else:  # minibatches of whole envs: the targets from one pass without gradient first
             with torch.no_grad():
                 net, s = self._recompute(steps, obs)
             batch = self._rollout_batch(steps, s)
             fixed = feudal_targets(batch, net, cfg, popart)
             T, n = len(steps), cfg.num_envs
-            for _ in range(cfg.update_epochs):
+            for epoch in range(cfg.update_epochs):
                 for envs in np.array_split(self.rng.permutation(n), min(cfg.num_minibatches, n)):
                     idx = torch.as_tensor(envs, device=self.device)
                     sub, _ = self._recompute(steps, obs, bootstrap=(net.vm_end[idx], net.vw_end[idx]), envs=idx)
                     logp = old_logp.view(T, n)[:, idx].reshape(-1)
                     losses = self._gradient_step(feudal_loss(_env_slice(batch, envs), sub, self._dist, cfg,
-                                                             _env_slice(fixed, envs), logp))
+                                                             _env_slice(fixed, envs), logp,
+                                                             manager=epoch == 0 or cfg.manager_every_epoch))
         if popart is not None:  # the statistics take in this rollout's returns; the heads keep their values
             for stats, ret, head in zip(popart, (fixed.ret_w, fixed.ret_m), (self.net.worker_value, self.net.manager_value)):
                 stats.update(stats.denormalize(ret), [head])
