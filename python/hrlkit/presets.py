@@ -38,10 +38,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "feudal": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS,
                        "config": {"num_envs": 8, "rollout_steps": 40, "horizon": 10, "reward_scale": 0.1,
                                   "normalize_advantage": True, "update_epochs": 4,
-                                  # measured without PopArt (FuN's default since session 12), with one
-                                  # minibatch a pass and the manager's term in every pass (FuN's defaults
-                                  # since session 16: 4 minibatches, the first pass only): kept here
-                                  "normalize_values": False, "num_minibatches": 1, "manager_every_epoch": True}},
+                                  # measured without PopArt (FuN's default since session 12) and with the
+                                  # manager's term in every pass (the first pass only since session 16): kept here
+                                  "normalize_values": False, "manager_every_epoch": True}},
             "option-critic": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS + _STACK,
                               "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
                                          "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10,

@@ -1,7 +1,4 @@
-"""FeUdal Networks (Vezhnevets et al., 2017) over vector envs: by default each rollout's
-advantages are standardized and it is passed over 4 times in 4 minibatches of whole envs (the
-worker's term PPO's clipped surrogate, the manager's in the first pass only);
-``update_epochs=1 num_minibatches=1 normalize_advantage=false`` is the A2C rule of the paper.
+"""FeUdal Networks (Vezhnevets et al., 2017), trained A2C-style over vector envs.
 
 Perception f turns an observation into z_t (a conv encoder for pixels, strides 4/2/1; an MLP for
 vectors). The manager maps z_t to its state space s_t = f_Mspace(z_t), runs a dilated LSTM
@@ -92,10 +89,9 @@ class FeudalConfig:
                                 ge=0, le=1)
     reward_scale: float = field(1.0, "the env's reward is multiplied by this before either learner sees it "
                                      "(keeps the critics' targets near 1 where rewards are large)", gt=0)
-    update_epochs: int = field(4, "passes over each rollout (1 with num_minibatches=1: A2C's one gradient step; "
-                                  "more: the worker's term becomes PPO's clipped surrogate, with the rollout's "
-                                  "returns and advantages fixed)", ge=1)
-    num_minibatches: int = field(4, "minibatches per pass over each rollout, each a group of whole envs (their "
+    update_epochs: int = field(1, "passes over each rollout (1: A2C's one gradient step; more: the worker's term "
+                                  "becomes PPO's clipped surrogate, with the rollout's returns and advantages fixed)", ge=1)
+    num_minibatches: int = field(1, "minibatches per pass over each rollout, each a group of whole envs (their "
                                     "recurrences recomputed over the full rollout, as in PPO with LSTMs); "
                                     "more than num_envs: one env each", ge=1, saved_before=1)
     manager_every_epoch: bool = field(False, "update_epochs > 1: the manager's transition gradient in every pass "
@@ -103,7 +99,7 @@ class FeudalConfig:
                                              "clipped ratio to bound repeated steps)", saved_before=True)
     clip_range: float = field(0.2, "update_epochs > 1 or num_minibatches > 1: PPO's clip on the worker's "
                                    "probability ratio", gt=0)
-    normalize_advantage: bool = field(True, "standardize each rollout's worker and manager advantages "
+    normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
                                              "(zero mean, unit std) before the policy gradients")
     normalize_values: bool = field(True, "PopArt: each critic learns values normalized by the running mean and spread "
                                          "of its returns (its head rescaled to keep its outputs as they move; the "
