@@ -29,7 +29,8 @@ without gradient first), and the worker's term is the clipped surrogate as well.
 transition term has no ratio to clip, so it joins the first pass only (each sample once, as in
 A2C) unless ``manager_every_epoch``. (On the nine-rooms maze with 4 passes of 4 minibatches, the
 term in every pass let the worker's intrinsic reward fall to about 0 by 40k steps on one seed,
-which then never reached the goal again; in the first pass only, the same seed learned.)
+which then never reached the goal again; in the first pass only, the same seed learned, to 80k
+steps: see the README's "Session 16's candidate".)
 With ``normalize_values``, the default, V^W and V^M are PopArt-normalized (:class:`hrlkit.nets.PopArt`):
 R and the advantages are formed in the reward's units, the critics regress on (R - mu) / sigma and
 A^W, A^M are divided by their critic's sigma; the statistics take in each rollout's returns after
