@@ -187,6 +187,7 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"reward_scale": 0}, "reward_scale: expected a number > 0, got 0"),
                                        ({"normalize_advantage": "maybe"}, "normalize_advantage: expected a bool"),
                                        ({"normalize_values": "maybe"}, "normalize_values: expected a bool"),
+                                       ({"manager_every_epoch": "maybe"}, "manager_every_epoch: expected a bool"),
                                        ({"lr_schedule": "cosine"}, r"lr_schedule: expected one of \['constant', 'linear'\]"),
                                        ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
 def test_bad_config_names_the_key(bad, match):
