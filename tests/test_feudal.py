@@ -188,6 +188,7 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"normalize_advantage": "maybe"}, "normalize_advantage: expected a bool"),
                                        ({"normalize_values": "maybe"}, "normalize_values: expected a bool"),
                                        ({"manager_every_epoch": "maybe"}, "manager_every_epoch: expected a bool"),
+                                       ({"advantage_std_floor": -1}, "advantage_std_floor: expected a number >= 0, got -1"),
                                        ({"lr_schedule": "cosine"}, r"lr_schedule: expected one of \['constant', 'linear'\]"),
                                        ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
 def test_bad_config_names_the_key(bad, match):
@@ -296,6 +297,23 @@ def test_normalized_advantages_make_the_policy_gradients_scale_free():
         torch.testing.assert_close(small[key], large[key])
     assert not torch.allclose(_loss(r)["worker_policy"], _loss(r * 50)["worker_policy"])  # without it they scale
     torch.testing.assert_close(large["manager_advantage"], _loss(r * 50)["manager_advantage"])  # logged raw
+
+
+@pytest.mark.parametrize("scale", [0.01, 50.0])
+def test_the_advantage_std_floor_leaves_a_quiet_rollout_unscaled(scale):
+    r = np.random.default_rng(2).normal(size=(5, 2)) * scale
+    batch, net = _synthetic_rollout(r)
+
+    def adv(**cfg):
+        t = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, **cfg))
+        return t.adv_w, t.adv_m
+
+    raw, plain, floored = adv(), adv(normalize_advantage=True), adv(normalize_advantage=True, advantage_std_floor=1.0)
+    for a, p, f in zip(raw, plain, floored):
+        assert (a.std() < 1) == (scale < 1)
+        torch.testing.assert_close(p, (a - a.mean()) / a.std())  # unit std whatever the scale
+        # the floor: divided by max(std, 1), so a quiet rollout is only centred, a loud one standardized
+        torch.testing.assert_close(f, a - a.mean() if scale < 1 else p)
 
 
 def test_update_epochs_fix_the_targets_and_clip_the_worker_ratio(monkeypatch):

@@ -41,9 +41,14 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
-def standardized(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / (std + eps) over all of x (zeros for a single value): advantage normalization."""
-    return (x - x.mean()) / (x.std() + eps) if x.numel() > 1 else torch.zeros_like(x)
+def standardized(x: torch.Tensor, eps: float = 1e-8, std_floor: float = 0.0) -> torch.Tensor:
+    """(x - mean) / (max(std, std_floor) + eps) over all of x (zeros for a single value): advantage
+    normalization. A floor keeps a batch of near-equal values (no reward seen yet) from being blown
+    up to unit scale; 0: plain standardization."""
+    if x.numel() <= 1:
+        return torch.zeros_like(x)
+    std = x.std()
+    return (x - x.mean()) / ((std.clamp_min(std_floor) if std_floor > 0 else std) + eps)
 
 
 class PopArt(nn.Module):

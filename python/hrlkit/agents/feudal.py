@@ -20,7 +20,8 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
     manager = -A^M cos(s_{t+k} - s_t, g_t(theta)) + value_coef (R^M - V^M)^2 / 2
 
 (r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
-A^M are standardized before they weigh the policy gradients. With ``update_epochs`` = K > 1 each
+A^M are standardized before they weigh the policy gradients, divided by max(std, ``advantage_std_floor``)
+so that a rollout without reward is not blown up to unit-scale noise. With ``update_epochs`` = K > 1 each
 rollout is passed over K times, its states, returns and advantages fixed at the first pass
 (:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a);
 with ``num_minibatches`` = M > 1 each pass takes M gradient steps, each on a random group of whole
@@ -102,6 +103,10 @@ class FeudalConfig:
                                    "probability ratio", gt=0)
     normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
                                              "(zero mean, unit std) before the policy gradients")
+    advantage_std_floor: float = field(0.0, "normalize_advantage: divide by max(std, this) instead of the std, in the "
+                                            "advantages' units (with normalize_values: the critics' spread), so a "
+                                            "rollout without reward is not blown up to unit-scale noise; 0: none",
+                                       ge=0, saved_before=0.0)
     normalize_values: bool = field(True, "PopArt: each critic learns values normalized by the running mean and spread "
                                          "of its returns (its head rescaled to keep its outputs as they move; the "
                                          "statistics take in each rollout's returns after its update), and the "
@@ -188,7 +193,8 @@ def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig,
     if popart is not None:  # the critics regress on normalized returns; advantages in units of the spread
         ret_w, ret_m, adv_w, adv_m = pw.normalize(ret_w), pm.normalize(ret_m), adv_w / pw.std, adv_m / pm.std
     if cfg.normalize_advantage:
-        adv_w, adv_m = standardized(adv_w), standardized(adv_m)
+        floor = cfg.advantage_std_floor
+        adv_w, adv_m = standardized(adv_w, std_floor=floor), standardized(adv_m, std_floor=floor)
     valid = (terms.horizon > 0) & ~batch.random_goal
     return FeudalTargets(ret_w, ret_m, adv_w, adv_m, terms.direction, valid, r_int, mean_adv_m)
 
