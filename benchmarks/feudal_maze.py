@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -71,6 +72,8 @@ def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, a
            "curve": [(int(float(r["global_step"])), float(r["eval/mean_return"])) for r in rows if r.get("eval/mean_return")],
            "train_success": [(int(float(r["global_step"])), float(r["charts/episodic_return"])) for r in rows
                              if r.get("charts/episodic_return")]}
+    # the configuration the run trained with (the run directories are not committed; this is)
+    res["config"] = dataclasses.asdict(agent.config)
     res["final_100"] = float(np.mean(evaluate(agent, 100)))
     if ablate and kind == "feudal":
         agent.zero_goals = True

@@ -200,6 +200,8 @@ def test_feudal_maze_script_runs(tmp_path):
         assert again[name]["final_100"] == runs[name]["final_100"]
     assert again["feudal_seed0"]["zero_goals_100"] == runs["feudal_seed0"]["zero_goals_100"]
     assert again["flat_seed0"]["steps"] == 640 and "640 env steps per run" in (out / "table.md").read_text()
+    # the results carry each run's own configuration, also when only re-evaluated
+    assert again["feudal_seed0"]["config"]["reward_scale"] == 0.5 and again["flat_seed0"]["config"]["entropy_coef"] == 0.05
     with pytest.raises(SystemExit, match="no saved run at"):
         feudal_maze.main(["--seeds", "1", "--jobs", "1", "--out", str(out), "--eval-only"])
 
