@@ -189,6 +189,7 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"normalize_values": "maybe"}, "normalize_values: expected a bool"),
                                        ({"manager_every_epoch": "maybe"}, "manager_every_epoch: expected a bool"),
                                        ({"advantage_std_floor": -1}, "advantage_std_floor: expected a number >= 0, got -1"),
+                                       ({"manager_advantage_floor": "maybe"}, "manager_advantage_floor: expected a bool"),
                                        ({"lr_schedule": "cosine"}, r"lr_schedule: expected one of \['constant', 'linear'\]"),
                                        ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
 def test_bad_config_names_the_key(bad, match):
@@ -314,6 +315,10 @@ def test_the_advantage_std_floor_leaves_a_quiet_rollout_unscaled(scale):
         torch.testing.assert_close(p, (a - a.mean()) / a.std())  # unit std whatever the scale
         # the floor: divided by max(std, 1), so a quiet rollout is only centred, a loud one standardized
         torch.testing.assert_close(f, a - a.mean() if scale < 1 else p)
+    # manager_advantage_floor=false: the worker's floored, the manager's standardized plainly
+    worker_only = adv(normalize_advantage=True, advantage_std_floor=1.0, manager_advantage_floor=False)
+    torch.testing.assert_close(worker_only[0], floored[0])
+    torch.testing.assert_close(worker_only[1], plain[1])
 
 
 def test_update_epochs_fix_the_targets_and_clip_the_worker_ratio(monkeypatch):

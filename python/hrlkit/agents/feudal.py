@@ -21,7 +21,8 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
 
 (r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
 A^M are standardized before they weigh the policy gradients, divided by max(std, ``advantage_std_floor``)
-so that a rollout without reward is not blown up to unit-scale noise. With ``update_epochs`` = K > 1 each
+(A^M plainly unless ``manager_advantage_floor``) so that a rollout without reward is not blown up to
+unit-scale noise. With ``update_epochs`` = K > 1 each
 rollout is passed over K times, its states, returns and advantages fixed at the first pass
 (:func:`feudal_targets`), and the worker's term is PPO's clipped surrogate on pi(a) / pi_old(a);
 with ``num_minibatches`` = M > 1 each pass takes M gradient steps, each on a random group of whole
@@ -107,6 +108,9 @@ class FeudalConfig:
                                             "advantages' units (with normalize_values: the critics' spread), so a "
                                             "rollout without reward is not blown up to unit-scale noise; 0: none",
                                        ge=0, saved_before=0.0)
+    manager_advantage_floor: bool = field(True, "advantage_std_floor applies to the manager's advantages as well as "
+                                                "the worker's (false: the worker's only, the manager's standardized "
+                                                "plainly)", saved_before=True)
     normalize_values: bool = field(True, "PopArt: each critic learns values normalized by the running mean and spread "
                                          "of its returns (its head rescaled to keep its outputs as they move; the "
                                          "statistics take in each rollout's returns after its update), and the "
@@ -194,7 +198,8 @@ def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig,
         ret_w, ret_m, adv_w, adv_m = pw.normalize(ret_w), pm.normalize(ret_m), adv_w / pw.std, adv_m / pm.std
     if cfg.normalize_advantage:
         floor = cfg.advantage_std_floor
-        adv_w, adv_m = standardized(adv_w, std_floor=floor), standardized(adv_m, std_floor=floor)
+        adv_w = standardized(adv_w, std_floor=floor)
+        adv_m = standardized(adv_m, std_floor=floor if cfg.manager_advantage_floor else 0.0)
     valid = (terms.horizon > 0) & ~batch.random_goal
     return FeudalTargets(ret_w, ret_m, adv_w, adv_m, terms.direction, valid, r_int, mean_adv_m)
 
