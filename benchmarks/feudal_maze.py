@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -50,6 +49,7 @@ def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, a
 
     torch.set_num_threads(1)
     import hrlkit
+    from hrlkit.runtime.config import to_dict
     from hrlkit.runtime.evaluation import evaluate
 
     run_dir = os.path.join(out, "runs", f"{kind}_seed{seed}")
@@ -73,7 +73,7 @@ def run(env: str, kind: str, seed: int, steps: int, eval_every: int, out: str, a
            "train_success": [(int(float(r["global_step"])), float(r["charts/episodic_return"])) for r in rows
                              if r.get("charts/episodic_return")]}
     # the configuration the run trained with (the run directories are not committed; this is)
-    res["config"] = dataclasses.asdict(agent.config)
+    res["config"] = to_dict(agent.config)
     res["final_100"] = float(np.mean(evaluate(agent, 100)))
     if ablate and kind == "feudal":
         agent.zero_goals = True

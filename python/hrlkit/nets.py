@@ -47,8 +47,7 @@ def standardized(x: torch.Tensor, eps: float = 1e-8, std_floor: float = 0.0) -> 
     up to unit scale; 0: plain standardization."""
     if x.numel() <= 1:
         return torch.zeros_like(x)
-    std = x.std()
-    return (x - x.mean()) / ((std.clamp_min(std_floor) if std_floor > 0 else std) + eps)
+    return (x - x.mean()) / (x.std().clamp_min(std_floor) + eps)  # a std is >= 0: floor 0 leaves it as is
 
 
 class PopArt(nn.Module):
