@@ -42,6 +42,11 @@ OC_CONTINUOUS_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches
 # rate, the target copied every update, a body of the critic's own), pinned to what they were before
 OC_DISCRETE_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
                       "learning_rate": 1e-3, "separate_critic": False}
+# FuN's per-kind defaults for discrete actions (session 19: 4 passes of 4 minibatches, standardized
+# advantages, the worker's floored at 1), pinned to the one pass the FuN cases were taken with;
+# feudal-discrete-defaults measures them
+FUN_ONE_PASS = {"update_epochs": 1, "num_minibatches": 1, "normalize_advantage": False, "advantage_std_floor": 0.0,
+                "manager_advantage_floor": True}
 
 CASES: dict[str, tuple[str, str, int, dict]] = {
     "oc-cartpole": ("OptionCritic", "CartPole-v1", 2_000, {"num_envs": 4, **OC_DISCRETE_BEFORE, **OC_ONE_PASS,
@@ -78,12 +83,14 @@ CASES: dict[str, tuple[str, str, int, dict]] = {
                       "discriminator_hidden_sizes": [32], "buffer_size": 500, "num_skills": 3}),
     "diayn-manager": ("DIAYNManager", "hrlkit/PointNavGoal-v0", 800, {"learning_starts": 100, "batch_size": 16}),
     "feudal-maze": ("FeudalNetwork", "hrlkit/FourRoomsMaze-v0", 2_000,
-                    {"num_envs": 4, "rollout_steps": 20, "state_dim": 64, "goal_epsilon": 0.1, **NO_POPART}),
+                    {"num_envs": 4, "rollout_steps": 20, "state_dim": 64, "goal_epsilon": 0.1, **NO_POPART,
+                     **FUN_ONE_PASS}),
     "feudal-popart": ("FeudalNetwork", "hrlkit/FourRoomsMaze-v0", 2_000,
                       {"num_envs": 4, "rollout_steps": 20, "state_dim": 64, "normalize_values": True,
-                       "lr_schedule": "linear"}),
+                       "lr_schedule": "linear", **FUN_ONE_PASS}),
     "feudal-pixels": ("FeudalNetwork", "CarRacing-v3", 160,
-                      {"num_envs": 2, "rollout_steps": 10, "state_dim": 32, **NO_POPART}),
+                      {"num_envs": 2, "rollout_steps": 10, "state_dim": 32, **NO_POPART, **FUN_ONE_PASS}),
+    "feudal-discrete-defaults": ("FeudalNetwork", "hrlkit/NineRoomsMaze-v0", 960, {}),  # three updates of 320
 }
 
 

@@ -11,7 +11,10 @@
     python benchmarks/feudal_maze.py --env hrlkit/FourRoomsMaze-v0 --steps 200000
     python benchmarks/feudal_maze.py --steps 50000 --seeds 0 --out /tmp/maze
 
-FuN: hrlkit's feudal agent with its defaults (8 envs, 40-step rollouts, c = 10). Flat baseline:
+FuN: hrlkit's feudal agent with its defaults (8 envs, 40-step rollouts, c = 10; since session 19,
+on the nine-rooms maze's coordinates, 4 PPO-style passes of 4 minibatches over each rollout with
+standardized advantages, the worker's divided by max(std, 1), where the tables before it ran one
+A2C pass; the four-rooms maze's cell indices keep the one pass). Flat baseline:
 hrlkit's Option-Critic with one option (an n-step actor-critic, 8 envs) whose body has FuN's
 perception widths ([128, 256] on the nine-rooms maze; [128] on the four-rooms one);
 ``--flat-set KEY=VALUE`` changes its hyperparameters (a sensitivity check), ``--feudal-set KEY=VALUE``

@@ -181,14 +181,14 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
                                        ({"goal_epsilon": -0.1}, "goal_epsilon"),
                                        ({"intrinsic_coef": -1}, "intrinsic_coef: expected a number >= 0"),
                                        ({"hidden_sizes": [64, 0]}, "hidden_sizes: expected a list of ints >= 1"),
-                                       ({"update_epochs": 0}, "update_epochs: expected an int >= 1, got 0"),
-                                       ({"num_minibatches": 0}, "num_minibatches: expected an int >= 1, got 0"),
+                                       ({"update_epochs": 0}, "update_epochs: expected an int >= 1 or None, got 0"),
+                                       ({"num_minibatches": 0}, "num_minibatches: expected an int >= 1 or None, got 0"),
                                        ({"clip_range": 0}, "clip_range: expected a number > 0, got 0"),
                                        ({"reward_scale": 0}, "reward_scale: expected a number > 0, got 0"),
                                        ({"normalize_advantage": "maybe"}, "normalize_advantage: expected a bool"),
                                        ({"normalize_values": "maybe"}, "normalize_values: expected a bool"),
                                        ({"manager_every_epoch": "maybe"}, "manager_every_epoch: expected a bool"),
-                                       ({"advantage_std_floor": -1}, "advantage_std_floor: expected a number >= 0, got -1"),
+                                       ({"advantage_std_floor": -1}, "advantage_std_floor: expected a number >= 0 or None, got -1"),
                                        ({"manager_advantage_floor": "maybe"}, "manager_advantage_floor: expected a bool"),
                                        ({"lr_schedule": "cosine"}, r"lr_schedule: expected one of \['constant', 'linear'\]"),
                                        ({"alpha": 0.5}, "alpha: renamed to 'intrinsic_coef'")])
@@ -279,7 +279,9 @@ def _synthetic_rollout(rewards: np.ndarray, c: int = 2):
 
 def _loss(rewards, **cfg):
     batch, net = _synthetic_rollout(rewards)
-    config = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, **{"normalize_advantage": False, **cfg})  # raw A
+    config = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0,  # raw A
+                                     **{"normalize_advantage": False, "advantage_std_floor": 0.0,
+                                        "manager_advantage_floor": True, **cfg})
     return feudal_mod.feudal_loss(batch, net, lambda out: torch.distributions.Categorical(logits=out), config)
 
 
@@ -306,7 +308,9 @@ def test_the_advantage_std_floor_leaves_a_quiet_rollout_unscaled(scale):
     batch, net = _synthetic_rollout(r)
 
     def adv(**cfg):
-        t = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, **cfg))
+        t = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(
+            horizon=2, intrinsic_coef=0.0,
+            **{"normalize_advantage": False, "advantage_std_floor": 0.0, "manager_advantage_floor": True, **cfg}))
         return t.adv_w, t.adv_m
 
     raw, plain, floored = adv(), adv(normalize_advantage=True), adv(normalize_advantage=True, advantage_std_floor=1.0)
@@ -423,7 +427,8 @@ def test_a_checkpoint_from_before_minibatches_loads_with_one(tmp_path):
 def test_clipped_worker_term_stops_pushing_past_the_clip():
     r = np.random.default_rng(2).normal(size=(5, 2))
     batch, net = _synthetic_rollout(r)
-    cfg = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, update_epochs=2, clip_range=0.2, normalize_advantage=True)
+    cfg = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, update_epochs=2, clip_range=0.2, normalize_advantage=True,
+                                  advantage_std_floor=0.0, manager_advantage_floor=True)
     fixed = feudal_mod.feudal_targets(batch, net, cfg)
     policy = lambda out: torch.distributions.Categorical(logits=out)  # noqa: E731
     logp = policy(net.out.flatten(0, 1)).log_prob(batch.actions.flatten(0, 1)).detach()
@@ -444,7 +449,7 @@ def test_gae_lambda_gives_both_critics_lambda_returns():
     net = net._replace(vm=torch.randn(6, 2, generator=g), vw=torch.randn(6, 2, generator=g),
                        vm_end=torch.randn(2, generator=g), vw_end=torch.randn(2, generator=g))
     cfg = lambda lam: feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, normalize_values=False,  # noqa: E731
-                                              gae_lambda=lam)
+                                              gae_lambda=lam, normalize_advantage=False)
     nxt_m, nxt_w = torch.cat([net.vm[1:], net.vm_end[None]]), torch.cat([net.vw[1:], net.vw_end[None]])
     rt = torch.as_tensor(r, dtype=torch.float32)
     td = feudal_mod.feudal_targets(batch, net, cfg(0.0))  # lambda = 0: one-step TD targets
@@ -456,7 +461,40 @@ def test_gae_lambda_gives_both_critics_lambda_returns():
         torch.testing.assert_close(half[t], want)
     one = feudal_mod.feudal_targets(batch, net, cfg(1.0))
     default = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0,
-                                                                            normalize_values=False))
+                                                                            normalize_values=False,
+                                                                            normalize_advantage=False))
     assert torch.equal(one.ret_m, default.ret_m) and torch.equal(one.ret_w, default.ret_w)
     with pytest.raises(ConfigError, match="gae_lambda"):
         hrlkit.FeudalNetwork("CartPole-v1", gae_lambda=1.5)
+
+
+def test_defaults_per_action_space_kind_are_resolved_and_saved(tmp_path):
+    """Fields left at None take their action-space kind's value once the env is known (discrete:
+    4 passes of 4 minibatches, standardized advantages, the worker's floored at 1; continuous, and
+    discrete actions over cell indices: one pass); what
+    the user sets is kept; checkpoints hold the resolved values, and one from before the per-kind
+    defaults loads with what it trained with; the pure learning rule refuses a config left unresolved."""
+    from _checkpoints import loaded_without
+    from hrlkit.agents.feudal import KIND_DEFAULTS
+
+    fields = tuple(KIND_DEFAULTS["discrete"])
+    assert set(KIND_DEFAULTS["continuous"]) == set(fields)
+    assert all(getattr(hrlkit.FeudalNetwork.Config(), k) is None for k in fields)
+    for env, kind in (("CartPole-v1", "discrete"), ("Pendulum-v1", "continuous"),
+                      ("hrlkit/FourRoomsMaze-v0", "continuous")):  # cell indices: the one pass
+        agent = hrlkit.FeudalNetwork(env, num_envs=2, rollout_steps=4, state_dim=8)
+        assert {k: getattr(agent.config, k) for k in fields} == KIND_DEFAULTS[kind]
+    mine = hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL, advantage_std_floor=0.5, num_minibatches=2)
+    assert (mine.config.advantage_std_floor, mine.config.num_minibatches, mine.config.update_epochs) == (0.5, 2, 4)
+    mine.save(str(tmp_path / "now.pt"))
+    again = hrlkit.FeudalNetwork.load(str(tmp_path / "now.pt"))
+    assert {k: getattr(again.config, k) for k in fields} == {k: getattr(mine.config, k) for k in fields}
+    before = loaded_without(hrlkit.FeudalNetwork("CartPole-v1", seed=0, **SMALL), tmp_path, *fields)
+    assert {k: getattr(before.config, k) for k in fields} == KIND_DEFAULTS["continuous"]  # the one pass it had
+    batch, net = _synthetic_rollout(np.zeros((5, 2)))
+    policy = lambda out: torch.distributions.Categorical(logits=out)  # noqa: E731
+    with pytest.raises(ConfigError, match="feudal_targets: normalize_advantage is None"):
+        feudal_mod.feudal_loss(batch, net, policy, feudal_mod.FeudalConfig(horizon=2))
+    with pytest.raises(ConfigError, match="feudal_targets: advantage_std_floor is None"):
+        feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, normalize_advantage=True))
+    feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, normalize_advantage=False))  # unused

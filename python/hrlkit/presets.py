@@ -38,9 +38,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "feudal": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS,
                        "config": {"num_envs": 8, "rollout_steps": 40, "horizon": 10, "reward_scale": 0.1,
                                   "normalize_advantage": True, "update_epochs": 4,
-                                  # measured without PopArt (FuN's default since session 12) and with the
-                                  # manager's term in every pass (the first pass only since session 16): kept here
-                                  "normalize_values": False, "manager_every_epoch": True}},
+                                  # measured without PopArt (FuN's default since session 12), with the
+                                  # manager's term in every pass (the first pass only since session 16), with
+                                  # whole-rollout passes and plain standardized advantages (discrete actions take
+                                  # 4 minibatches and the worker's floored at 1 since session 19): kept here
+                                  "normalize_values": False, "manager_every_epoch": True, "num_minibatches": 1,
+                                  "advantage_std_floor": 0.0, "manager_advantage_floor": True}},
             "option-critic": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS + _STACK,
                               "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
                                          "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10,

@@ -1,4 +1,4 @@
-"""FeUdal Networks (Vezhnevets et al., 2017), trained A2C-style over vector envs.
+"""FeUdal Networks (Vezhnevets et al., 2017), trained on-policy over vector envs (A2C or PPO-style passes).
 
 Perception f turns an observation into z_t (a conv encoder for pixels, strides 4/2/1; an MLP for
 vectors). The manager maps z_t to its state space s_t = f_Mspace(z_t), runs a dilated LSTM
@@ -18,6 +18,10 @@ at the rollout's end. Losses (:func:`feudal_loss`, the whole learning rule):
 
     worker  = -A^W log pi(a_t) - entropy_coef H + value_coef (R^W - V^W)^2 / 2
     manager = -A^M cos(s_{t+k} - s_t, g_t(theta)) + value_coef (R^M - V^M)^2 / 2
+
+Defaults per action-space kind (``KIND_DEFAULTS``): discrete actions take 4 PPO-style passes of 4
+minibatches with standardized advantages (the worker's divided by max(std, 1)); continuous ones, and
+discrete actions over Discrete (cell-index) observations, A2C's single pass.
 
 (r_t is the env's reward times ``reward_scale``; with ``normalize_advantage`` each rollout's A^W and
 A^M are standardized before they weigh the policy gradients, divided by max(std, ``advantage_std_floor``)
@@ -60,12 +64,41 @@ from torch.nn import functional as F
 
 from .. import targets
 from ..nets import ConvEncoder, DilatedLSTM, PopArt, init_linear, is_image_space, lstm_cell, lstm_input_gates, mlp, standardized
-from ..runtime.config import ConfigError, field
+from ..runtime.config import ConfigError, field, per_kind_help, resolve_per_kind
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._sac import ParamHolder
 from .base import Algorithm, is_bounded_box, is_flat_box, obs_width
 
 __all__ = ["FeudalConfig", "FeudalNetwork", "FeudalOutputs", "FeudalRollout", "feudal_loss", "transition_loss"]
+
+
+# What the fields left at None resolve to, per action-space kind, once the env is known (the
+# agent's ``config`` then holds the values, and checkpoints save them). Discrete actions take 4
+# PPO-style passes of 4 minibatches over each rollout with standardized advantages, the worker's
+# divided by max(std, 1) so that a rollout without reward is not blown up to unit-scale noise, the
+# manager's plainly: adopted in session 19, it lifted CartPole-v1 from 133.1 to 500 (SB3 A2C 400.2)
+# and the nine-rooms maze's greedy success, at LunarLander-v3's cost (18.9 to -73.2, A2C -68.1)
+# (README, "Defaults suite" and "FeUdal Networks"). Discrete (cell-index) observations keep A2C's
+# one pass, as continuous actions do: the manager's directions then live in an embedding of indices
+# with no geometry, and on the four-rooms maze three of the four PPO-style settings tried lost one
+# seed of three, this one included (its entropy fell before any reward), where the one pass solved
+# nine runs of nine. Continuous actions: not measured against a peer.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "discrete": {"update_epochs": 4, "num_minibatches": 4, "normalize_advantage": True, "advantage_std_floor": 1.0,
+                 "manager_advantage_floor": False},
+    "continuous": {"update_epochs": 1, "num_minibatches": 1, "normalize_advantage": False, "advantage_std_floor": 0.0,
+                   "manager_advantage_floor": True},
+}
+
+
+def _kind_help(name: str) -> str:
+    return per_kind_help(KIND_DEFAULTS, name) + "; Discrete (index) observations: the continuous value"
+
+
+def one_pass_kind(observation_space: gym.Space, action_space: gym.Space) -> bool:
+    """True where KIND_DEFAULTS' "continuous" (one-pass) values apply: Box actions, or Discrete
+    (cell-index) observations."""
+    return not isinstance(action_space, gym.spaces.Discrete) or isinstance(observation_space, gym.spaces.Discrete)
 
 
 @dataclasses.dataclass
@@ -92,30 +125,46 @@ class FeudalConfig:
                                 ge=0, le=1)
     reward_scale: float = field(1.0, "the env's reward is multiplied by this before either learner sees it "
                                      "(keeps the critics' targets near 1 where rewards are large)", gt=0)
-    update_epochs: int = field(1, "passes over each rollout (1: A2C's one gradient step; more: the worker's term "
-                                  "becomes PPO's clipped surrogate, with the rollout's returns and advantages fixed)", ge=1)
-    num_minibatches: int = field(1, "minibatches per pass over each rollout, each a group of whole envs (their "
-                                    "recurrences recomputed over the full rollout, as in PPO with LSTMs); "
-                                    "more than num_envs: one env each", ge=1, saved_before=1)
+    update_epochs: int | None = field(None, "passes over each rollout (1: A2C's one gradient step; more: the worker's "
+                                         "term becomes PPO's clipped surrogate, with the rollout's returns and "
+                                         "advantages fixed); " + _kind_help("update_epochs"), ge=1,
+                                      saved_before=1)
+    num_minibatches: int | None = field(None, "minibatches per pass over each rollout, each a group of whole envs "
+                                           "(their recurrences recomputed over the full rollout, as in PPO with "
+                                           "LSTMs); more than num_envs: one env each; "
+                                           + _kind_help("num_minibatches"), ge=1, saved_before=1)
     manager_every_epoch: bool = field(False, "update_epochs > 1: the manager's transition gradient in every pass "
                                              "(False: in the first pass only, each sample once; the term has no "
                                              "clipped ratio to bound repeated steps)", saved_before=True)
     clip_range: float = field(0.2, "update_epochs > 1 or num_minibatches > 1: PPO's clip on the worker's "
                                    "probability ratio", gt=0)
-    normalize_advantage: bool = field(False, "standardize each rollout's worker and manager advantages "
-                                             "(zero mean, unit std) before the policy gradients")
-    advantage_std_floor: float = field(0.0, "normalize_advantage: divide by max(std, this) instead of the std, in the "
-                                            "advantages' units (with normalize_values: the critics' spread), so a "
-                                            "rollout without reward is not blown up to unit-scale noise; 0: none",
-                                       ge=0, saved_before=0.0)
-    manager_advantage_floor: bool = field(True, "advantage_std_floor applies to the manager's advantages as well as "
-                                                "the worker's (false: the worker's only, the manager's standardized "
-                                                "plainly)", saved_before=True)
+    normalize_advantage: bool | None = field(None, "standardize each rollout's worker and manager advantages "
+                                                    "(zero mean, unit std) before the policy gradients; "
+                                                    + _kind_help("normalize_advantage"),
+                                             saved_before=False)
+    advantage_std_floor: float | None = field(None, "normalize_advantage: divide by max(std, this) instead of the std, "
+                                                    "in the advantages' units (with normalize_values: the critics' "
+                                                    "spread), so a rollout without reward is not blown up to "
+                                                    "unit-scale noise; 0: none; " + _kind_help("advantage_std_floor"),
+                                              ge=0, saved_before=0.0)
+    manager_advantage_floor: bool | None = field(None, "advantage_std_floor applies to the manager's advantages as well "
+                                                       "as the worker's (false: the worker's only, the manager's "
+                                                       "standardized plainly); "
+                                                       + _kind_help("manager_advantage_floor"), saved_before=True)
     normalize_values: bool = field(True, "PopArt: each critic learns values normalized by the running mean and spread "
                                          "of its returns (its head rescaled to keep its outputs as they move; the "
                                          "statistics take in each rollout's returns after its update), and the "
                                          "advantages are divided by that spread (floored at 1): no reward scale to "
                                          "choose", saved_before=False)
+
+
+def _need(cfg: FeudalConfig, names: tuple[str, ...], where: str) -> None:
+    """ConfigError unless ``cfg`` has the per-kind fields ``names`` set (an agent fills them in from its
+    env's action space; a config built by hand leaves them None)."""
+    for name in names:
+        if getattr(cfg, name) is None:
+            raise ConfigError(f"{where}: {name} is None, a per-action-space-kind default that an agent fills in "
+                              f"from its env; set it ({per_kind_help(KIND_DEFAULTS, name)})")
 
 
 def transition_loss(direction: torch.Tensor, goals: torch.Tensor, advantage: torch.Tensor, valid: torch.Tensor,
@@ -175,6 +224,9 @@ def feudal_targets(batch: FeudalRollout, net: FeudalOutputs, cfg: FeudalConfig,
     ``popart`` (the worker's and the manager's, with ``normalize_values``): the critics' outputs are
     normalized values; returns are formed in the reward's units and handed back normalized, the
     advantages divided by each critic's spread."""
+    _need(cfg, ("normalize_advantage",), "feudal_targets")
+    if cfg.normalize_advantage:
+        _need(cfg, ("advantage_std_floor", "manager_advantage_floor"), "feudal_targets")
     pw, pm = popart if popart is not None else (None, None)
     vw, vw_end = (net.vw, net.vw_end) if pw is None else (pw.denormalize(net.vw), pw.denormalize(net.vw_end))
     vm, vm_end = (net.vm, net.vm_end) if pm is None else (pm.denormalize(net.vm), pm.denormalize(net.vm_end))
@@ -291,6 +343,10 @@ class FeudalNetwork(Algorithm):
 
     name = "feudal"
     Config = FeudalConfig
+
+    def _resolve_config(self) -> None:
+        self.config = resolve_per_kind(self.config, KIND_DEFAULTS,
+                                       not one_pass_kind(self.observation_space, self.action_space))
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space

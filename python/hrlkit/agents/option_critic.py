@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from .. import targets
 from ..nets import ACTIVATIONS, ConvEncoder, PopArt, hard_update, init_linear, is_image_space, mlp, standardized
-from ..runtime.config import ConfigError, field
+from ..runtime.config import ConfigError, field, per_kind_help, resolve_per_kind
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
 from ._options import OptionAgent, OptionTracker
 from .base import is_flat_box, obs_width
@@ -70,8 +70,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def _per_kind(name: str) -> str:
     """The help text's note on a field of KIND_DEFAULTS, from the table itself."""
-    return (f"None: per action-space kind ({KIND_DEFAULTS['discrete'][name]} discrete, "
-            f"{KIND_DEFAULTS['continuous'][name]} continuous)")
+    return per_kind_help(KIND_DEFAULTS, name)
 
 
 @dataclasses.dataclass
@@ -141,8 +140,7 @@ class OptionCriticConfig:
 
 def resolve_kind_defaults(cfg: OptionCriticConfig, discrete: bool) -> OptionCriticConfig:
     """``cfg`` with each field of KIND_DEFAULTS that is None set to its action-space kind's value."""
-    kind = KIND_DEFAULTS["discrete" if discrete else "continuous"]
-    return dataclasses.replace(cfg, **{k: v for k, v in kind.items() if getattr(cfg, k) is None})
+    return resolve_per_kind(cfg, KIND_DEFAULTS, discrete)
 
 
 def option_critic_targets(

@@ -89,6 +89,19 @@ def _spec(f: dataclasses.Field) -> Spec:
     return f.metadata.get("spec", Spec())
 
 
+def per_kind_help(table: Mapping[str, Mapping[str, Any]], name: str) -> str:
+    """The help text's note on a field left at None whose value depends on the action-space kind,
+    from the agent's table {"discrete": {field: value}, "continuous": {...}}."""
+    return f"None: per action-space kind ({table['discrete'][name]} discrete, {table['continuous'][name]} continuous)"
+
+
+def resolve_per_kind(cfg, table: Mapping[str, Mapping[str, Any]], discrete: bool):
+    """``cfg`` with each field of ``table``'s kind that is None set to that kind's value (what the
+    user set is kept)."""
+    kind = table["discrete" if discrete else "continuous"]
+    return dataclasses.replace(cfg, **{k: v for k, v in kind.items() if getattr(cfg, k) is None})
+
+
 def describe_fields(cls) -> list[tuple[str, str, Any, str]]:
     """(name, accepted values, default, help) for every field of a config dataclass."""
     hints = typing.get_type_hints(cls)
