@@ -160,7 +160,7 @@ class FeudalConfig:
 
 def _need(cfg: FeudalConfig, names: tuple[str, ...], where: str) -> None:
     """ConfigError unless ``cfg`` has the per-kind fields ``names`` set (an agent fills them in from its
-    env's action space; a config built by hand leaves them None)."""
+    env's action and observation spaces; a config built by hand leaves them None)."""
     for name in names:
         if getattr(cfg, name) is None:
             raise ConfigError(f"{where}: {name} is None, a per-action-space-kind default that an agent fills in "
