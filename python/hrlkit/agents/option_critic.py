@@ -137,12 +137,6 @@ class OptionCriticConfig:
                                           "biases), off for discrete ones", saved_before=False)
 
 
-
-def resolve_kind_defaults(cfg: OptionCriticConfig, discrete: bool) -> OptionCriticConfig:
-    """``cfg`` with each field of KIND_DEFAULTS that is None set to its action-space kind's value."""
-    return resolve_per_kind(cfg, KIND_DEFAULTS, discrete)
-
-
 def option_critic_targets(
     net: OptionCriticNet,
     target: OptionCriticNet,
@@ -405,7 +399,7 @@ class OptionCritic(OptionAgent):
         if self.config.separate_critic is None and is_image_space(self.observation_space):
             # pixels: one conv encoder for both, as SB3's CnnPolicy shares its features extractor
             self.config = dataclasses.replace(self.config, separate_critic=False)
-        self.config = resolve_kind_defaults(self.config, isinstance(self.action_space, gym.spaces.Discrete))
+        self.config = resolve_per_kind(self.config, KIND_DEFAULTS, isinstance(self.action_space, gym.spaces.Discrete))
 
     def _check_spaces(self) -> None:
         obs, act = self.observation_space, self.action_space
