@@ -279,7 +279,7 @@ def _synthetic_rollout(rewards: np.ndarray, c: int = 2):
 
 def _loss(rewards, **cfg):
     batch, net = _synthetic_rollout(rewards)
-    config = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0,  # raw A
+    config = feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, intrinsic_coef=0.0,  # raw A
                                      **{"normalize_advantage": False, "advantage_std_floor": 0.0,
                                         "manager_advantage_floor": True, **cfg})
     return feudal_mod.feudal_loss(batch, net, lambda out: torch.distributions.Categorical(logits=out), config)
@@ -309,7 +309,7 @@ def test_the_advantage_std_floor_leaves_a_quiet_rollout_unscaled(scale):
 
     def adv(**cfg):
         t = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(
-            horizon=2, intrinsic_coef=0.0,
+            horizon=2, gamma_worker=0.95, intrinsic_coef=0.0,
             **{"normalize_advantage": False, "advantage_std_floor": 0.0, "manager_advantage_floor": True, **cfg}))
         return t.adv_w, t.adv_m
 
@@ -427,7 +427,7 @@ def test_a_checkpoint_from_before_minibatches_loads_with_one(tmp_path):
 def test_clipped_worker_term_stops_pushing_past_the_clip():
     r = np.random.default_rng(2).normal(size=(5, 2))
     batch, net = _synthetic_rollout(r)
-    cfg = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, update_epochs=2, clip_range=0.2, normalize_advantage=True,
+    cfg = feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, intrinsic_coef=0.0, update_epochs=2, clip_range=0.2, normalize_advantage=True,
                                   advantage_std_floor=0.0, manager_advantage_floor=True)
     fixed = feudal_mod.feudal_targets(batch, net, cfg)
     policy = lambda out: torch.distributions.Categorical(logits=out)  # noqa: E731
@@ -448,7 +448,7 @@ def test_gae_lambda_gives_both_critics_lambda_returns():
     g = torch.Generator().manual_seed(1)
     net = net._replace(vm=torch.randn(6, 2, generator=g), vw=torch.randn(6, 2, generator=g),
                        vm_end=torch.randn(2, generator=g), vw_end=torch.randn(2, generator=g))
-    cfg = lambda lam: feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0, normalize_values=False,  # noqa: E731
+    cfg = lambda lam: feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, intrinsic_coef=0.0, normalize_values=False,  # noqa: E731
                                               gae_lambda=lam, normalize_advantage=False)
     nxt_m, nxt_w = torch.cat([net.vm[1:], net.vm_end[None]]), torch.cat([net.vw[1:], net.vw_end[None]])
     rt = torch.as_tensor(r, dtype=torch.float32)
@@ -460,7 +460,7 @@ def test_gae_lambda_gives_both_critics_lambda_returns():
         want = rt[t] + 0.99 * net.vm_end if t == 5 else rt[t] + 0.99 * (0.5 * nxt_m[t] + 0.5 * want)
         torch.testing.assert_close(half[t], want)
     one = feudal_mod.feudal_targets(batch, net, cfg(1.0))
-    default = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.0,
+    default = feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, intrinsic_coef=0.0,
                                                                             normalize_values=False,
                                                                             normalize_advantage=False))
     assert torch.equal(one.ret_m, default.ret_m) and torch.equal(one.ret_w, default.ret_w)
@@ -470,8 +470,8 @@ def test_gae_lambda_gives_both_critics_lambda_returns():
 
 def test_defaults_per_action_space_kind_are_resolved_and_saved(tmp_path):
     """Fields left at None take their action-space kind's value once the env is known (discrete:
-    4 passes of 4 minibatches, standardized advantages, the worker's floored at 1; continuous, and
-    discrete actions over cell indices: one pass); what
+    4 passes of 4 minibatches, standardized advantages, the worker's floored at 1, the worker's
+    discount 0.99; continuous, and discrete actions over cell indices: one pass, 0.95); what
     the user sets is kept; checkpoints hold the resolved values, and one from before the per-kind
     defaults loads with what it trained with; the pure learning rule refuses a config left unresolved."""
     from _checkpoints import loaded_without
@@ -496,5 +496,7 @@ def test_defaults_per_action_space_kind_are_resolved_and_saved(tmp_path):
     with pytest.raises(ConfigError, match="feudal_targets: normalize_advantage is None"):
         feudal_mod.feudal_loss(batch, net, policy, feudal_mod.FeudalConfig(horizon=2))
     with pytest.raises(ConfigError, match="feudal_targets: advantage_std_floor is None"):
-        feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, normalize_advantage=True))
-    feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, normalize_advantage=False))  # unused
+        feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, normalize_advantage=True))
+    with pytest.raises(ConfigError, match="feudal_targets: gamma_worker is None"):
+        feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, normalize_advantage=False))
+    feudal_mod.feudal_targets(batch, net, feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, normalize_advantage=False))  # unused

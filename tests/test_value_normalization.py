@@ -123,7 +123,7 @@ def test_feudal_targets_are_the_plain_ones_in_units_of_each_critics_spread():
 
     r = np.random.default_rng(3).normal(size=(5, 2)) * 30 + 10
     batch, net = _synthetic_rollout(r)
-    cfg = feudal_mod.FeudalConfig(horizon=2, intrinsic_coef=0.5, normalize_advantage=False)  # A in units of sigma
+    cfg = feudal_mod.FeudalConfig(horizon=2, gamma_worker=0.95, intrinsic_coef=0.5, normalize_advantage=False)  # A in units of sigma
     pw, pm = PopArt(), PopArt()
     for p, (mu, sigma) in ((pw, (5.0, 3.0)), (pm, (-20.0, 60.0))):
         p.moments.copy_(torch.tensor([mu, sigma ** 2 + mu ** 2, 1.0], dtype=torch.float64))

@@ -41,9 +41,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                                   # measured without PopArt (FuN's default since session 12), with the
                                   # manager's term in every pass (the first pass only since session 16), with
                                   # whole-rollout passes and plain standardized advantages (discrete actions take
-                                  # 4 minibatches and the worker's floored at 1 since session 19): kept here
+                                  # 4 minibatches and the worker's floored at 1 since session 19, the worker's
+                                  # discount 0.99 since session 20): kept here
                                   "normalize_values": False, "manager_every_epoch": True, "num_minibatches": 1,
-                                  "advantage_std_floor": 0.0, "manager_advantage_floor": True}},
+                                  "advantage_std_floor": 0.0, "manager_advantage_floor": True, "gamma_worker": 0.95}},
             "option-critic": {"env_kwargs": {"continuous": False}, "wrappers": _PIXELS + _STACK,
                               "config": {"num_envs": 8, "rollout_steps": 32, "num_minibatches": 4,
                                          "learning_rate": 2.5e-4, "clip_range": 0.1, "target_update_every": 10,
