@@ -178,6 +178,7 @@ def test_continuous_actions_stay_in_bounds_and_learn_steps():
 
 @pytest.mark.parametrize("bad,match", [({"horizon": 0}, "horizon: expected an int >= 1, got 0"),
                                        ({"gamma_manager": 1.5}, r"gamma_manager: expected a number in \[0, 1\], got 1.5"),
+                                       ({"gamma_worker": 1.5}, r"gamma_worker: expected a number in \[0, 1\] or None, got 1.5"),
                                        ({"goal_epsilon": -0.1}, "goal_epsilon"),
                                        ({"intrinsic_coef": -1}, "intrinsic_coef: expected a number >= 0"),
                                        ({"hidden_sizes": [64, 0]}, "hidden_sizes: expected a list of ints >= 1"),
