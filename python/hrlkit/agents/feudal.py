@@ -83,8 +83,10 @@ __all__ = ["FeudalConfig", "FeudalNetwork", "FeudalOutputs", "FeudalRollout", "f
 # LunarLander pays +-100 at the episode's end): LunarLander-v3 -73.2 to 123.6 (A2C -68.1), CartPole
 # 500 to 409.3 (one seed's last evaluation), and the nine-rooms maze's greedy success 0.54 / 0.46 /
 # 0.73 to 0.22 / 0.01 / 0.26, above the flat baseline's 0.00 on every seed, one only just (README,
-# "Defaults suite" and "FeUdal Networks"). Discrete (cell-index) observations keep A2C's one pass
-# and 0.95, as continuous actions do: the manager's directions then live in an embedding of indices
+# "Defaults suite" and "FeUdal Networks"). 0.98, probed in sessions 20-21, kept CartPole at 500 on
+# every seed and LunarLander at 90.6 but left nine-rooms seed 0 at 0.00 (0.00 / 0.22 / 0.14), so 0.99
+# stays. Discrete (cell-index) observations keep A2C's one pass and 0.95, as continuous actions do:
+# the manager's directions then live in an embedding of indices
 # with no geometry, and on the four-rooms maze three of the four PPO-style settings tried lost one
 # seed of three, this one included (its entropy fell before any reward), where the one pass solved
 # nine runs of nine. Continuous actions: not measured against a peer.
