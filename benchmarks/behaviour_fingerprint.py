@@ -34,6 +34,8 @@ NO_POPART = {"normalize_values": False}
 # Option-Critic's lambda-returns (gae_lambda 0.95, the default for both kinds since session 13),
 # pinned to n-step returns in the cases from before them; oc-discrete and oc-continuous measure them
 OC_N_STEP = {"gae_lambda": 1.0}
+# DIAYN's default utd_ratio (session 22: 0.5), pinned to what it was before
+DIAYN_BEFORE = {"utd_ratio": 1.0}
 # Continuous Option-Critic's per-kind defaults (session 13: 128-step rollouts, 10 passes of 8
 # minibatches, target copies every 2 updates), pinned to what continuous actions had before
 OC_CONTINUOUS_BEFORE = {"rollout_steps": 8, "update_epochs": 4, "num_minibatches": 2, "target_update_every": 50,
@@ -74,13 +76,13 @@ CASES: dict[str, tuple[str, str, int, dict]] = {
                               "autotune_entropy_coef": False, "utd_ratio": 2.0}),
     "diayn-pointnav": ("DIAYN", "hrlkit/PointNav-v0", 700,
                        {"learning_starts": 200, "batch_size": 32, "hidden_sizes": [32, 32],
-                        "discriminator_hidden_sizes": [32], "buffer_size": 5_000, "num_skills": 4}),
+                        "discriminator_hidden_sizes": [32], "buffer_size": 5_000, "num_skills": 4, **DIAYN_BEFORE}),
     "diayn-discrete": ("DIAYN", "CartPole-v1", 600,
                        {"learning_starts": 200, "batch_size": 32, "hidden_sizes": [32], "autotune_entropy_coef": True,
-                        "discriminator_hidden_sizes": [32], "buffer_size": 5_000, "num_skills": 3}),
+                        "discriminator_hidden_sizes": [32], "buffer_size": 5_000, "num_skills": 3, **DIAYN_BEFORE}),
     "diayn-pixels": ("DIAYN", "CarRacing-v3", 120,
                      {"learning_starts": 60, "batch_size": 8, "hidden_sizes": [32], "feature_dim": 32,
-                      "discriminator_hidden_sizes": [32], "buffer_size": 500, "num_skills": 3}),
+                      "discriminator_hidden_sizes": [32], "buffer_size": 500, "num_skills": 3, **DIAYN_BEFORE}),
     "diayn-manager": ("DIAYNManager", "hrlkit/PointNavGoal-v0", 800, {"learning_starts": 100, "batch_size": 16}),
     "feudal-maze": ("FeudalNetwork", "hrlkit/FourRoomsMaze-v0", 2_000,
                     {"num_envs": 4, "rollout_steps": 20, "state_dim": 64, "goal_epsilon": 0.1, **NO_POPART,

@@ -205,6 +205,17 @@ def test_bad_config_names_the_key(bad, match):
         hrlkit.DIAYN(POINT, seed=0, **{**SMALL, **bad})
 
 
+def test_default_takes_half_a_gradient_step_per_env_step_and_saved_runs_keep_theirs(tmp_path):
+    agent = hrlkit.DIAYN(POINT, seed=0, **SMALL)
+    assert agent.config.utd_ratio == 0.5
+    agent.learn(SMALL["learning_starts"] + 200, run_dir=None, **QUIET)
+    assert agent.num_updates == 100  # 0.5 per env step over the 200 steps after learning_starts
+    before = hrlkit.DIAYN(POINT, seed=0, utd_ratio=1.0, **SMALL)  # saved with the default before session 22
+    before.save(str(tmp_path / "before.pt"))
+    assert hrlkit.DIAYN.load(str(tmp_path / "before.pt")).config.utd_ratio == 1.0
+    assert hrlkit.SoftOptionCritic("Pendulum-v1", seed=0).config.utd_ratio == 1.0  # SAC's own default stays
+
+
 def test_discriminator_dims_restrict_what_the_discriminator_reads():
     agent = hrlkit.DIAYN(POINT, seed=0, **SMALL, discriminator_dims=[1])
     x = torch.tensor([[0.3, -0.2], [0.9, -0.2]])
