@@ -199,6 +199,7 @@ def test_predict_skills_from_state_and_errors():
     ({"discriminator_lr": 1e-3}, "discriminator_lr: renamed to 'discriminator_learning_rate'"),
     ({"hidden_sizes": []}, "hidden_sizes: expected a non-empty list of ints >= 1"),
     ({"ignore_terminations": "maybe"}, "ignore_terminations: expected a bool"),
+    ({"utd_ratio": 0.0}, "utd_ratio: expected a number > 0, got 0.0"),  # DIAYN declares its own default
 ])
 def test_bad_config_names_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
