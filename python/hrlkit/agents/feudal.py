@@ -88,7 +88,8 @@ __all__ = ["FeudalConfig", "FeudalNetwork", "FeudalOutputs", "FeudalRollout", "f
 # stays. Discrete (cell-index) observations keep A2C's one pass and 0.95, as continuous actions do:
 # the manager's directions then live in an embedding of indices with no geometry, and on the
 # four-rooms maze three of the four PPO-style settings tried lost one seed of three, this one
-# included (its entropy fell before any reward), where the one pass solved nine runs of nine. Continuous actions: not measured against a peer.
+# included (its entropy fell before any reward), where the one pass solved nine runs of nine.
+# Continuous actions: not measured against a peer.
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "discrete": {"update_epochs": 4, "num_minibatches": 4, "normalize_advantage": True, "advantage_std_floor": 1.0,
                  "manager_advantage_floor": False, "gamma_worker": 0.99},
