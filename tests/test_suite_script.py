@@ -86,6 +86,9 @@ def test_suite_diayn_row_scores_skills(tmp_path):
     assert confusion.sum(axis=1).tolist() == lengths and np.diag(confusion) / lengths == pytest.approx(per)
     assert 0.0 <= rec["stochastic_accuracy"] <= 1.0
     assert "## DIAYN" in open(os.path.join(out, "table.md")).read()
+    row = json.load(open(os.path.join(out, "results.json")))["rows"][0]  # one run: its IQM is its accuracy
+    assert row["iqm"] == pytest.approx(rec["discriminator_accuracy"]) and row["ci"][0] <= row["iqm"] <= row["ci"][1]
+    assert row["goal_met"] == row["iqm_goal_met"] == (rec["discriminator_accuracy"] >= 0.8)
 
 
 def test_suite_sb3_peer_follows_the_same_protocol(tmp_path):
