@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     from hrlkit.skills import discriminator_accuracy, plot_skills, rollout_skills
 
     os.makedirs(args.out, exist_ok=True)
-    agent = hrlkit.DIAYN("HalfCheetah-v5", seed=args.seed, num_skills=10,
-                          utd_ratio=1.0)  # as its figures were measured (the default before session 22)
+    agent = hrlkit.DIAYN("HalfCheetah-v5", seed=args.seed, num_skills=10,  # as its figures were measured: the
+                          utd_ratio=1.0,  # defaults before session 22
+                          discriminator_hidden_sizes=[256, 256])  # and before session 23
     start = time.perf_counter()
 
     def within_budget(agent, scalars) -> bool:

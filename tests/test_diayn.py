@@ -217,6 +217,19 @@ def test_default_takes_half_a_gradient_step_per_env_step_and_saved_runs_keep_the
     assert hrlkit.SoftOptionCritic("Pendulum-v1", seed=0).config.utd_ratio == 1.0  # SAC's own default stays
 
 
+def test_default_discriminator_is_64_by_64_and_saved_runs_keep_theirs(tmp_path):
+    agent = hrlkit.DIAYN(POINT, seed=0)
+    assert agent.config.discriminator_hidden_sizes == [64, 64]
+    widths = [p.shape[-1] for name, p in agent.discriminator.named_parameters() if name.startswith("weights.")]
+    assert widths == [64, 64, 10]  # the built network: two hidden layers of 64, one logit per skill
+    before = hrlkit.DIAYN(POINT, seed=0, discriminator_hidden_sizes=[256, 256])  # the default before session 23
+    before.save(str(tmp_path / "before.pt"))
+    loaded = hrlkit.DIAYN.load(str(tmp_path / "before.pt"))
+    assert loaded.config.discriminator_hidden_sizes == [256, 256]
+    for name, value in before.discriminator.state_dict().items():
+        assert torch.equal(loaded.discriminator.state_dict()[name], value)
+
+
 def test_discriminator_dims_restrict_what_the_discriminator_reads():
     agent = hrlkit.DIAYN(POINT, seed=0, **SMALL, discriminator_dims=[1])
     x = torch.tensor([[0.3, -0.2], [0.9, -0.2]])

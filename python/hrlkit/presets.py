@@ -58,9 +58,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                       # reads the dashboard (rows 56-63 of the 64x64 frame: speed, wheel spin, steering, yaw
                       # rate), not the whole frame, whose track it memorized instead of telling skills apart;
                       # 6 skills (10 did not separate in 100k frames); a replay of 25,000 rows, so the
-                      # discriminator learns from the skills' recent behaviour, not their first, alike one
+                      # discriminator learns from the skills' recent behaviour, not their first, alike one.
+                      # Measured with a [256, 256] discriminator (the default before session 23): kept here
                       "config": {"num_envs": 4, "buffer_size": 25_000, "batch_size": 128, "utd_ratio": 0.25,
-                                 "discriminator_rows": [56, 64], "num_skills": 6}},
+                                 "discriminator_rows": [56, 64], "num_skills": 6,
+                                 "discriminator_hidden_sizes": [256, 256]}},
         },
     },
 }
