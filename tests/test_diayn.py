@@ -200,6 +200,8 @@ def test_predict_skills_from_state_and_errors():
     ({"hidden_sizes": []}, "hidden_sizes: expected a non-empty list of ints >= 1"),
     ({"ignore_terminations": "maybe"}, "ignore_terminations: expected a bool"),
     ({"utd_ratio": 0.0}, "utd_ratio: expected a number > 0, got 0.0"),  # DIAYN declares its own default
+    ({"discriminator_hidden_sizes": [0]}, r"discriminator_hidden_sizes: expected a non-empty list of ints >= 1, got \[0\]"),
+    ({"discriminator_hidden_sizes": []}, "discriminator_hidden_sizes: expected a non-empty list of ints >= 1, got"),
 ])
 def test_bad_config_names_the_key(bad, match):
     with pytest.raises(ConfigError, match=match):
