@@ -228,8 +228,9 @@ def test_default_discriminator_is_64_by_64_and_saved_runs_keep_theirs(tmp_path):
     before.save(str(tmp_path / "before.pt"))
     loaded = hrlkit.DIAYN.load(str(tmp_path / "before.pt"))
     assert loaded.config.discriminator_hidden_sizes == [256, 256]
+    saved = loaded.discriminator.state_dict()
     for name, value in before.discriminator.state_dict().items():
-        assert torch.equal(loaded.discriminator.state_dict()[name], value)
+        assert torch.equal(saved[name], value)
 
 
 def test_discriminator_dims_restrict_what_the_discriminator_reads():
