@@ -37,6 +37,7 @@ import time
 from typing import Any
 
 import numpy as np
+from _pool import worker_pool
 from _report import write_table
 from suite import _seeds, iqm_ci
 
@@ -499,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "train":
         todo = [(a, s) for a in args.agents for s in args.seeds
                 if not os.path.isfile(os.path.join(args.out, "runs", f"{a}_seed{s}.json"))]
-        with cf.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        with worker_pool(args.jobs) as pool:
             futures = {pool.submit(train_one, args.out, a, s, args.frames): (a, s) for a, s in todo}
             for fut in cf.as_completed(futures):
                 print(f"{futures[fut]}: {fut.result()}", flush=True)

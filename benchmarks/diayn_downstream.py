@@ -20,8 +20,8 @@ import argparse
 import csv
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 
+from _pool import worker_pool
 from _report import write_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     skills = args.skills or train_skills(args.out, args.skill_steps)
     jobs = [(kind, seed) for seed in args.seeds for kind in ("manager", "sac")]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with worker_pool(args.jobs) as pool:
         dirs = list(pool.map(run, [k for k, _ in jobs], [s for _, s in jobs], [args.steps] * len(jobs),
                              [args.out] * len(jobs), [skills] * len(jobs), [env_kwargs] * len(jobs)))
     from hrlkit.plotting import plot_runs

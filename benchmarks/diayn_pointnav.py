@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 
+from _pool import worker_pool
 from _report import write_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
     overrides = {**load_config_file(os.path.join(HERE, "configs", "diayn_pointnav.yaml")), **parse_overrides(args.set)}
     os.makedirs(args.out, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with worker_pool(args.jobs) as pool:
         results = list(pool.map(run_seed, args.seeds, [args.steps] * len(args.seeds), [args.out] * len(args.seeds),
                                 [overrides] * len(args.seeds), [args.eval_only] * len(args.seeds)))
     with open(os.path.join(args.out, "results.json"), "w") as f:

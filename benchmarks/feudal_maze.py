@@ -31,10 +31,10 @@ import argparse
 import csv
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from _pool import worker_pool
 from _report import write_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     jobs = [(kind, seed) for seed in args.seeds for kind in args.agents]
     n = len(jobs)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with worker_pool(args.jobs) as pool:
         results = list(pool.map(run, [env] * n, [k for k, _ in jobs], [s for _, s in jobs], [args.steps] * n,
                                 [args.eval_every] * n, [args.out] * n, [args.ablate] * n, [flat_set] * n,
                                 [args.eval_only] * n, [env_kwargs] * n, [feudal_set] * n))

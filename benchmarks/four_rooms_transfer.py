@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from _pool import worker_pool
 from _report import write_table
 
 from hrlkit.agents._options import effective_options
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                  f"got switch {args.switch}, window {args.window}, episodes {args.episodes}")
     OUT = args.out or ("benchmarks/results/four_rooms" if args.agent == "tabular" else "benchmarks/results/four_rooms_neural")
     os.makedirs(OUT, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_out, initargs=(OUT,)) as pool:
+    with worker_pool(args.jobs, initializer=_set_out, initargs=(OUT,)) as pool:
         if args.agent == "tabular":
             results = [r for rs in pool.map(tabular_runs, [args.runs] * 2, (4, 1), [args.episodes] * 2,
                                             [args.switch] * 2, [overrides] * 2) for r in rs]

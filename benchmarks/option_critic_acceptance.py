@@ -24,8 +24,8 @@ import csv
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 
+from _pool import worker_pool
 from _report import write_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     for rd in run_dirs:
         if os.path.exists(os.path.join(rd, "config.json")):
             sys.exit(f"{rd} already holds a run; choose another --out")
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with worker_pool(args.jobs) as pool:
         list(pool.map(run_seed, [task["algo"]] * len(args.seeds), [task["env"]] * len(args.seeds), args.seeds, [steps] * len(args.seeds),
                       [eval_every] * len(args.seeds), run_dirs, [overrides] * len(args.seeds)))
     results = {f"seed{s}": summarize(rd, task["target"]) for s, rd in zip(args.seeds, run_dirs)}

@@ -41,6 +41,7 @@ import time
 from typing import Any
 
 import numpy as np
+from _pool import worker_pool
 from _report import write_table
 
 from hrlkit._io import atomic_write
@@ -425,9 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             for t in tasks:
                 print("done", run_one(args.out, *t), f"{time.time() - t0:.0f}s", flush=True)
         else:
-            import multiprocessing as mp
-
-            with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            with worker_pool(args.jobs, spawn=True) as pool:
                 futures = {pool.submit(run_one, args.out, *t): t for t in tasks}
                 for fut in cf.as_completed(futures):
                     row, impl, seed, *_ = futures[fut]
