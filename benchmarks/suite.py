@@ -23,7 +23,13 @@ readings of the 0.8 goal (``goal_met``: every run; ``iqm_goal_met``: the IQM).
 Aggregation: per (env, implementation), the interquartile mean of the per-seed finals with a
 95% stratified-bootstrap confidence interval (rliable's ``get_interval_estimates``; with 3 seeds
 the IQM is the mean of all three, as rliable's trimming keeps every run), and the per-seed
-finals. The run files are resumable: a finished run (its JSON) is skipped.
+finals. The run files are resumable: a finished run (its JSON) is skipped, and an hrlkit run
+killed before its end (a closed session) continues from its last checkpoint, taken every
+budget / 10 steps under ``OUT/partial/`` and removed once the run is finished. The resume
+rebuilds the envs (the checkpoint's pickled env state is never loaded), so new episodes start
+there; the run's JSON lists those steps in ``resumed_at`` and its ``wall_s`` adds up every
+segment. A run never stopped is exactly the protocol's (checkpoints change nothing; tested).
+SB3 runs start again from scratch.
 
 Output: ``benchmarks/results/suite/`` (``runs/<algo>/<env>/<impl>_seed<s>.json``,
 ``results.json``, ``table.md``, ``curves_<env>.png``).
@@ -111,26 +117,79 @@ def _typed(agent, overrides: dict | None) -> dict:
     return {k: getattr(agent.config, k) for k in (overrides or {})}
 
 
+def partial_dir(out: str, row: Row, impl: str, seed: int) -> str:
+    """Where an unfinished hrlkit run keeps its run directory (checkpoints, progress.csv)."""
+    return os.path.join(out, "partial", row.algo, row.label, f"{impl}_seed{seed}")
+
+
+def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: dict | None, wrappers: list | None,
+                     eval_every: int | None, episodes: int):
+    """Train one hrlkit run in ``run_dir``, checkpointing every budget / EVALS steps; a run killed
+    before its end (a closed session, a reboot) continues from its last checkpoint when started
+    again. The resume rebuilds the envs (the checkpoint's pickled env state is never loaded), so a
+    resumed run starts new episodes there; ``resumed_at`` records where. Returns the agent, the
+    steps it resumed at, and the wall time of the earlier segments (each up to its last checkpoint)."""
+    from hrlkit.agents import ALGORITHMS
+    from hrlkit.runtime.checkpoint import CheckpointError
+
+    state_path, latest = os.path.join(run_dir, "suite_state.json"), os.path.join(run_dir, "checkpoints", "latest.pt")
+    agent, state = None, {"elapsed_s": 0.0, "resumed_at": []}
+    if os.path.isfile(latest) and os.path.isfile(state_path):
+        try:
+            agent = ALGORITHMS[row.algo].load(latest, threads=1)
+        except CheckpointError as e:  # start over; the reason is printed
+            print(f"{run_dir}: not resumable ({e}); starting the run again", flush=True)
+        else:
+            with open(state_path) as f:
+                state = json.load(f)
+            state["elapsed_s"] += max(0.0, os.path.getmtime(latest) - state["segment_start"])
+            state["resumed_at"].append(agent.global_step)
+    if agent is None:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        agent = _hrlkit_agent(row, seed, overrides, wrappers)
+    if hasattr(agent.config, "save_replay"):  # what a checkpoint holds; training is the same either way
+        agent.config.save_replay = True
+    os.makedirs(run_dir, exist_ok=True)
+    state["segment_start"] = time.time()
+    with atomic_write(state_path) as f:
+        f.write(json.dumps(state).encode())
+    agent.learn(budget, run_dir=run_dir, eval_every=eval_every, eval_episodes=episodes, log_every=max(1, budget // 20),
+                checkpoint_every=max(1, budget // EVALS), progress=False, tensorboard=False)
+    return agent, state["resumed_at"], state["elapsed_s"]
+
+
+def _column(run_dir: str, name: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of one column of the run's progress.csv (empty where it was never logged)."""
+    from hrlkit.plotting import read_run
+
+    try:
+        _, steps, values = read_run(run_dir, name)
+    except ValueError:
+        return [], []
+    return [int(s) for s in steps], [float(v) for v in values]
+
+
 def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, overrides: dict | None = None,
-               wrappers: list | None = None) -> dict:
-    agent = _hrlkit_agent(row, seed, overrides, wrappers)
-    agent.learn(budget, eval_every=max(1, budget // EVALS), eval_episodes=episodes, log_every=max(1, budget // 20),
-                checkpoint_every=None, progress=False)
-    rows = agent.logger.rows
-    evals = [(r["global_step"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r]
-    out = {"steps": [s for s, _ in evals], "returns": [float(v) for _, v in evals], "overrides": _typed(agent, overrides)}
-    shares = [r for r in rows if "options/effective" in r]
-    if shares:  # the option agents: how many options carry the steps, over the second half of training
-        half = [r["options/effective"] for r in shares if r["global_step"] > budget // 2] or [shares[-1]["options/effective"]]
+               wrappers: list | None = None, run_dir: str | None = None) -> dict:
+    agent, resumed_at, earlier = _train_resumable(row, budget, seed, run_dir, overrides, wrappers,
+                                                  max(1, budget // EVALS), episodes)
+    steps, returns = _column(run_dir, "eval/mean_return")
+    out = {"steps": steps, "returns": returns, "overrides": _typed(agent, overrides), "resumed_at": resumed_at,
+           "earlier_wall_s": earlier}
+    eff_steps, eff = _column(run_dir, "options/effective")
+    if eff:  # the option agents: how many options carry the steps, over the second half of training
+        half = [v for s, v in zip(eff_steps, eff) if s > budget // 2] or [eff[-1]]
         out["effective_options"] = float(np.mean(half))
     return out
 
 
-def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, wrappers: list | None = None) -> dict:
+def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, wrappers: list | None = None,
+              run_dir: str | None = None) -> dict:
     from hrlkit.skills import endpoint_spread, random_endpoints, rollout_skills, skill_accuracies, skill_confusion
 
-    agent = _hrlkit_agent(row, seed, overrides, wrappers)
-    agent.learn(budget, eval_every=None, log_every=max(1, budget // 20), checkpoint_every=None, progress=False)
+    agent, resumed_at, earlier = _train_resumable(row, budget, seed, run_dir, overrides, wrappers, None, EVAL_EPISODES)
     rollouts = rollout_skills(agent, episodes=1, deterministic=True, seed=1000 + seed)
     skills = agent.config.num_skills
     rand = random_endpoints(row.env_id, row.kwargs, skills, seed=1000 + seed)
@@ -146,7 +205,8 @@ def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, w
             "overrides": _typed(agent, overrides),
             "endpoint_spread": spread, "random_spread": rand_spread,
             "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
-            "episode_lengths": [len(r[0]["obs"]) - 1 for r in rollouts.values()]}
+            "episode_lengths": [len(r[0]["obs"]) - 1 for r in rollouts.values()],
+            "resumed_at": resumed_at, "earlier_wall_s": earlier}
 
 
 def run_sb3(row: Row, peer: str, budget: int, seed: int, episodes: int = EVAL_EPISODES) -> dict:
@@ -189,8 +249,9 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     path = run_path(out, row, impl, seed)
     t0 = time.time()
     if is_hrlkit(impl):
-        res = (run_diayn(row, budget, seed, overrides, wrappers) if row.algo == "diayn"
-               else run_hrlkit(row, budget, seed, episodes, overrides, wrappers))
+        run_dir = partial_dir(out, row, impl, seed)
+        res = (run_diayn(row, budget, seed, overrides, wrappers, run_dir) if row.algo == "diayn"
+               else run_hrlkit(row, budget, seed, episodes, overrides, wrappers, run_dir))
         if wrappers:
             res["wrappers"] = list(wrappers)
     else:
@@ -198,10 +259,15 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     if "returns" in res:
         res["final"], res["best"] = res["returns"][-1], max(res["returns"])
     res.update(algo=row.algo, env=row.label, env_id=row.env_id, env_kwargs=row.kwargs, impl=impl, seed=seed,
-               budget=budget, eval_episodes=episodes, wall_s=round(time.time() - t0, 1))
+               budget=budget, eval_episodes=episodes,
+               wall_s=round(time.time() - t0 + res.pop("earlier_wall_s", 0.0), 1))  # a resumed run: all segments
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with atomic_write(path) as f:  # a run killed mid-write leaves no JSON, so a rerun redoes it
         f.write(json.dumps(res, indent=1).encode())
+    if is_hrlkit(impl):  # finished: its checkpoints are no longer needed
+        import shutil
+
+        shutil.rmtree(partial_dir(out, row, impl, seed), ignore_errors=True)
     return path
 
 

@@ -43,6 +43,53 @@ def test_suite_runs_resumes_and_reports(tmp_path, capsys):
     assert finals in open(os.path.join(out, "table.md")).read()
 
 
+def _plain_run(row, budget, seed, episodes, overrides=None):
+    """The protocol as the module docstring states it: the agent and learn(), no run directory."""
+    agent = suite._hrlkit_agent(row, seed, overrides)
+    agent.learn(budget, eval_every=budget // suite.EVALS, eval_episodes=episodes, log_every=budget // 20,
+                checkpoint_every=None, progress=False)
+    rows = agent.logger.rows
+    shares = [r["options/effective"] for r in rows if "options/effective" in r and r["global_step"] > budget // 2]
+    return [r["eval/mean_return"] for r in rows if "eval/mean_return" in r], float(np.mean(shares))
+
+
+@pytest.mark.parametrize("algo,env,budget,overrides", [
+    ("option-critic", "CartPole-v1", 6000, None),
+    ("soft-option-critic", "Pendulum-v1", 600, {"learning_starts": 100, "batch_size": 32}),
+], ids=["on-policy", "replay"])
+def test_suite_run_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch, algo, env, budget, overrides):
+    import hrlkit.runtime.trainer as trainer
+
+    row = next(r for r in suite.ROWS if r.algo == algo and r.label == env)
+    out = str(tmp_path / "suite")
+    path, partial = suite.run_path(out, row, "hrlkit", 0), suite.partial_dir(out, row, "hrlkit", 0)
+    real, calls = trainer._checkpoint, []
+
+    def killed_at_the_third(agent, ckpt_dir):
+        calls.append(agent.global_step)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("the session ended")
+        real(agent, ckpt_dir)
+
+    monkeypatch.setattr(trainer, "_checkpoint", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)
+    assert not os.path.exists(path) and os.path.isfile(os.path.join(partial, "checkpoints", "latest.pt"))
+    monkeypatch.setattr(trainer, "_checkpoint", real)
+    suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)  # started again: goes on from the second checkpoint
+    rec = json.load(open(path))
+    assert rec["resumed_at"] == [calls[1]] and not os.path.exists(partial)
+    # the same evaluations as a run that was never stopped, equal up to the resume (new episodes after it)
+    returns, effective = _plain_run(row, budget, 0, 2, overrides)
+    fresh = suite.run_one(str(tmp_path / "fresh"), row, "hrlkit", 0, budget, 2, overrides)
+    whole = json.load(open(fresh))
+    assert whole["resumed_at"] == [] and whole["returns"] == returns
+    assert whole["effective_options"] == pytest.approx(effective)  # the checkpoints change nothing
+    assert rec["steps"] == whole["steps"]
+    before = [s for s in rec["steps"] if s <= calls[1]]
+    assert before and rec["returns"][:len(before)] == whole["returns"][:len(before)]
+
+
 def test_suite_variant_runs_beside_the_defaults(tmp_path):
     out = str(tmp_path / "suite")
     assert suite.main(["--algos", "option-critic", "--envs", "CartPole-v1", "--impls", "hrlkit", "--seeds", "0",
