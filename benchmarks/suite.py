@@ -144,6 +144,7 @@ def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: 
                 state = json.load(f)
             state["elapsed_s"] += max(0.0, os.path.getmtime(latest) - state["segment_start"])
             state["resumed_at"].append(agent.global_step)
+            print(f"{run_dir}: resuming at step {agent.global_step:,} of {budget:,}", flush=True)
     if agent is None:
         import shutil
 

@@ -57,7 +57,8 @@ def _plain_run(row, budget, seed, episodes, overrides=None):
     ("option-critic", "CartPole-v1", 6000, None),
     ("soft-option-critic", "Pendulum-v1", 600, {"learning_starts": 100, "batch_size": 32}),
 ], ids=["on-policy", "replay"])
-def test_suite_run_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch, algo, env, budget, overrides):
+def test_suite_run_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys, algo, env, budget,
+                                                              overrides):
     import hrlkit.runtime.trainer as trainer
 
     row = next(r for r in suite.ROWS if r.algo == algo and r.label == env)
@@ -79,6 +80,7 @@ def test_suite_run_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypat
     suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)  # started again: goes on from the second checkpoint
     rec = json.load(open(path))
     assert rec["resumed_at"] == [calls[1]] and not os.path.exists(partial)
+    assert f"resuming at step {calls[1]:,} of {budget:,}" in capsys.readouterr().out
     # the same evaluations as a run that was never stopped, equal up to the resume (new episodes after it)
     returns, effective = _plain_run(row, budget, 0, 2, overrides)
     fresh = suite.run_one(str(tmp_path / "fresh"), row, "hrlkit", 0, budget, 2, overrides)
