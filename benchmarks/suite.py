@@ -133,15 +133,21 @@ def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: 
     from hrlkit.runtime.checkpoint import CheckpointError
 
     state_path, latest = os.path.join(run_dir, "suite_state.json"), os.path.join(run_dir, "checkpoints", "latest.pt")
-    agent, state = None, {"elapsed_s": 0.0, "resumed_at": []}
+    settings = json.loads(json.dumps({"budget": budget, "eval_episodes": episodes, "overrides": overrides or {},
+                                      "wrappers": wrappers or []}))
+    agent, state = None, {"elapsed_s": 0.0, "resumed_at": [], "settings": settings}
     if os.path.isfile(latest) and os.path.isfile(state_path):
+        with open(state_path) as f:
+            saved = json.load(f)
+        if saved.get("settings") != settings:  # never finish a run with other settings than it started with
+            raise ValueError(f"{run_dir}: holds an unfinished run of {saved.get('settings')}, this call asks for "
+                             f"{settings}; delete that folder to start the run again, or name another --variant")
         try:
             agent = ALGORITHMS[row.algo].load(latest, threads=1)
         except CheckpointError as e:  # start over; the reason is printed
             print(f"{run_dir}: not resumable ({e}); starting the run again", flush=True)
         else:
-            with open(state_path) as f:
-                state = json.load(f)
+            state = saved
             state["elapsed_s"] += max(0.0, os.path.getmtime(latest) - state["segment_start"])
             state["resumed_at"].append(agent.global_step)
             print(f"{run_dir}: resuming at step {agent.global_step:,} of {budget:,}", flush=True)

@@ -77,6 +77,9 @@ def test_suite_run_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypat
         suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)
     assert not os.path.exists(path) and os.path.isfile(os.path.join(partial, "checkpoints", "latest.pt"))
     monkeypatch.setattr(trainer, "_checkpoint", real)
+    with pytest.raises(ValueError, match="holds an unfinished run of .* this call asks for"):
+        suite.run_one(out, row, "hrlkit", 0, budget, 3, overrides)  # other settings: refused, the checkpoints kept
+    assert os.path.isfile(os.path.join(partial, "checkpoints", "latest.pt"))
     suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)  # started again: goes on from the second checkpoint
     rec = json.load(open(path))
     assert rec["resumed_at"] == [calls[1]] and not os.path.exists(partial)
