@@ -178,8 +178,8 @@ def _column(run_dir: str, name: str) -> tuple[list[int], list[float]]:
     return [int(s) for s in steps], [float(v) for v in values]
 
 
-def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, overrides: dict | None = None,
-               wrappers: list | None = None, run_dir: str | None = None) -> dict:
+def run_hrlkit(row: Row, budget: int, seed: int, run_dir: str, episodes: int = EVAL_EPISODES,
+               overrides: dict | None = None, wrappers: list | None = None) -> dict:
     agent, resumed_at, earlier = _train_resumable(row, budget, seed, run_dir, overrides, wrappers,
                                                   max(1, budget // EVALS), episodes)
     steps, returns = _column(run_dir, "eval/mean_return")
@@ -192,8 +192,8 @@ def run_hrlkit(row: Row, budget: int, seed: int, episodes: int = EVAL_EPISODES, 
     return out
 
 
-def run_diayn(row: Row, budget: int, seed: int, overrides: dict | None = None, wrappers: list | None = None,
-              run_dir: str | None = None) -> dict:
+def run_diayn(row: Row, budget: int, seed: int, run_dir: str, overrides: dict | None = None,
+              wrappers: list | None = None) -> dict:
     from hrlkit.skills import endpoint_spread, random_endpoints, rollout_skills, skill_accuracies, skill_confusion
 
     agent, resumed_at, earlier = _train_resumable(row, budget, seed, run_dir, overrides, wrappers, None, EVAL_EPISODES)
@@ -257,8 +257,8 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     t0 = time.time()
     if is_hrlkit(impl):
         run_dir = partial_dir(out, row, impl, seed)
-        res = (run_diayn(row, budget, seed, overrides, wrappers, run_dir) if row.algo == "diayn"
-               else run_hrlkit(row, budget, seed, episodes, overrides, wrappers, run_dir))
+        res = (run_diayn(row, budget, seed, run_dir, overrides, wrappers) if row.algo == "diayn"
+               else run_hrlkit(row, budget, seed, run_dir, episodes, overrides, wrappers))
         if wrappers:
             res["wrappers"] = list(wrappers)
     else:
