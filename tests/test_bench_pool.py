@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -38,8 +40,10 @@ def _kill_parent_and_watch_workers(pool_expr: str, wait_s: float) -> list[int]:
     alive after wait_s."""
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(bench=BENCH_DIR, pool=pool_expr)],
                             stdout=subprocess.PIPE, text=True)
-    try:
-        workers = [int(proc.stdout.readline().split()[1]) for _ in range(2)]
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:  # a worker that never comes up fails the test instead of hanging it
+        workers = [int(lines.get(timeout=60).split()[1]) for _ in range(2)]
     finally:
         proc.kill()
         proc.wait()
