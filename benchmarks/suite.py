@@ -158,7 +158,7 @@ def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: 
         agent = _hrlkit_agent(row, seed, overrides, wrappers)
     if hasattr(agent.config, "save_replay"):  # what a checkpoint holds; training is the same either way
         agent.config.save_replay = True
-    if state["resumed_at"] and eval_every and agent.global_step % eval_every == 0:
+    if state["resumed_at"] and eval_every:  # every checkpoint but the last one is an evaluation's step
         _evaluation_at_resume(agent, run_dir, episodes)
     os.makedirs(run_dir, exist_ok=True)
     state["segment_start"] = time.time()

@@ -95,27 +95,33 @@ def test_suite_run_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypat
     assert before and rec["returns"][:len(before)] == whole["returns"][:len(before)]
 
 
-def test_suite_run_killed_between_checkpoint_and_evaluation_keeps_every_evaluation(tmp_path, monkeypatch):
+@pytest.mark.parametrize("algo,env,budget,overrides,kill_at", [
+    ("option-critic", "CartPole-v1", 6000, None, 2),  # evaluations at the updates (2048, 4096), not budget/10
+    ("soft-option-critic", "Pendulum-v1", 600, {"learning_starts": 100, "batch_size": 32}, 3),
+], ids=["on-policy", "replay"])
+def test_suite_run_killed_between_checkpoint_and_evaluation_keeps_every_evaluation(tmp_path, monkeypatch, algo, env,
+                                                                                   budget, overrides, kill_at):
     import hrlkit.runtime.trainer as trainer
 
-    row = next(r for r in suite.ROWS if r.algo == "soft-option-critic" and r.label == "Pendulum-v1")
-    overrides, out = {"learning_starts": 100, "batch_size": 32}, str(tmp_path / "suite")
+    row = next(r for r in suite.ROWS if r.algo == algo and r.label == env)
+    out = str(tmp_path / "suite")
     real, steps = trainer._evaluate, []
 
-    def killed_in_the_third(agent, *args):
+    def killed_inside(agent, *args):
         steps.append(agent.global_step)
-        if len(steps) == 3:  # its checkpoint is written, its evaluation is not
+        if len(steps) == kill_at:  # its checkpoint is written, its evaluation is not
             raise KeyboardInterrupt("the session ended")
         real(agent, *args)
 
-    monkeypatch.setattr(trainer, "_evaluate", killed_in_the_third)
+    monkeypatch.setattr(trainer, "_evaluate", killed_inside)
     with pytest.raises(KeyboardInterrupt):
-        suite.run_one(out, row, "hrlkit", 0, 600, 2, overrides)
+        suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)
     monkeypatch.setattr(trainer, "_evaluate", real)
-    rec = json.load(open(suite.run_one(out, row, "hrlkit", 0, 600, 2, overrides)))
-    whole = json.load(open(suite.run_one(str(tmp_path / "fresh"), row, "hrlkit", 0, 600, 2, overrides)))
-    assert rec["resumed_at"] == [steps[2]] and rec["steps"] == whole["steps"] and steps[2] in rec["steps"]
-    i = rec["steps"].index(steps[2])  # the evaluation made at the resume is the one the kill skipped
+    rec = json.load(open(suite.run_one(out, row, "hrlkit", 0, budget, 2, overrides)))
+    whole = json.load(open(suite.run_one(str(tmp_path / "fresh"), row, "hrlkit", 0, budget, 2, overrides)))
+    killed = steps[kill_at - 1]
+    assert rec["resumed_at"] == [killed] and rec["steps"] == whole["steps"] and killed in rec["steps"]
+    i = rec["steps"].index(killed)  # the evaluation made at the resume is the one the kill skipped
     assert rec["returns"][:i + 1] == whole["returns"][:i + 1]
 
 
