@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -152,8 +153,6 @@ def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: 
             state["resumed_at"].append(agent.global_step)
             print(f"{run_dir}: resuming at step {agent.global_step:,} of {budget:,}", flush=True)
     if agent is None:
-        import shutil
-
         shutil.rmtree(run_dir, ignore_errors=True)
         agent = _hrlkit_agent(row, seed, overrides, wrappers)
     if hasattr(agent.config, "save_replay"):  # what a checkpoint holds; training is the same either way
@@ -292,8 +291,6 @@ def run_one(out: str, row: Row, impl: str, seed: int, budget: int, episodes: int
     with atomic_write(path) as f:  # a run killed mid-write leaves no JSON, so a rerun redoes it
         f.write(json.dumps(res, indent=1).encode())
     if is_hrlkit(impl):  # finished: its checkpoints are no longer needed
-        import shutil
-
         shutil.rmtree(partial_dir(out, row, impl, seed), ignore_errors=True)
     return path
 
