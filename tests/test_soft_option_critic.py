@@ -4,6 +4,7 @@ batch layout, the termination gradient on a toy problem, the gradient-step credi
 config errors, the CLI and a small fixed-seed learning check."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -148,6 +149,50 @@ def test_loss_matches_a_loop_over_options():
         torch.testing.assert_close(out[key], value, rtol=1e-5, atol=1e-5, msg=key)
     torch.testing.assert_close(out["total"], sum(want.values()), rtol=1e-5, atol=1e-5)  # autotune_alpha: alpha counts
     assert out["q"].shape == (2, K * m) and out["beta_next"].shape == (K * m,)
+
+
+@pytest.mark.parametrize("mode", ["expected", "soft"])
+def test_critic_option_values_in_the_target(mode):
+    """target_option_values="critics": Q_Omega(s', v) of every option v is its soft value from the
+    target critics at its own draw a'_v ~ pi_v(s') (not the option network); the target, V(s') and
+    the termination advantage follow from those values, checked option by option with the loss's
+    noise draws."""
+    K, m, A = 3, 4, 2
+    B = K * m
+    nets, batch = _soc_nets(K), _soc_batch(K, m)
+    w = torch.arange(K).repeat_interleave(m)
+    cfg = SoftOptionCriticConfig(num_options=K, batch_size=B, option_temperature=0.5, deliberation_cost=0.02,
+                                 gamma=0.9, option_value=mode, target_option_values="critics")
+    torch.manual_seed(5)
+    out = soft_option_critic_loss(batch, **nets, options=w, cfg=cfg, target_entropy=-2.0)
+    torch.manual_seed(5)
+    noise_next = torch.randn(K, B, A)  # the loss's first draw: every option at every s'
+    alpha = nets["log_alpha"].detach().exp()
+    s2, not_done = batch["next_obs"], 1.0 - batch["terminated"].float()
+    with torch.no_grad():
+        values = torch.empty(B, K)
+        for v in range(K):
+            mean, log_std = nets["actor"](s2)[v].split(A, dim=-1)
+            a2, logp2 = squashed_gaussian(mean, log_std.clamp(-20.0, 2.0), noise_next[v])
+            values[:, v] = nets["target_critic"](torch.cat([s2, a2], -1))[:, :, v].min(dim=0).values - alpha[v] * logp2
+        if mode == "expected":
+            v2 = (torch.softmax(values / cfg.option_temperature, dim=1) * values).sum(1)
+        else:
+            v2 = cfg.option_temperature * torch.logsumexp(values / cfg.option_temperature, dim=1)
+        own = values[torch.arange(B), w]
+        beta2 = torch.sigmoid(nets["option_net"](s2)[0][torch.arange(B), K + w])
+        y = batch["reward"] + cfg.gamma * not_done * ((1 - beta2) * own + beta2 * v2)
+        termination = (beta2 * (own - v2 + cfg.deliberation_cost) * not_done).mean()
+        q_omega_net = nets["target_option_net"](s2)[0][:, :K]
+    torch.testing.assert_close(out["target"], y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out["termination"], termination, rtol=1e-5, atol=1e-5)
+    # the option network's target copy plays no part: the default mode's target differs
+    assert not torch.allclose(values, q_omega_net)
+    torch.manual_seed(5)
+    default = soft_option_critic_loss(batch, **nets, options=w, cfg=dataclasses.replace(cfg, target_option_values=
+                                                                                       "option_net"),
+                                      target_entropy=-2.0)
+    assert not torch.allclose(default["target"], out["target"])
 
 
 @pytest.mark.parametrize("term, trains", [
@@ -344,6 +389,7 @@ def test_checkpoint_without_replay_is_smaller_and_still_loads(tmp_path):
     (dict(autotune_alpha=False), "autotune_alpha: renamed to 'autotune_entropy_coef'"),
     (dict(actor_lr=1e-3), "actor_lr: renamed to 'actor_learning_rate'"),
     (dict(option_value="max"), "option_value"),
+    (dict(target_option_values="both"), r"target_option_values: expected one of \['option_net', 'critics'\], got 'both'"),
     (dict(option_temperature=-1.0), "option_temperature"),
     (dict(utd_ratio=0.0), "utd_ratio"),
     (dict(option_hidden_sizes=[]), "option_hidden_sizes"),

@@ -13,7 +13,11 @@ transition trains its option w towards the seed's soft target (one sample a' ~ p
 
     y = r + gamma (1 - d) [ (1 - beta_w(s')) (min_j Q'_j(s', a', w) - alpha_w log pi_w(a'|s')) + beta_w(s') V(s') ]
 
-computed for the whole batch in one C++ kernel call (``targets.soft_option_targets``). Actors
+computed for the whole batch in one C++ kernel call (``targets.soft_option_targets``). With
+``target_option_values="critics"`` the Q_Omega(s', .) in V(s') and in the termination advantage
+are not the option network's but every option's soft value from the target critics, min_j
+Q'_j(s', a'_v, v) - alpha_v log pi_v(a'_v|s') with a'_v ~ pi_v(s') (one bootstrap instead of two;
+K times the target's compute); the option network still chooses the options. Actors
 minimise alpha_w log pi_w - min_j Q_j(s, a_w, w); terminations follow the option-critic gradient
 beta_w(s') (Q_Omega(s', w) - V(s') + xi); each alpha_w is tuned to a target entropy.
 
@@ -66,6 +70,10 @@ class SoftOptionCriticConfig(SACConfig):
     option_value: str = field("expected", "V(s) over options: 'expected' (E_pi_Omega Q_Omega) or 'soft' "
                               "(option_temperature logsumexp)", choices=("expected", "soft"))
     deliberation_cost: float = field(0.01, "xi, margin added to the termination advantage")
+    target_option_values: str = field("option_net", "Q_Omega(s', .) in the critics' target and the termination "
+                                      "advantage: 'option_net' (the target option network) or 'critics' (every "
+                                      "option's soft value from the target critics at a' ~ pi_w(s'), K times the "
+                                      "target's compute)", choices=("option_net", "critics"))
     learn_from_all_data: bool = field(True, "deal all data to every option (False: each option trains on its own rows)")
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
@@ -101,6 +109,9 @@ def soft_option_critic_loss(
         option_value = 1/2 mean((Q_Omega(s, w) - [min_j Q_j(s, a_w, w) - alpha_w log pi_w(a_w|s)])^2)
         termination  = mean(beta_w(s') (Q_Omega'(s', w) - V(s') + xi) (1 - d))
         alpha        = -mean(log alpha_w (log pi_w(a_w|s) + target_entropy))
+
+    (with ``cfg.target_option_values="critics"``, Q_Omega'(s', .) in V(s') and the termination
+    advantage is :func:`critic_option_values`'s, the target critics' soft value of every option)
         total        = critic + actor + option_value + termination (+ alpha with autotune_entropy_coef)
 
     Each term trains only its own network (the others' outputs enter detached). Also returns the
@@ -110,9 +121,13 @@ def soft_option_critic_loss(
     (B, A), K = action.shape, log_alpha.shape[0]
     not_terminal = 1.0 - batch["terminated"].to(torch.float32)
     with torch.no_grad():  # at s': a' ~ pi_w(s'), the target critics' heads w, the target Q_Omega'(s', .)
-        a_next, logp_next = sample_squashed(actor(next_obs.view(K, B // K, -1)), A)
-        q_next = own_heads(target_critic(torch.cat([next_obs, a_next.reshape(B, -1)], dim=-1)), w)
-        q_omega_next, _ = option_heads(target_option_net, next_obs)
+        if cfg.target_option_values == "critics":
+            q_next, logp_next, q_omega_next = critic_option_values(actor, target_critic, next_obs, w,
+                                                                   log_alpha.detach().exp(), A)
+        else:
+            a_next, logp_next = sample_squashed(actor(next_obs.view(K, B // K, -1)), A)
+            q_next = own_heads(target_critic(torch.cat([next_obs, a_next.reshape(B, -1)], dim=-1)), w)
+            q_omega_next, _ = option_heads(target_option_net, next_obs)
     # the option network at s (Q_Omega(s, w), regressed) and at s' (beta_w(s'), for y and the termination loss)
     q_omega_all, beta_all = option_heads(option_net, torch.cat([obs, next_obs]))
     q_omega = q_omega_all[:B].gather(1, w[:, None]).squeeze(1)
@@ -143,6 +158,24 @@ def soft_option_critic_loss(
         total = total + terms["alpha"]
     return {**terms, "total": total, "target": t.target, "q": q, "beta_next": beta_next,
             "entropy": -logp_pi.detach().mean()}
+
+
+def critic_option_values(actor: EnsembleMLP, target_critic: EnsembleMLP, next_obs: torch.Tensor, options: torch.Tensor,
+                         alpha: torch.Tensor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every option's soft value at s' from the target critics (``target_option_values="critics"``):
+    a'_v ~ pi_v(s') for each option v and row b, then
+
+        Q_Omega(s', v) = min_j Q'_j(s', a'_v, v) - alpha_v log pi_v(a'_v|s')      [B, K]
+
+    and, for each row's own option w = options[b] (the same draws), q_next [2, B] (both critics'
+    head w at a'_w) and logp_next [B]."""
+    B, K = next_obs.shape[0], alpha.shape[0]
+    a_next, logp_all = sample_squashed(actor(next_obs), action_dim)  # [K, B, A], [K, B]
+    x = torch.cat([next_obs.expand(K, -1, -1), a_next], dim=-1).reshape(K * B, -1)
+    q_all = torch.diagonal(target_critic(x).view(2, K, B, K), dim1=1, dim2=3)  # [2, B, K]: head v at a'_v
+    values = q_all.min(dim=0).values - (alpha[:, None] * logp_all).T
+    rows = torch.arange(B, device=next_obs.device)
+    return q_all[:, rows, options], logp_all[options, rows], values
 
 
 def own_heads(q: torch.Tensor, options: torch.Tensor) -> torch.Tensor:
