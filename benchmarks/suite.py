@@ -157,8 +157,6 @@ def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: 
         agent = _hrlkit_agent(row, seed, overrides, wrappers)
     if hasattr(agent.config, "save_replay"):  # what a checkpoint holds; training is the same either way
         agent.config.save_replay = True
-    if state["resumed_at"] and eval_every:  # every checkpoint but the last one is an evaluation's step
-        _evaluation_at_resume(agent, run_dir, episodes)
     os.makedirs(run_dir, exist_ok=True)
     state["segment_start"] = time.time()
     with atomic_write(state_path) as f:
@@ -166,24 +164,6 @@ def _train_resumable(row: Row, budget: int, seed: int, run_dir: str, overrides: 
     agent.learn(budget, run_dir=run_dir, eval_every=eval_every, eval_episodes=episodes, log_every=max(1, budget // 20),
                 checkpoint_every=max(1, budget // EVALS), progress=False, tensorboard=False)
     return agent, state["resumed_at"], state["elapsed_s"]
-
-
-def _evaluation_at_resume(agent, run_dir: str, episodes: int) -> None:
-    """The evaluation due at the checkpoint's step, where the run was killed after that checkpoint
-    and before its evaluation (the trainer evaluates right after checkpointing; a resumed run
-    starts counting from the checkpoint, so it would skip it). Evaluating uses no global RNG."""
-    from hrlkit.runtime.evaluation import evaluate
-    from hrlkit.runtime.logger import Logger
-
-    if agent.global_step in _column(run_dir, "eval/mean_return")[0]:
-        return
-    returns = evaluate(agent, episodes)
-    logger = Logger(run_dir, tensorboard=False)
-    logger.truncate_after(agent.global_step)
-    logger.record("eval/mean_return", float(np.mean(returns)))
-    logger.record("eval/std_return", float(np.std(returns)))
-    logger.dump(agent.global_step)
-    logger.close()
 
 
 def _column(run_dir: str, name: str) -> tuple[list[int], list[float]]:

@@ -279,3 +279,44 @@ def test_flat_hparams_keeps_scalars_and_names():
                          "config": {"lr": 0.1, "sizes": [1, 2], "opt": None, "seed": 9, "x": float("inf")}})
     assert flat == {"lr": 0.1, "sizes": "[1, 2]", "opt": "null", "seed": 9, "x": "Infinity", "algo": "diayn",
                     "run/seed": 1, "env_kwargs/size": 5}
+
+
+# ---- a resume after a stop between a checkpoint and its evaluation --------------------------------------------------
+def test_resume_makes_the_evaluation_a_stop_skipped(tmp_path, monkeypatch):
+    """Checkpoints come before evaluations: a run stopped between the two resumes with the missing
+    evaluation made first, so its logs hold the same evaluations as a run that never stopped
+    (values equal up to the resume: the envs are rebuilt there, without --trust-checkpoint)."""
+    def train(run, resume=False):
+        new = ["--env", "Pendulum-v1", "--seed", "0", "--set", "learning_starts=100", "batch_size=32",
+               "hidden_sizes=[16]", "--run-dir", str(run)]
+        return main(["train", "soft-option-critic", *(["--resume", str(run)] if resume else new), "--total-steps",
+                     "600", "--eval-every", "200", "--eval-episodes", "1", "--checkpoint-every", "200", "--quiet",
+                     "--no-tensorboard", "--threads", "1"])
+
+    def evaluations(run):
+        rows = list(csv.DictReader(open(run / "progress.csv")))
+        return [(int(float(r["global_step"])), float(r["eval/mean_return"])) for r in rows if r.get("eval/mean_return")]
+
+    real, calls = trainer._evaluate, []
+
+    def stopped_inside(agent, *args):
+        calls.append(agent.global_step)
+        if len(calls) == 2:  # step 400: its checkpoint is written, its evaluation is not
+            raise KeyboardInterrupt("the session ended")
+        real(agent, *args)
+
+    monkeypatch.setattr(trainer, "_evaluate", stopped_inside)
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped)
+    monkeypatch.setattr(trainer, "_evaluate", real)
+    assert [s for s, _ in evaluations(stopped)] == [200]
+    assert train(stopped, resume=True) == 0
+    assert train(whole) == 0
+    got, want = evaluations(stopped), evaluations(whole)
+    assert [s for s, _ in got] == [s for s, _ in want] == [200, 400, 600]
+    assert got[:2] == want[:2]  # 400: made at the resume, from the checkpoint's parameters
+    # a finished run resumed again evaluates nothing more: its last evaluation is at its last step
+    with pytest.warns(UserWarning, match="already at step 600"):
+        assert train(stopped, resume=True) == 0
+    assert [s for s, _ in evaluations(stopped)] == [200, 400, 600]

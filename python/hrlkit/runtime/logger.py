@@ -96,6 +96,10 @@ class Logger:
         self._rows = [r for r in self._rows if int(float(r["global_step"])) <= step]
         self._rewrite()
 
+    def steps_with(self, name: str) -> list[int]:
+        """The steps of the rows that logged ``name``."""
+        return [int(float(r["global_step"])) for r in self._rows if r.get(name) not in (None, "")]
+
     def _rewrite(self) -> None:
         with atomic_write(self.csv_path) as raw:
             text = io.TextIOWrapper(raw, newline="", write_through=True)

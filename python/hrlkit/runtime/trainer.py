@@ -163,6 +163,8 @@ def _run(agent, total_steps, run_dir, *, log_every, eval_every, eval_episodes, c
     video_dir = os.path.join(run_dir, "videos") if video else None
     log, evaluation, ckpt = (Every(n, agent.global_step)
                              for n in (log_every, eval_every, None if ckpt_dir is None else checkpoint_every))
+    if resuming and isinstance(logger, Logger) and evaluation.enabled:
+        _evaluation_skipped_by_a_stop(agent, logger, evaluation, eval_episodes, video_dir, ckpt_dir)
     stats = _Stats(agent)
     bar = _progress_bar(progress, total_steps, agent.global_step)
     if cb is not None:
@@ -428,6 +430,23 @@ def _evaluate(agent, logger: Logger, episodes: int, video_dir: str | None, ckpt_
         agent.best_eval_return = mean
         if ckpt_dir is not None:
             agent.save(os.path.join(ckpt_dir, "best.pt"))
+
+
+def _evaluation_skipped_by_a_stop(agent, logger: Logger, evaluation: "Every", episodes: int, video_dir: str | None,
+                                  ckpt_dir: str | None) -> None:
+    """At a resume: the evaluation due at the checkpoint's step where the run stopped after that
+    checkpoint and before the evaluation (the trainer checkpoints first), so that a resumed run
+    evaluates at the same steps, with the same results, as one that never stopped. Evaluations
+    fall on the first update at or after each multiple of ``eval_every``: the one of the
+    checkpoint's multiple is missing when the logs have none between that multiple and the
+    checkpoint. An evaluation already logged at the checkpoint's step is not repeated at the end."""
+    step, n = agent.global_step, evaluation.n
+    made = [s for s in logger.steps_with("eval/mean_return") if s // n == step // n]
+    if not made and step >= n:
+        _evaluate(agent, logger, episodes, video_dir, ckpt_dir)
+        made = [step]
+    if step in made:
+        evaluation.last = step
 
 
 def _checkpoint(agent, ckpt_dir: str) -> None:
