@@ -212,3 +212,24 @@ def test_feudal_maze_random_baseline(capsys):
     for env in ("hrlkit/NineRoomsMaze-v0", "hrlkit/FourRoomsMaze-v0"):
         assert feudal_maze.main(["--random-only", "20", "--env", env]) == 0
         assert f"{env}: uniform random actions succeed in" in capsys.readouterr().out
+
+
+def test_soc_value_bias_script(tmp_path, capsys):
+    import json
+
+    import hrlkit
+    import soc_value_bias
+
+    # soft returns by hand: G2 = 3, G1 = 2 + 0.9 (-0.1 * 2 + 3), G0 = 1 + 0.9 (-0.1 * -1 + G1)
+    rec = {"r": np.array([1.0, 2.0, 3.0]), "logp": np.array([0.5, -1.0, 2.0]), "alpha": np.full(3, 0.1)}
+    g1 = 2 + 0.9 * (-0.2 + 3)
+    np.testing.assert_allclose(soc_value_bias.soft_returns(rec, 0.9), [1 + 0.9 * (0.1 + g1), g1, 3.0])
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, hidden_sizes=[16], learning_starts=50, batch_size=16)
+    agent.learn(100, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+    path = str(tmp_path / "a.pt")
+    agent.save(path)
+    assert soc_value_bias.main([path, "--episodes", "1", "--horizon", "50"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # Pendulum's episodes end by the time limit (200 steps): the last 50 steps are left out
+    assert row["options"] == 4 and row["steps"] == 150 and len(row["greedy_each_option_alone"]) == 4
+    assert -2000 < row["greedy_option_policy"] <= 0 and np.isfinite(row["q_minus_return"])

@@ -19,7 +19,7 @@ from hrlkit import soft_option_targets
 from hrlkit.agents._sac import actor_loss, alpha_loss, critic_loss, soft_value
 from hrlkit.agents.soft_option_critic import SoftOptionCriticConfig, own_heads, soft_option_critic_loss, squashed_gaussian
 from hrlkit.cli import main as cli
-from hrlkit.nets import EnsembleMLP, soft_update
+from hrlkit.nets import EnsembleMLP, SharedTrunkEnsemble, soft_update
 from hrlkit.runtime.config import ConfigError
 
 SMALL = dict(hidden_sizes=[32, 32], option_hidden_sizes=[16], batch_size=16, learning_starts=100)
@@ -236,6 +236,52 @@ def test_ensemble_matches_a_loop_over_members():
     assert x.grad is not None and all(p.grad is None for p in net.parameters())
     # members start independently
     assert not torch.allclose(net.weights[0][0], net.weights[0][1])
+
+
+def test_shared_trunk_ensemble_matches_a_loop_over_heads():
+    """share_actor_trunk's network: one trunk read by every member, one output layer each; shared
+    and per-member inputs as EnsembleMLP's; detach_params keeps the parameters out of the graph."""
+    torch.manual_seed(0)
+    net = SharedTrunkEnsemble(3, 4, [8, 6], 2, "tanh")
+    x_shared, x_own = torch.randn(5, 4), torch.randn(3, 5, 4)
+
+    def member(e, x):
+        h = torch.tanh(x @ net.trunk.weights[0][0] + net.trunk.biases[0][0])
+        h = torch.tanh(h @ net.trunk.weights[1][0] + net.trunk.biases[1][0])
+        return h @ net.heads.weights[0][e] + net.heads.biases[0][e]
+
+    out_shared, out_own = net(x_shared), net(x_own)
+    assert out_shared.shape == out_own.shape == (3, 5, 2)
+    for e in range(3):
+        torch.testing.assert_close(out_shared[e], member(e, x_shared))
+        torch.testing.assert_close(out_own[e], member(e, x_own[e]))
+    # one member's loss reaches the trunk and its own head only
+    out_own[1].sum().backward()
+    assert net.trunk.weights[0].grad.abs().sum() > 0
+    assert net.heads.weights[0].grad[1].abs().sum() > 0
+    assert net.heads.weights[0].grad[0].abs().sum() == 0 and net.heads.weights[0].grad[2].abs().sum() == 0
+    net.zero_grad(set_to_none=True)
+    x = x_shared.clone().requires_grad_(True)
+    net(x, detach_params=True).sum().backward()
+    assert x.grad is not None and all(p.grad is None for p in net.parameters())
+
+
+def test_share_actor_trunk_trains_saves_and_loads(tmp_path):
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, share_actor_trunk=True, hidden_sizes=[16, 16],
+                                    learning_starts=50, batch_size=16)
+    assert isinstance(agent.actor, SharedTrunkEnsemble)
+    # K options' actors: one trunk layer (3 -> 16), then K heads (16 -> 2 A) instead of K full networks
+    K, A = agent.config.num_options, 1
+    assert sum(p.numel() for p in agent.actor.parameters()) == (3 * 16 + 16) + (16 * 16 + 16) + K * (16 * 2 * A + 2 * A)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    agent.learn(120, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+    assert all(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
+    path = str(tmp_path / "a.pt")
+    agent.save(path)
+    loaded = hrlkit.SoftOptionCritic.load(path)
+    assert isinstance(loaded.actor, SharedTrunkEnsemble)
+    obs = np.zeros(3, np.float32)
+    np.testing.assert_array_equal(agent.predict(obs)[0], loaded.predict(obs)[0])
 
 
 def test_soft_update_is_polyak_averaging():

@@ -238,6 +238,28 @@ class EnsembleMLP(nn.Module):
         return x
 
 
+class SharedTrunkEnsemble(nn.Module):
+    """E members on one shared trunk: the hidden layers are one MLP that every member reads, each
+    member has its own output layer (as Option-Critic's intra-option policies share features).
+    Inputs and outputs as :class:`EnsembleMLP`'s: [N, in] shared by all members or [E, N, in]
+    one group of rows per member, out [E, N, out]. Initialisation as ``nn.Linear``'s."""
+
+    def __init__(self, members: int, in_dim: int, hidden_sizes: list[int], out_dim: int, activation: str = "relu"):
+        super().__init__()
+        self.members = members
+        self.trunk = EnsembleMLP(1, in_dim, hidden_sizes[:-1], hidden_sizes[-1], activation)
+        self.heads = EnsembleMLP(members, hidden_sizes[-1], [], out_dim, activation)
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
+        if x.dim() == 2:  # every member on the same rows
+            return self.heads(self.activation(self.trunk(x, detach_params=detach_params)[0]),
+                              detach_params=detach_params)
+        E, N = x.shape[0], x.shape[1]
+        h = self.activation(self.trunk(x.reshape(E * N, -1), detach_params=detach_params)[0])
+        return self.heads(h.view(E, N, -1), detach_params=detach_params)
+
+
 class DilatedLSTM(nn.Module):
     """The dilated LSTM of FeUdal Networks (Vezhnevets et al., 2017): ``dilation`` = r copies of
     the recurrent state share one LSTM cell; at an env's step t only copy t mod r is updated, so

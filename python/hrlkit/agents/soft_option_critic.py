@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from .. import _cuda_ops, targets
-from ..nets import EnsembleMLP, soft_update
+from ..nets import EnsembleMLP, SharedTrunkEnsemble, soft_update
 from ..replay import PrioritizedReplayBuffer, ReplayBuffer, from_bytes_like, to_bytes
 from ..runtime.config import ConfigError, check, field
 from ..runtime.policy_evaluation import batch_observation, episode_start_mask
@@ -74,6 +74,8 @@ class SoftOptionCriticConfig(SACConfig):
                                       "advantage: 'option_net' (the target option network) or 'critics' (every "
                                       "option's soft value from the target critics at a' ~ pi_w(s'), K times the "
                                       "target's compute)", choices=("option_net", "critics"))
+    share_actor_trunk: bool = field(False, "the options' actors share their hidden layers, one output layer per "
+                                    "option (False: K separate actor networks)")
     learn_from_all_data: bool = field(True, "deal all data to every option (False: each option trains on its own rows)")
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
@@ -209,7 +211,8 @@ class SoftOptionCritic(OptionAgent):
         K = cfg.num_options
         self.obs_dim = obs_dim = int(self.observation_space.shape[0])
         self.action_dim = A = int(self.action_space.shape[0])
-        self.actor = EnsembleMLP(K, obs_dim, cfg.hidden_sizes, 2 * A, cfg.activation).to(self.device)
+        actor_class = SharedTrunkEnsemble if cfg.share_actor_trunk else EnsembleMLP
+        self.actor = actor_class(K, obs_dim, cfg.hidden_sizes, 2 * A, cfg.activation).to(self.device)
         self.critic = EnsembleMLP(2, obs_dim + A, cfg.hidden_sizes, K, cfg.activation).to(self.device)
         self.option_net = EnsembleMLP(1, obs_dim, cfg.option_hidden_sizes, 2 * K, cfg.activation).to(self.device)
         self.targets = nn.ModuleDict({"critic": self.critic, "option_net": self.option_net})
