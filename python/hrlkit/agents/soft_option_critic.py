@@ -17,7 +17,7 @@ computed for the whole batch in one C++ kernel call (``targets.soft_option_targe
 ``target_option_values="critics"`` the Q_Omega(s', .) in V(s') and in the termination advantage
 are not the option network's but every option's soft value from the target critics, min_j
 Q'_j(s', a'_v, v) - alpha_v log pi_v(a'_v|s') with a'_v ~ pi_v(s') (one bootstrap instead of two;
-K times the target's compute); the option network still chooses the options. Actors
+the target's actor and critic passes on K B rows instead of B); the option network still chooses the options. Actors
 minimise alpha_w log pi_w - min_j Q_j(s, a_w, w); terminations follow the option-critic gradient
 beta_w(s') (Q_Omega(s', w) - V(s') + xi); each alpha_w is tuned to a target entropy.
 
@@ -111,10 +111,10 @@ def soft_option_critic_loss(
         option_value = 1/2 mean((Q_Omega(s, w) - [min_j Q_j(s, a_w, w) - alpha_w log pi_w(a_w|s)])^2)
         termination  = mean(beta_w(s') (Q_Omega'(s', w) - V(s') + xi) (1 - d))
         alpha        = -mean(log alpha_w (log pi_w(a_w|s) + target_entropy))
-
-    (with ``cfg.target_option_values="critics"``, Q_Omega'(s', .) in V(s') and the termination
-    advantage is :func:`critic_option_values`'s, the target critics' soft value of every option)
         total        = critic + actor + option_value + termination (+ alpha with autotune_entropy_coef)
+
+    With ``cfg.target_option_values="critics"``, Q_Omega'(s', .) in V(s') and the termination
+    advantage is :func:`critic_option_values`'s, the target critics' soft value of every option.
 
     Each term trains only its own network (the others' outputs enter detached). Also returns the
     diagnostics target [B] (y), q [2, B] (Q_j(s, a, w)), beta_next [B] and entropy (-mean log pi_w).
@@ -162,7 +162,7 @@ def soft_option_critic_loss(
             "entropy": -logp_pi.detach().mean()}
 
 
-def critic_option_values(actor: EnsembleMLP, target_critic: EnsembleMLP, next_obs: torch.Tensor, options: torch.Tensor,
+def critic_option_values(actor: nn.Module, target_critic: EnsembleMLP, next_obs: torch.Tensor, options: torch.Tensor,
                          alpha: torch.Tensor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every option's soft value at s' from the target critics (``target_option_values="critics"``):
     a'_v ~ pi_v(s') for each option v and row b, then
