@@ -294,7 +294,8 @@ def test_resume_makes_the_evaluation_a_stop_skipped(tmp_path, monkeypatch):
                      "--no-tensorboard", "--threads", "1"])
 
     def evaluations(run):
-        rows = list(csv.DictReader(open(run / "progress.csv")))
+        with open(run / "progress.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
         return [(int(float(r["global_step"])), float(r["eval/mean_return"])) for r in rows if r.get("eval/mean_return")]
 
     real, calls = trainer._evaluate, []
