@@ -436,6 +436,7 @@ def test_checkpoint_without_replay_is_smaller_and_still_loads(tmp_path):
     (dict(actor_lr=1e-3), "actor_lr: renamed to 'actor_learning_rate'"),
     (dict(option_value="max"), "option_value"),
     (dict(target_option_values="both"), r"target_option_values: expected one of \['option_net', 'critics'\], got 'both'"),
+    (dict(share_actor_trunk="maybe"), r"share_actor_trunk: expected a bool \(true/false\), got 'maybe'"),
     (dict(option_temperature=-1.0), "option_temperature"),
     (dict(utd_ratio=0.0), "utd_ratio"),
     (dict(option_hidden_sizes=[]), "option_hidden_sizes"),
