@@ -64,20 +64,22 @@ def episode_records(agent, episodes: int, seed: int):
 
 
 def greedy_returns(agent, episodes: int, seed: int, option: int | None) -> float:
-    """Mean greedy return of the option policy (option None) or of one option's actor alone
-    (the tanh of its Gaussian mean at every step, no termination)."""
+    """Mean greedy return of the option policy (option None: the library's own greedy
+    evaluation) or of one option's actor alone (the tanh of its Gaussian mean at every step, no
+    termination). Episode i is seeded ``seed + i`` either way."""
+    if option is None:
+        from hrlkit.runtime.evaluation import evaluate
+
+        return float(evaluate(agent, episodes, seed=seed).mean())
     env, owned = agent.make_eval_env()
     total = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
-        state, ret = None, 0.0
+        ret = 0.0
         while True:
-            if option is None:
-                action, state = agent.predict(obs, state, deterministic=True)
-            else:
-                with torch.no_grad():
-                    out = agent.actor(agent.obs_tensor(np.asarray(obs, np.float32)[None]))[option, 0]
-                action = agent._env_actions(torch.tanh(out[:agent.action_dim]).numpy())
+            with torch.no_grad():
+                out = agent.actor(agent.obs_tensor(np.asarray(obs, np.float32)[None]))[option, 0]
+            action = agent._env_actions(torch.tanh(out[:agent.action_dim]).numpy())
             obs, r, term, trunc, _ = env.step(action)
             ret += float(r)
             if term or trunc:
