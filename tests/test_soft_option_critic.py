@@ -151,20 +151,27 @@ def test_loss_matches_a_loop_over_options():
     assert out["q"].shape == (2, K * m) and out["beta_next"].shape == (K * m,)
 
 
+@pytest.mark.parametrize("intra", [False, True])
 @pytest.mark.parametrize("mode", ["expected", "soft"])
-def test_critic_option_values_in_the_target(mode):
+def test_critic_option_values_in_the_target(mode, intra):
     """target_option_values="critics": Q_Omega(s', v) of every option v is its soft value from the
     target critics at its own draw a'_v ~ pi_v(s') (not the option network); the target, V(s') and
     the termination advantage follow from those values, checked option by option with the loss's
-    noise draws."""
+    noise draws. With intra-option learning (loss rows: every transition for every option) the
+    same values, drawn once per transition, serve all K rows of a transition."""
     K, m, A = 3, 4, 2
     B = K * m
     nets, batch = _soc_nets(K), _soc_batch(K, m)
-    w = torch.arange(K).repeat_interleave(m)
+    if intra:  # loss row v B + b: transition b for option v
+        w, rows = torch.arange(K).repeat_interleave(B), torch.arange(B).repeat(K)
+    else:
+        w, rows = torch.arange(K).repeat_interleave(m), torch.arange(B)
     cfg = SoftOptionCriticConfig(num_options=K, batch_size=B, option_temperature=0.5, deliberation_cost=0.02,
-                                 gamma=0.9, option_value=mode, target_option_values="critics")
+                                 gamma=0.9, option_value=mode, target_option_values="critics",
+                                 intra_option_learning=intra)
     torch.manual_seed(5)
-    out = soft_option_critic_loss(batch, **nets, options=w, cfg=cfg, target_entropy=-2.0)
+    out = soft_option_critic_loss(batch, **nets, options=w, cfg=cfg, target_entropy=-2.0,
+                                  rows=rows if intra else None)
     torch.manual_seed(5)
     noise_next = torch.randn(K, B, A)  # the loss's first draw: every option at every s'
     alpha = nets["log_alpha"].detach().exp()
@@ -179,9 +186,9 @@ def test_critic_option_values_in_the_target(mode):
             v2 = (torch.softmax(values / cfg.option_temperature, dim=1) * values).sum(1)
         else:
             v2 = cfg.option_temperature * torch.logsumexp(values / cfg.option_temperature, dim=1)
-        own = values[torch.arange(B), w]
-        beta2 = torch.sigmoid(nets["option_net"](s2)[0][torch.arange(B), K + w])
-        y = batch["reward"] + cfg.gamma * not_done * ((1 - beta2) * own + beta2 * v2)
+        own, v2, not_done = values[rows, w], v2[rows], not_done[rows]
+        beta2 = torch.sigmoid(nets["option_net"](s2)[0][rows, K + w])
+        y = batch["reward"][rows] + cfg.gamma * not_done * ((1 - beta2) * own + beta2 * v2)
         termination = (beta2 * (own - v2 + cfg.deliberation_cost) * not_done).mean()
         q_omega_net = nets["target_option_net"](s2)[0][:, :K]
     torch.testing.assert_close(out["target"], y, rtol=1e-5, atol=1e-5)
@@ -191,8 +198,32 @@ def test_critic_option_values_in_the_target(mode):
     torch.manual_seed(5)
     default = soft_option_critic_loss(batch, **nets, options=w, cfg=dataclasses.replace(cfg, target_option_values=
                                                                                        "option_net"),
-                                      target_entropy=-2.0)
+                                      target_entropy=-2.0, rows=rows if intra else None)
     assert not torch.allclose(default["target"], out["target"])
+
+
+def test_intra_option_learning_is_the_loss_on_every_transition_for_every_option():
+    """intra_option_learning (option-network bootstrap): the loss on rows = every transition for
+    every option is the plain loss on the batch expanded that way (K groups of all B transitions,
+    group v for option v), term by term and with the same noise draws; every option's critic head,
+    actor and termination get every transition."""
+    K, m = 3, 4
+    B = K * m
+    nets, batch = _soc_nets(K), _soc_batch(K, m)
+    w, rows = torch.arange(K).repeat_interleave(B), torch.arange(B).repeat(K)
+    cfg = SoftOptionCriticConfig(num_options=K, batch_size=B, option_temperature=0.5, deliberation_cost=0.02,
+                                 gamma=0.9, intra_option_learning=True)
+    torch.manual_seed(5)
+    out = soft_option_critic_loss({**batch, "indices": torch.arange(B)}, **nets, options=w, cfg=cfg,
+                                  target_entropy=-2.0, rows=rows)
+    torch.manual_seed(5)
+    expanded = soft_option_critic_loss({k: v[rows] for k, v in batch.items()}, **nets, options=w,
+                                       cfg=dataclasses.replace(cfg, batch_size=K * B), target_entropy=-2.0)
+    for key in ("critic", "actor", "option_value", "termination", "alpha", "total", "target", "q", "beta_next"):
+        torch.testing.assert_close(out[key], expanded[key], rtol=1e-6, atol=1e-6, msg=key)
+    assert out["q"].shape == (2, K * B)
+    # every transition b trains every option's head: the target of row v B + b is option v's at s'_b
+    assert torch.equal(out["target"].view(K, B)[:, 0], expanded["target"][torch.arange(K) * B])
 
 
 @pytest.mark.parametrize("term, trains", [
@@ -280,6 +311,33 @@ def test_share_actor_trunk_trains_saves_and_loads(tmp_path):
     agent.save(path)
     loaded = hrlkit.SoftOptionCritic.load(path)
     assert isinstance(loaded.actor, SharedTrunkEnsemble)
+    obs = np.zeros(3, np.float32)
+    np.testing.assert_array_equal(agent.predict(obs)[0], loaded.predict(obs)[0])
+
+
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_intra_option_learning_trains_saves_and_loads(tmp_path, prioritized):
+    """The agent with intra_option_learning: K batch_size loss rows a step (a batch_size that is no
+    multiple of K is fine), one priority per transition (the mean error over the options), every
+    option's actor trained; saves and loads with the option."""
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, intra_option_learning=True, prioritized=prioritized,
+                                    **{**SMALL, "batch_size": 10})
+    K = agent.config.num_options
+    assert agent.loss_rows.tolist() == list(range(10)) * K
+    assert agent.group_options.tolist() == [v for v in range(K) for _ in range(10)]
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    agent.learn(300, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+    assert agent.num_updates > 0
+    after = list(agent.actor.parameters())
+    for b, p in zip(before, after):  # every option's actor moved
+        assert all(not torch.equal(b[v], p[v]) for v in range(K))
+    if prioritized:
+        priorities = agent.buffer.priorities()[:len(agent.buffer)]
+        assert np.unique(priorities).size > 10  # updated from the TD errors, one per transition
+    path = str(tmp_path / "a.pt")
+    agent.save(path)
+    loaded = hrlkit.SoftOptionCritic.load(path)
+    assert loaded.config.intra_option_learning and loaded.loss_rows is not None
     obs = np.zeros(3, np.float32)
     np.testing.assert_array_equal(agent.predict(obs)[0], loaded.predict(obs)[0])
 
@@ -437,6 +495,9 @@ def test_checkpoint_without_replay_is_smaller_and_still_loads(tmp_path):
     (dict(option_value="max"), "option_value"),
     (dict(target_option_values="both"), r"target_option_values: expected one of \['option_net', 'critics'\], got 'both'"),
     (dict(share_actor_trunk="maybe"), r"share_actor_trunk: expected a bool \(true/false\), got 'maybe'"),
+    (dict(intra_option_learning=True, learn_from_all_data=False),
+     "learn_from_all_data: expected true with intra_option_learning .*, got False"),
+    (dict(intra_option_learning="all"), r"intra_option_learning: expected a bool \(true/false\), got 'all'"),
     (dict(option_temperature=-1.0), "option_temperature"),
     (dict(utd_ratio=0.0), "utd_ratio"),
     (dict(option_hidden_sizes=[]), "option_hidden_sizes"),

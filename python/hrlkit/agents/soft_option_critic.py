@@ -26,7 +26,11 @@ evaluated once per batch as a stacked ensemble (one batched matmul per layer, no
 over options). ``learn_from_all_data=True`` (default) samples B rows from all data and deals
 them to the options in turn (every transition is valid off-policy data for each option's soft
 Q, and every option's Q_Omega and beta see the whole state space); ``False`` fills group w from
-option w's own rows of the tagged buffer (``sample(B/K, option=w)``).
+option w's own rows of the tagged buffer (``sample(B/K, option=w)``). With
+``intra_option_learning=True`` every option learns from every one of the B transitions instead
+(its critic head, actor, Q_Omega and beta; intra-option learning, Sutton, Precup & Singh 1999):
+the loss runs on K B rows, group w holding all B transitions for option w, each transition's s'
+valued once for every option.
 """
 from __future__ import annotations
 
@@ -77,6 +81,9 @@ class SoftOptionCriticConfig(SACConfig):
     share_actor_trunk: bool = field(False, "the options' actors share their hidden layers, one output layer per "
                                     "option (False: K separate actor networks)")
     learn_from_all_data: bool = field(True, "deal all data to every option (False: each option trains on its own rows)")
+    intra_option_learning: bool = field(False, "every option learns from every transition of the batch (its critic head, "
+                                        "actor, Q_Omega and beta: K batch_size loss rows, about K times the actors' and "
+                                        "critics' compute) instead of batch_size / K dealt rows")
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
     per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())", ge=0, le=1)
@@ -86,14 +93,18 @@ class SoftOptionCriticConfig(SACConfig):
                              "graphs")
 
     def validate(self) -> None:
-        check(self.batch_size % self.num_options == 0, "batch_size",
-              f"a positive multiple of num_options ({self.num_options})", self.batch_size)
+        if self.intra_option_learning:
+            check(self.learn_from_all_data, "learn_from_all_data", "true with intra_option_learning (every option "
+                  "learns from every transition)", self.learn_from_all_data)
+        else:
+            check(self.batch_size % self.num_options == 0, "batch_size",
+                  f"a positive multiple of num_options ({self.num_options})", self.batch_size)
 
 
 def soft_option_critic_loss(
     batch: dict[str, torch.Tensor], *, actor: EnsembleMLP, critic: EnsembleMLP, option_net: EnsembleMLP,
     target_critic: EnsembleMLP, target_option_net: EnsembleMLP, log_alpha: torch.Tensor, options: torch.Tensor,
-    cfg: SoftOptionCriticConfig, target_entropy: float,
+    cfg: SoftOptionCriticConfig, target_entropy: float, rows: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Every Soft Option-Critic loss term on B transitions; row b trains option w = options[b].
 
@@ -118,29 +129,41 @@ def soft_option_critic_loss(
 
     Each term trains only its own network (the others' outputs enter detached). Also returns the
     diagnostics target [B] (y), q [2, B] (Q_j(s, a, w)), beta_next [B] and entropy (-mean log pi_w).
+
+    rows [N] (intra-option learning): the loss rows are transitions rows[n] for options options[n]
+    (every term above over these N rows, in K groups of N/K; the critics' values at s' computed
+    once per transition), and the diagnostics have N rows.
     """
+    transitions = batch  # the distinct transitions: networks that see no option-dependent input run on these once
+
+    def at_rows(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        return x if rows is None else x.index_select(dim, rows)
+
+    if rows is not None:
+        batch = {k: at_rows(v) for k, v in batch.items() if k != "indices"}
     obs, action, next_obs, w = batch["obs"], batch["action"], batch["next_obs"], options
     (B, A), K = action.shape, log_alpha.shape[0]
     not_terminal = 1.0 - batch["terminated"].to(torch.float32)
     with torch.no_grad():  # at s': a' ~ pi_w(s'), the target critics' heads w, the target Q_Omega'(s', .)
         if cfg.target_option_values == "critics":
-            q_next, logp_next, q_omega_next = critic_option_values(actor, target_critic, next_obs, w,
-                                                                   log_alpha.detach().exp(), A)
+            q_next, logp_next, q_omega_next = critic_option_values(actor, target_critic, transitions["next_obs"], w,
+                                                                   log_alpha.detach().exp(), A, rows)
         else:
             a_next, logp_next = sample_squashed(actor(next_obs.view(K, B // K, -1)), A)
             q_next = own_heads(target_critic(torch.cat([next_obs, a_next.reshape(B, -1)], dim=-1)), w)
-            q_omega_next, _ = option_heads(target_option_net, next_obs)
+            q_omega_next = at_rows(option_heads(target_option_net, transitions["next_obs"])[0])
     # the option network at s (Q_Omega(s, w), regressed) and at s' (beta_w(s'), for y and the termination loss)
-    q_omega_all, beta_all = option_heads(option_net, torch.cat([obs, next_obs]))
-    q_omega = q_omega_all[:B].gather(1, w[:, None]).squeeze(1)
-    beta_next = beta_all[B:].gather(1, w[:, None]).squeeze(1)
+    n = transitions["obs"].shape[0]
+    q_omega_all, beta_all = option_heads(option_net, torch.cat([transitions["obs"], transitions["next_obs"]]))
+    q_omega = at_rows(q_omega_all[:n]).gather(1, w[:, None]).squeeze(1)
+    beta_next = at_rows(beta_all[n:]).gather(1, w[:, None]).squeeze(1)
     # y = r + gamma (1 - d) [(1 - beta_w(s')) (min_j Q'_j(s', a', w) - alpha_w log pi_w(a'|s')) + beta_w(s') V(s')],
     # advantage = Q_Omega'(s', w) - V(s') + xi, V(s') = E_pi_Omega Q_Omega'(s', .) (or tau logsumexp): one kernel call
     t = targets.soft_option_targets(q_next, logp_next.reshape(B), q_omega_next, beta_next.detach(), w, batch["reward"],
                                     cfg.gamma * not_terminal, log_alpha.detach().exp(), mode=cfg.option_value,
                                     option_temperature=cfg.option_temperature, deliberation_cost=cfg.deliberation_cost,
                                     validate=False)
-    q = own_heads(critic(torch.cat([obs, action], dim=-1)), w)
+    q = own_heads(at_rows(critic(torch.cat([transitions["obs"], transitions["action"]], dim=-1)), dim=1), w)
     a_pi, logp_pi = sample_squashed(actor(obs.view(K, B // K, -1)), A)
     logp_pi = logp_pi.reshape(B)
     # min_j Q_j(s, a_w, w) with the critics' parameters detached: its gradient reaches the actor only
@@ -163,20 +186,25 @@ def soft_option_critic_loss(
 
 
 def critic_option_values(actor: nn.Module, target_critic: EnsembleMLP, next_obs: torch.Tensor, options: torch.Tensor,
-                         alpha: torch.Tensor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         alpha: torch.Tensor, action_dim: int, rows: torch.Tensor | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every option's soft value at s' from the target critics (``target_option_values="critics"``):
     a'_v ~ pi_v(s') for each option v and row b, then
 
         Q_Omega(s', v) = min_j Q'_j(s', a'_v, v) - alpha_v log pi_v(a'_v|s')      [B, K]
 
     and, for each row's own option w = options[b] (the same draws), q_next [2, B] (both critics'
-    head w at a'_w) and logp_next [B]."""
+    head w at a'_w) and logp_next [B]. With rows [N] (loss row n is transition rows[n], option
+    options[n]): q_next [2, N], logp_next [N] and the values [N, K] of those rows."""
     B, K = next_obs.shape[0], alpha.shape[0]
     a_next, logp_all = sample_squashed(actor(next_obs), action_dim)  # [K, B, A], [K, B]
     x = torch.cat([next_obs.expand(K, -1, -1), a_next], dim=-1).reshape(K * B, -1)
     q_all = torch.diagonal(target_critic(x).view(2, K, B, K), dim1=1, dim2=3)  # [2, B, K]: head v at a'_v
     values = q_all.min(dim=0).values - (alpha[:, None] * logp_all).T
-    rows = torch.arange(B, device=next_obs.device)
+    if rows is None:
+        rows = torch.arange(B, device=next_obs.device)
+    else:
+        values = values[rows]
     return q_all[:, rows, options], logp_all[options, rows], values
 
 
@@ -230,8 +258,14 @@ class SoftOptionCritic(OptionAgent):
         self.target_entropy = float(-A if cfg.target_entropy is None else cfg.target_entropy)
         low, high = self.action_space.low.astype(np.float32), self.action_space.high.astype(np.float32)
         self.action_center, self.action_scale = (high + low) / 2.0, (high - low) / 2.0
-        m = cfg.batch_size // K
-        self.group_options = torch.arange(K, device=self.device).repeat_interleave(m)  # option of each batch row
+        if cfg.intra_option_learning:  # loss row w B + b: transition b for option w
+            B = cfg.batch_size
+            self.group_options = torch.arange(K, device=self.device).repeat_interleave(B)
+            self.loss_rows: torch.Tensor | None = torch.arange(B, device=self.device).repeat(K)
+        else:
+            m = cfg.batch_size // K
+            self.group_options = torch.arange(K, device=self.device).repeat_interleave(m)  # option of each batch row
+            self.loss_rows = None
         self.buffer = self._make_buffer()
         self.tracker = OptionTracker(cfg.num_envs, K)
         self._actions: np.ndarray | None = None  # the last act()'s actions in [-1, 1]
@@ -365,6 +399,8 @@ class SoftOptionCritic(OptionAgent):
         cfg = self.config
         K, B = cfg.num_options, cfg.batch_size
         m = B // K
+        if cfg.intra_option_learning:  # every option learns from every row: nothing to deal
+            return self.buffer.sample(B)
         if cfg.learn_from_all_data:
             batch = self.buffer.sample(B)
             # deal the (stratified, position-ordered) rows to the options in turn
@@ -390,6 +426,7 @@ class SoftOptionCritic(OptionAgent):
             batch, actor=self.actor, critic=self.critic, option_net=self.option_net,
             target_critic=self.targets_copy["critic"], target_option_net=self.targets_copy["option_net"],
             log_alpha=self.log_alpha, options=self.group_options, cfg=self.config, target_entropy=self.target_entropy,
+            rows=self.loss_rows,
         )
         self.optimizer.zero_grad(set_to_none=True)
         out["total"].backward()
@@ -397,6 +434,8 @@ class SoftOptionCritic(OptionAgent):
         soft_update(self.targets_copy, self.targets, self.config.polyak)
         if self.buffer.prioritized:
             td = (out["q"].detach() - out["target"]).abs().mean(dim=0)
+            if self.loss_rows is not None:  # a transition's error: the mean over the options learning from it
+                td = td.view(self.config.num_options, -1).mean(dim=0)
             if self.buffer.device.type == "cpu":  # host memory
                 self.buffer.update_priorities(batch["indices"].cpu().numpy(), td.cpu().numpy())
             else:  # on the GPU: indices and errors stay there, no host sync
