@@ -131,8 +131,14 @@ def test_soc_profile_script_runs(capsys):
 
     assert profile_soc_update.main(["--warm", "400", "--steps", "3", "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert "hidden_sizes=[256, 256]: gradient step" in out and "hidden_sizes=[8, 8]" in out
+    assert "hidden_sizes=[256, 256] defaults: gradient step" in out and "hidden_sizes=[8, 8]" in out
     assert (torch.tensor([1e-40]) * 1.0).item() != 0.0  # flush-to-zero switched back off
+    # a configuration beside the defaults, same env, typed overrides named
+    assert profile_soc_update.main(["--warm", "400", "--steps", "2", "--top", "0", "--small", "0",
+                                    "--set", "intra_option_learning=true", "num_options=2"]) == 0
+    out = capsys.readouterr().out
+    assert "defaults: gradient step" in out and "hidden_sizes=[8, 8]" not in out
+    assert "{'intra_option_learning': True, 'num_options': 2}: gradient step" in out
 
 
 def test_diayn_scripts_run(tmp_path, capsys):
