@@ -238,4 +238,16 @@ def test_soc_value_bias_script(tmp_path, capsys):
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # Pendulum's episodes end by the time limit (200 steps): the last 50 steps are left out
     assert row["options"] == 4 and row["steps"] == 150 and len(row["greedy_each_option_alone"]) == 4
+    assert 0.0 <= row["beta_acting"] <= 1.0 and row["mean_option_duration"] >= 1.0
+    assert row["q_omega_spread"] >= 0.0 and row["critic_values_spread"] > 0.0
+    # option runs by hand: [0 0 1 1 1 0] has 3 runs in 6 steps
+    assert soc_value_bias.option_durations(np.array([0, 0, 1, 1, 1, 0])) == 2.0
+    # the option network's spread and advantage by hand (option_value "expected", tau 1: V = softmax-weighted mean)
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    with torch.no_grad():
+        q = agent.option_net(torch.as_tensor(obs))[0][:, :4]
+    v = (torch.softmax(q, dim=1) * q).sum(1, keepdim=True)
+    gaps = soc_value_bias.option_value_gaps(agent, obs)
+    assert gaps["q_omega_spread"] == pytest.approx(float((q.max(1).values - q.min(1).values).mean()), abs=1e-3)
+    assert gaps["q_omega_advantage"] == pytest.approx(float((q - v).mean()), abs=1e-3)
     assert -2000 < row["greedy_option_policy"] <= 0 and np.isfinite(row["q_minus_return"])
