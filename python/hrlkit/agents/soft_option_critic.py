@@ -82,8 +82,8 @@ class SoftOptionCriticConfig(SACConfig):
                                     "option (False: K separate actor networks)")
     learn_from_all_data: bool = field(True, "deal all data to every option (False: each option trains on its own rows)")
     intra_option_learning: bool = field(False, "every option learns from every transition of the batch (its critic head, "
-                                        "actor, Q_Omega and beta: K batch_size loss rows, about K times the actors' and "
-                                        "critics' compute) instead of batch_size / K dealt rows")
+                                        "actor, Q_Omega and beta: K batch_size loss rows, K times the actors' passes and the "
+                                        "critics' passes at the actors' actions) instead of batch_size / K dealt rows")
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
     per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())", ge=0, le=1)
