@@ -24,6 +24,7 @@ def measure(hidden: list[int], warm: int, steps: int, top: int, env: str = "Pend
     from torch.profiler import ProfilerActivity, profile
 
     import hrlkit
+    from hrlkit.runtime.config import typed_values
 
     agent = hrlkit.SoftOptionCritic(env, seed=0, learning_starts=300, hidden_sizes=hidden, config=overrides or {})
     with tempfile.TemporaryDirectory() as d:
@@ -37,7 +38,7 @@ def measure(hidden: list[int], warm: int, steps: int, top: int, env: str = "Pend
     for _ in range(steps):
         agent.act(agent.obs)
     act_ms = (time.perf_counter() - t) / steps * 1e3
-    typed = {k: getattr(agent.config, k) for k in overrides or {}}
+    typed = typed_values(agent.config, overrides)
     print(f"\n{env} hidden_sizes={hidden} {typed or 'defaults'}: gradient step {step_ms:.2f} ms, "
           f"act {act_ms:.2f} ms (mean of {steps})")
     if top:

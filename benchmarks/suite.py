@@ -52,6 +52,7 @@ from _pool import worker_pool
 from _report import write_table
 
 from hrlkit._io import atomic_write
+from hrlkit.runtime.config import typed_values
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "suite")
@@ -111,11 +112,6 @@ def _hrlkit_agent(row: Row, seed: int, overrides: dict | None = None, wrappers: 
 
     return ALGORITHMS[row.algo](row.env_id, seed=seed, env_kwargs=row.kwargs, config=overrides or {},
                                 wrappers=wrappers or None)
-
-
-def _typed(agent, overrides: dict | None) -> dict:
-    """The overrides as the agent's config holds them (typed: --set gives strings)."""
-    return {k: getattr(agent.config, k) for k in (overrides or {})}
 
 
 def partial_dir(out: str, row: Row, impl: str, seed: int) -> str:
@@ -182,8 +178,8 @@ def run_hrlkit(row: Row, budget: int, seed: int, run_dir: str, episodes: int = E
     agent, resumed_at, earlier = _train_resumable(row, budget, seed, run_dir, overrides, wrappers,
                                                   max(1, budget // EVALS), episodes)
     steps, returns = _column(run_dir, "eval/mean_return")
-    out = {"steps": steps, "returns": returns, "overrides": _typed(agent, overrides), "resumed_at": resumed_at,
-           "earlier_wall_s": earlier}
+    out = {"steps": steps, "returns": returns, "overrides": typed_values(agent.config, overrides),
+           "resumed_at": resumed_at, "earlier_wall_s": earlier}
     eff_steps, eff = _column(run_dir, "options/effective")
     if eff:  # the option agents: how many options carry the steps, over the second half of training
         half = [v for s, v in zip(eff_steps, eff) if s > budget // 2] or [eff[-1]]
@@ -208,7 +204,7 @@ def run_diayn(row: Row, budget: int, seed: int, run_dir: str, overrides: dict | 
     return {"discriminator_accuracy": accuracy, "skill_accuracies": [per_skill[k] for k in sorted(per_skill)],
             "confusion": confusion.tolist(), "stochastic_accuracy": stochastic,
             "skills": skills,
-            "overrides": _typed(agent, overrides),
+            "overrides": typed_values(agent.config, overrides),
             "endpoint_spread": spread, "random_spread": rand_spread,
             "spread_ratio": spread / rand_spread if rand_spread > 0 else float("inf"),
             "episode_lengths": [len(r[0]["obs"]) - 1 for r in rollouts.values()],

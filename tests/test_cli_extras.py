@@ -321,3 +321,16 @@ def test_resume_makes_the_evaluation_a_stop_skipped(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="already at step 600"):
         assert train(stopped, resume=True) == 0
     assert [s for s, _ in evaluations(stopped)] == [200, 400, 600]
+
+
+def test_typed_values_reads_the_parsed_config_and_names_an_unknown_key():
+    from hrlkit.agents.soft_option_critic import SoftOptionCriticConfig
+    from hrlkit.runtime.config import build_config, parse_overrides, typed_values
+
+    overrides = parse_overrides(["option_temperature=10", "prioritized=false", "option_hidden_sizes=[32,32]"])
+    cfg = build_config(SoftOptionCriticConfig, overrides)
+    assert typed_values(cfg, overrides) == {"option_temperature": 10.0, "prioritized": False,
+                                            "option_hidden_sizes": [32, 32]}
+    assert typed_values(cfg, None) == {}
+    with pytest.raises(ConfigError, match="no_such_key: expected a field of SoftOptionCriticConfig"):
+        typed_values(cfg, ["no_such_key"])

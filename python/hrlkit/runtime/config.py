@@ -274,6 +274,15 @@ def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def typed_values(cfg, keys) -> dict[str, Any]:
+    """The values of ``keys`` (e.g. a --set's names, whose values came as strings) as ``cfg`` holds them,
+    after parsing: ``{key: cfg.key}``. An unknown key is a ConfigError naming it."""
+    names = _field_names(type(cfg))
+    for k in keys or ():
+        check(k in names, k, f"a field of {type(cfg).__name__}", k)
+    return {k: getattr(cfg, k) for k in keys or ()}
+
+
 def check(cond: bool, key: str, expected: str, got: Any) -> None:
     if not cond:
         raise ConfigError(f"{key}: expected {expected}, got {got!r}")
