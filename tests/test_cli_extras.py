@@ -332,5 +332,6 @@ def test_typed_values_reads_the_parsed_config_and_names_an_unknown_key():
     assert typed_values(cfg, overrides) == {"option_temperature": 10.0, "prioritized": False,
                                             "option_hidden_sizes": [32, 32]}
     assert typed_values(cfg, None) == {}
-    with pytest.raises(ConfigError, match="no_such_key: expected a field of SoftOptionCriticConfig"):
+    with pytest.raises(ConfigError,
+                       match="unknown hyperparameter 'no_such_key' for SoftOptionCriticConfig; valid keys: "):
         typed_values(cfg, ["no_such_key"])

@@ -207,7 +207,6 @@ def build_config(cls, *sources: Mapping[str, Any]):
     one (:func:`with_current_names` translates a saved configuration first).
     """
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
     renamed = renamed_fields(cls)
     values: dict[str, Any] = {}
     for src in sources:
@@ -216,7 +215,7 @@ def build_config(cls, *sources: Mapping[str, Any]):
                 raise ConfigError(f"{key}: renamed to {renamed[key]!r} (see the README's table of names); "
                                   f"use {renamed[key]}={value!r}")
             if key not in hints:
-                raise ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}; valid keys: {', '.join(names)}")
+                raise _unknown(cls, key)
             values[key] = _coerce(key, value, hints[key])
     for f in dataclasses.fields(cls):
         if f.name in values and not _spec(f).accepts(values[f.name]):
@@ -276,11 +275,17 @@ def to_dict(cfg) -> dict[str, Any]:
 
 def typed_values(cfg, keys) -> dict[str, Any]:
     """The values of ``keys`` (e.g. a --set's names, whose values came as strings) as ``cfg`` holds them,
-    after parsing: ``{key: cfg.key}``. An unknown key is a ConfigError naming it."""
+    after parsing: ``{key: cfg.key}``. An unknown key is build_config's ConfigError naming it."""
     names = _field_names(type(cfg))
     for k in keys or ():
-        check(k in names, k, f"a field of {type(cfg).__name__}", k)
+        if k not in names:
+            raise _unknown(type(cfg), k)
     return {k: getattr(cfg, k) for k in keys or ()}
+
+
+def _unknown(cls, key: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    return ConfigError(f"unknown hyperparameter {key!r} for {cls.__name__}; valid keys: {', '.join(names)}")
 
 
 def check(cond: bool, key: str, expected: str, got: Any) -> None:
