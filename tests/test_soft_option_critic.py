@@ -242,6 +242,71 @@ def test_each_loss_term_trains_only_its_own_network(term, trains):
         assert got == (name in trains), (term, name)
 
 
+def _grads_reach(nets) -> set[str]:
+    return {name for name, net in nets.items()
+            if any(p.grad is not None and bool(p.grad.abs().sum() > 0)
+                   for p in ([net] if isinstance(net, torch.Tensor) else net.parameters()))}
+
+
+def test_critic_first_reads_the_stepped_critics():
+    """update_order='critic_first': the first total (critic + alpha) trains the critics and the
+    temperatures only; after_critic_step's actor and Q_Omega terms read the critics as they are
+    then (equal to the joint loss's terms computed with those critics and the same draws), and its
+    total trains the actors and the option network only."""
+    K, m = 3, 4
+    options = torch.arange(K).repeat_interleave(m)
+    kw = dict(options=options, target_entropy=-2.0)
+    first = SoftOptionCriticConfig(num_options=K, batch_size=K * m, update_order="critic_first")
+    joint = dataclasses.replace(first, update_order="joint")
+    nets, batch = _soc_nets(K), _soc_batch(K, m)
+    torch.manual_seed(3)
+    out = soft_option_critic_loss(batch, **nets, cfg=first, **kw)
+    torch.manual_seed(3)
+    before = soft_option_critic_loss(batch, **nets, cfg=joint, **kw)
+    for key in ("critic", "termination", "alpha", "target"):
+        torch.testing.assert_close(out[key], before[key])
+    torch.testing.assert_close(out["total"], before["critic"] + before["alpha"])
+    assert "actor" not in out and "after_critic_step" not in before
+    out["total"].backward()
+    assert _grads_reach(nets) == {"critic", "log_alpha"}
+    for p in nets.values():  # nothing else stepped: the gradients cleared
+        for q in ([p] if isinstance(p, torch.Tensor) else p.parameters()):
+            q.grad = None
+    with torch.no_grad():  # "the critics' step"
+        for p in nets["critic"].parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    policy = out["after_critic_step"]()
+    torch.manual_seed(3)
+    after = soft_option_critic_loss(batch, **nets, cfg=joint, **kw)
+    for key in ("actor", "option_value"):
+        torch.testing.assert_close(policy[key], after[key])
+        assert not torch.allclose(policy[key], before[key]), key  # it read the changed critics
+    torch.testing.assert_close(policy["total"], after["actor"] + after["option_value"] + after["termination"])
+    policy["total"].backward()
+    assert _grads_reach(nets) == {"actor", "option_net"}
+
+
+def test_critic_first_agent_steps_every_parameter_once_per_gradient_step(tmp_path):
+    """The agent with update_order='critic_first' takes two Adam steps a gradient step, each
+    parameter in exactly one of them; it learns every network, saves and loads."""
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, update_order="critic_first", **SMALL)
+    nets = {"actor": agent.actor, "critic": agent.critic, "option_net": agent.option_net}
+    before = {k: [p.detach().clone() for p in net.parameters()] + [agent.log_alpha.detach().clone()]
+              for k, net in nets.items()}
+    agent.learn(300, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+    assert agent.num_updates > 0
+    steps = {float(agent.optimizer.state[p]["step"]) for group in agent.optimizer.param_groups for p in group["params"]}
+    assert steps == {float(agent.num_updates)}
+    for k, net in nets.items():
+        assert all(not torch.equal(b, p) for b, p in zip(before[k], list(net.parameters()) + [agent.log_alpha])), k
+    path = str(tmp_path / "a.pt")
+    agent.save(path)
+    loaded = hrlkit.SoftOptionCritic.load(path)
+    assert loaded.config.update_order == "critic_first"
+    obs = np.zeros(3, np.float32)
+    np.testing.assert_array_equal(agent.predict(obs)[0], loaded.predict(obs)[0])
+
+
 def test_ensemble_matches_a_loop_over_members():
     torch.manual_seed(0)
     net = EnsembleMLP(3, 4, [8, 8], 2, "relu")

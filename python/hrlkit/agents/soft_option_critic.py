@@ -84,6 +84,10 @@ class SoftOptionCriticConfig(SACConfig):
     intra_option_learning: bool = field(False, "every option learns from every transition of the batch (its critic head, "
                                         "actor, Q_Omega and beta: K batch_size loss rows, K times the actors' passes and the "
                                         "critics' passes at the actors' actions) instead of batch_size / K dealt rows")
+    update_order: str = field("joint", "'joint': one Adam step on the summed loss, every term read from the same "
+                              "parameters; 'critic_first': the critics (and entropy_coef) step first, then the actors, "
+                              "Q_Omega and beta step on losses read from the stepped critics (SB3's and CleanRL's SAC "
+                              "order; one more critic pass a gradient step)", choices=("joint", "critic_first"))
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
     per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())", ge=0, le=1)
@@ -123,6 +127,11 @@ def soft_option_critic_loss(
         termination  = mean(beta_w(s') (Q_Omega'(s', w) - V(s') + xi) (1 - d))
         alpha        = -mean(log alpha_w (log pi_w(a_w|s) + target_entropy))
         total        = critic + actor + option_value + termination (+ alpha with autotune_entropy_coef)
+
+    With ``cfg.update_order="critic_first"``, total is critic (+ alpha) only, and
+    ``after_critic_step`` a function to call once the critics have stepped: it reads
+    min_j Q_j(s, a_w, w) from the stepped critics (same a_w) and returns actor, option_value and their
+    total actor + option_value + termination.
 
     With ``cfg.target_option_values="critics"``, Q_Omega'(s', .) in V(s') and the termination
     advantage is :func:`critic_option_values`'s, the target critics' soft value of every option.
@@ -166,23 +175,29 @@ def soft_option_critic_loss(
     q = own_heads(at_rows(critic(torch.cat([transitions["obs"], transitions["action"]], dim=-1)), dim=1), w)
     a_pi, logp_pi = sample_squashed(actor(obs.view(K, B // K, -1)), A)
     logp_pi = logp_pi.reshape(B)
-    # min_j Q_j(s, a_w, w) with the critics' parameters detached: its gradient reaches the actor only
-    q_pi = own_heads(critic(torch.cat([obs, a_pi.reshape(B, -1)], dim=-1), detach_params=True), w).min(dim=0).values
     log_alpha_w = log_alpha[w]
-    alpha_w = log_alpha_w.detach().exp()
+    alpha_w = log_alpha_w.detach().exp()  # a copy: the value before any step of log_alpha
     weights = batch.get("weights")
     terms = {
         "critic": critic_loss(q, t.target, None if weights is None else weights.to(torch.float32)),
-        "actor": actor_loss(q_pi, logp_pi, alpha_w),
-        "option_value": 0.5 * (q_omega - soft_value(q_pi, logp_pi, alpha_w).detach()).pow(2).mean(),
         "termination": (beta_next * t.advantage.detach() * not_terminal).mean(),
         "alpha": alpha_loss(log_alpha_w, logp_pi, target_entropy),
     }
-    total = terms["critic"] + terms["actor"] + terms["option_value"] + terms["termination"]
-    if cfg.autotune_entropy_coef:
-        total = total + terms["alpha"]
-    return {**terms, "total": total, "target": t.target, "q": q, "beta_next": beta_next,
-            "entropy": -logp_pi.detach().mean()}
+    critic_total = terms["critic"] + terms["alpha"] if cfg.autotune_entropy_coef else terms["critic"]
+
+    def policy_terms() -> dict[str, torch.Tensor]:
+        # min_j Q_j(s, a_w, w) with the critics' parameters detached: its gradient reaches the actor only
+        q_pi = own_heads(critic(torch.cat([obs, a_pi.reshape(B, -1)], dim=-1), detach_params=True), w).min(dim=0).values
+        out = {"actor": actor_loss(q_pi, logp_pi, alpha_w),
+               "option_value": 0.5 * (q_omega - soft_value(q_pi, logp_pi, alpha_w).detach()).pow(2).mean()}
+        return {**out, "total": out["actor"] + out["option_value"] + terms["termination"]}
+
+    diagnostics = {"target": t.target, "q": q, "beta_next": beta_next, "entropy": -logp_pi.detach().mean()}
+    if cfg.update_order == "critic_first":
+        return {**terms, **diagnostics, "total": critic_total, "after_critic_step": policy_terms}
+    policy = policy_terms()
+    return {**terms, **diagnostics, "actor": policy["actor"], "option_value": policy["option_value"],
+            "total": critic_total + policy["total"]}
 
 
 def critic_option_values(actor: nn.Module, target_critic: EnsembleMLP, next_obs: torch.Tensor, options: torch.Tensor,
@@ -431,6 +446,12 @@ class SoftOptionCritic(OptionAgent):
         self.optimizer.zero_grad(set_to_none=True)
         out["total"].backward()
         self.optimizer.step()
+        if "after_critic_step" in out:  # update_order="critic_first": the actor and the option network read the
+            policy = out["after_critic_step"]()  # stepped critics (their parameters only get gradients here)
+            self.optimizer.zero_grad(set_to_none=True)
+            policy["total"].backward()
+            self.optimizer.step()
+            out.update(actor=policy["actor"], option_value=policy["option_value"])
         soft_update(self.targets_copy, self.targets, self.config.polyak)
         if self.buffer.prioritized:
             td = (out["q"].detach() - out["target"]).abs().mean(dim=0)
