@@ -1,8 +1,8 @@
 """hrlkit's SAC update against Stable-Baselines3's SAC.train: a one-option Soft Option-Critic with
 the critics' bootstrap (``num_options=1, target_option_values="critics"``) is plain SAC. From the
-same weights, batches and noise draws, ``update_order="critic_first"`` takes SB3's gradient steps
-(to float rounding, once hrlkit's exact tanh log-probability is swapped for SB3's, which adds 1e-6
-inside the log); ``"joint"`` (one Adam step on the summed loss) differs in the actor only."""
+same weights, batches and noise draws, ``update_order="critic_first"`` with SB3's tanh correction
+(``log_prob_epsilon=1e-6``) takes SB3's gradient steps to float rounding; ``"joint"`` (one Adam
+step on the summed loss) differs in the actor only."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,14 +23,6 @@ def _linears(seq) -> list[torch.nn.Linear]:
     return [m for m in seq if isinstance(m, torch.nn.Linear)]
 
 
-def _sb3_log_prob(mean, log_std, noise):
-    """SB3's squashed Gaussian: a = tanh(u), log pi(a) = log N(u) - sum log(1 - a^2 + 1e-6)."""
-    u = mean + log_std.exp() * noise
-    a = torch.tanh(u)
-    logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
-    return a, logp - torch.log(1 - a.pow(2) + 1e-6).sum(-1)
-
-
 def _copy_weights(sb, agent) -> None:
     with torch.no_grad():
         for j, layer in enumerate(_linears(sb.actor.latent_pi)):
@@ -46,11 +38,12 @@ def _copy_weights(sb, agent) -> None:
                     dst.biases[j][e, 0].copy_(layer.bias)
 
 
-def _train_both(update_order: str, monkeypatch) -> tuple:
+def _train_both(update_order: str, monkeypatch, log_prob_epsilon: float = 1e-6) -> tuple:
     sb = sb3.SAC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs={"net_arch": [32, 32]})
     sb._logger = configure(None, [])
     agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, num_options=1, target_option_values="critics",
-                                    prioritized=False, hidden_sizes=[32, 32], batch_size=B, update_order=update_order)
+                                    prioritized=False, hidden_sizes=[32, 32], batch_size=B, update_order=update_order,
+                                    log_prob_epsilon=log_prob_epsilon)
     _copy_weights(sb, agent)
     g = torch.Generator().manual_seed(1)
     D, A = 3, 1
@@ -68,11 +61,11 @@ def _train_both(update_order: str, monkeypatch) -> tuple:
         m.setattr(torch.distributions.Normal, "rsample", lambda self, shape=torch.Size(): self.loc + self.scale * next(sb_noise))
         sb.train(gradient_steps=STEPS, batch_size=B)
 
-    # hrlkit: the same batches and draws (it draws at s' first), SB3's log-probability
+    # hrlkit: the same batches and draws (it draws at s' first)
     hk_batches, hk_noise = iter(batches), iter([e for at_s, at_next in noise for e in (at_next, at_s)])
     monkeypatch.setattr(agent, "_sample", lambda: dict(next(hk_batches), indices=np.zeros(B, np.int64)))
     with monkeypatch.context() as m:
-        m.setattr(_sac, "squashed_gaussian", lambda mean, log_std, _: _sb3_log_prob(mean, log_std, next(hk_noise).view_as(mean)))
+        m.setattr(_sac.torch, "randn_like", lambda x: next(hk_noise).view_as(x))
         for _ in range(STEPS):
             agent._gradient_step()
     return sb, agent
@@ -100,3 +93,4 @@ def test_joint_update_differs_from_sb3_in_the_actor_only(monkeypatch):
     gaps = _gaps(sb, agent)
     assert gaps["actor"] > 1e-5, gaps  # the actor read the critics before their step (critic_first: < 1e-6)
     assert gaps["log_alpha"] < 1e-6, gaps
+

@@ -47,6 +47,15 @@ def test_squashed_gaussian_log_prob_matches_torch_transformed_distribution():
     # saturated actions stay finite (the softplus form needs no 1e-6 fudge)
     _, logp_far = squashed_gaussian(torch.full((1, 1), 30.0), torch.zeros(1, 1), torch.zeros(1, 1))
     assert torch.isfinite(logp_far).all()
+    # log_prob_epsilon's form, log(1 - a^2 + eps): close to the exact one inside, capped at log(eps) when saturated
+    a_eps, logp_eps = squashed_gaussian(mean, log_std, noise, 1e-6)
+    assert torch.equal(a_eps, a)
+    gauss = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
+    torch.testing.assert_close(logp_eps, gauss - torch.log(1 - a.pow(2) + 1e-6).sum(-1))
+    assert torch.allclose(logp_eps[inside], logp[inside], atol=1e-3)
+    _, logp_far_eps = squashed_gaussian(torch.full((1, 1), 30.0), torch.zeros(1, 1), torch.zeros(1, 1), 1e-6)
+    assert float(logp_far_eps) == pytest.approx(-0.5 * math.log(2 * math.pi) - math.log(1e-6))
+    assert float(logp_far) > float(logp_far_eps) + 40  # the exact correction keeps growing with |u|: 2 |u| - log 4
 
 
 def test_sac_terms_match_hand_computation():

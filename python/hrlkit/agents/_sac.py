@@ -39,20 +39,26 @@ class SACConfig:
     save_replay: bool = field(False, "checkpoints include the replay buffer (exact resume)")
 
 
-def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Tensor,
+                      epsilon: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """a = tanh(u), u = mean + std * noise; log pi(a) with the tanh correction, summed over the
-    last dim. log(1 - tanh(u)^2) is computed as 2 (log 2 - u - softplus(-2u)) (no 1e-6 fudge)."""
+    last dim. epsilon 0: log(1 - tanh(u)^2) computed exactly, as 2 (log 2 - u - softplus(-2u));
+    epsilon > 0: log(1 - a^2 + epsilon), SB3's and CleanRL's form (1e-6 there), which caps the
+    correction of a saturated action at log(epsilon) per dimension."""
     u = mean + log_std.exp() * noise
+    a = torch.tanh(u)
     logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    logp = logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
-    return torch.tanh(u), logp
+    if epsilon == 0.0:
+        return a, logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+    return a, logp - torch.log(1.0 - a.pow(2) + epsilon).sum(-1)
 
 
-def sample_squashed(out: torch.Tensor, action_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_squashed(out: torch.Tensor, action_dim: int, epsilon: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """An actor's output [..., 2A] read as (mean, log std), log std clamped to [LOG_STD_MIN,
-    LOG_STD_MAX]: a sample a ~ tanh(N(mean, std)) in [-1, 1] [..., A] and log pi(a) [...]."""
+    LOG_STD_MAX]: a sample a ~ tanh(N(mean, std)) in [-1, 1] [..., A] and log pi(a) [...]
+    (``epsilon``: :func:`squashed_gaussian`'s)."""
     mean, log_std = out.split(action_dim, dim=-1)
-    return squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean))
+    return squashed_gaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), torch.randn_like(mean), epsilon)
 
 
 # ---- SAC's loss terms over B transitions (q_pi, logp_pi: at a fresh a ~ pi(s)) ----------------------

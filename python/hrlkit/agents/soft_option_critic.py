@@ -84,6 +84,8 @@ class SoftOptionCriticConfig(SACConfig):
     intra_option_learning: bool = field(False, "every option learns from every transition of the batch (its critic head, "
                                         "actor, Q_Omega and beta: K batch_size loss rows, K times the actors' passes and the "
                                         "critics' passes at the actors' actions) instead of batch_size / K dealt rows")
+    log_prob_epsilon: float = field(0.0, "epsilon of the tanh correction log(1 - a^2 + epsilon) in log pi (0: exact, "
+                                    "2 (log 2 - u - softplus(-2u)); SB3 and CleanRL use 1e-6)", ge=0)
     update_order: str = field("joint", "'joint': one Adam step on the summed loss, every term read from the same "
                               "parameters; 'critic_first': the critics (and entropy_coef) step first, then the actors, "
                               "Q_Omega and beta step on losses read from the stepped critics (SB3's and CleanRL's SAC "
@@ -156,9 +158,10 @@ def soft_option_critic_loss(
     with torch.no_grad():  # at s': a' ~ pi_w(s'), the target critics' heads w, the target Q_Omega'(s', .)
         if cfg.target_option_values == "critics":
             q_next, logp_next, q_omega_next = critic_option_values(actor, target_critic, transitions["next_obs"], w,
-                                                                   log_alpha.detach().exp(), A, rows)
+                                                                   log_alpha.detach().exp(), A, rows,
+                                                                   cfg.log_prob_epsilon)
         else:
-            a_next, logp_next = sample_squashed(actor(next_obs.view(K, B // K, -1)), A)
+            a_next, logp_next = sample_squashed(actor(next_obs.view(K, B // K, -1)), A, cfg.log_prob_epsilon)
             q_next = own_heads(target_critic(torch.cat([next_obs, a_next.reshape(B, -1)], dim=-1)), w)
             q_omega_next = at_rows(option_heads(target_option_net, transitions["next_obs"])[0])
     # the option network at s (Q_Omega(s, w), regressed) and at s' (beta_w(s'), for y and the termination loss)
@@ -173,7 +176,7 @@ def soft_option_critic_loss(
                                     option_temperature=cfg.option_temperature, deliberation_cost=cfg.deliberation_cost,
                                     validate=False)
     q = own_heads(at_rows(critic(torch.cat([transitions["obs"], transitions["action"]], dim=-1)), dim=1), w)
-    a_pi, logp_pi = sample_squashed(actor(obs.view(K, B // K, -1)), A)
+    a_pi, logp_pi = sample_squashed(actor(obs.view(K, B // K, -1)), A, cfg.log_prob_epsilon)
     logp_pi = logp_pi.reshape(B)
     log_alpha_w = log_alpha[w]
     alpha_w = log_alpha_w.detach().exp()  # a copy: the value before any step of log_alpha
@@ -202,7 +205,7 @@ def soft_option_critic_loss(
 
 def critic_option_values(actor: nn.Module, target_critic: EnsembleMLP, next_obs: torch.Tensor, options: torch.Tensor,
                          alpha: torch.Tensor, action_dim: int, rows: torch.Tensor | None = None,
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         log_prob_epsilon: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every option's soft value at s' from the target critics (``target_option_values="critics"``):
     a'_v ~ pi_v(s') for each option v and row b, then
 
@@ -212,7 +215,7 @@ def critic_option_values(actor: nn.Module, target_critic: EnsembleMLP, next_obs:
     head w at a'_w) and logp_next [B]. With rows [N] (loss row n is transition rows[n], option
     options[n]): q_next [2, N], logp_next [N] and the values [N, K] of those rows."""
     B, K = next_obs.shape[0], alpha.shape[0]
-    a_next, logp_all = sample_squashed(actor(next_obs), action_dim)  # [K, B, A], [K, B]
+    a_next, logp_all = sample_squashed(actor(next_obs), action_dim, log_prob_epsilon)  # [K, B, A], [K, B]
     x = torch.cat([next_obs.expand(K, -1, -1), a_next], dim=-1).reshape(K * B, -1)
     q_all = torch.diagonal(target_critic(x).view(2, K, B, K), dim1=1, dim2=3)  # [2, B, K]: head v at a'_v
     values = q_all.min(dim=0).values - (alpha[:, None] * logp_all).T
