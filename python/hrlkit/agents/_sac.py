@@ -43,7 +43,7 @@ def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Te
                       epsilon: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """a = tanh(u), u = mean + std * noise; log pi(a) with the tanh correction, summed over the
     last dim. epsilon 0: log(1 - tanh(u)^2) computed exactly, as 2 (log 2 - u - softplus(-2u));
-    epsilon > 0: log(1 - a^2 + epsilon), SB3's and CleanRL's form (1e-6 there), which caps the
+    epsilon > 0: log(1 - a^2 + epsilon), SB3's form (1e-6 there), which caps the
     correction of a saturated action at log(epsilon) per dimension."""
     u = mean + log_std.exp() * noise
     a = torch.tanh(u)

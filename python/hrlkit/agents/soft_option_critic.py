@@ -85,10 +85,10 @@ class SoftOptionCriticConfig(SACConfig):
                                         "actor, Q_Omega and beta: K batch_size loss rows, K times the actors' passes and the "
                                         "critics' passes at the actors' actions) instead of batch_size / K dealt rows")
     log_prob_epsilon: float = field(0.0, "epsilon of the tanh correction log(1 - a^2 + epsilon) in log pi (0: exact, "
-                                    "2 (log 2 - u - softplus(-2u)); SB3 and CleanRL use 1e-6)", ge=0)
+                                    "2 (log 2 - u - softplus(-2u)); SB3 uses 1e-6)", ge=0)
     update_order: str = field("joint", "'joint': one Adam step on the summed loss, every term read from the same "
                               "parameters; 'critic_first': the critics (and entropy_coef) step first, then the actors, "
-                              "Q_Omega and beta step on losses read from the stepped critics (SB3's and CleanRL's SAC "
+                              "Q_Omega and beta step on losses read from the stepped critics (SB3's SAC "
                               "order; one more critic pass a gradient step)", choices=("joint", "critic_first"))
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
