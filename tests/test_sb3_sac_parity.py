@@ -54,11 +54,16 @@ def _train_both(update_order: str, monkeypatch, log_prob_epsilon: float = 1e-6) 
 
     # SB3: its replay buffer and its Gaussian's draws replaced by the fixed ones (at s first, then s')
     sb_batches, sb_noise = iter(batches), iter([e for pair in noise for e in pair])
-    monkeypatch.setattr(sb.replay_buffer, "sample", lambda batch_size, env=None: (lambda b: ReplayBufferSamples(
-        b["obs"], b["action"], b["next_obs"], b["terminated"].float()[:, None], b["reward"][:, None], None))(
-        next(sb_batches)))
+
+    def sb_sample(batch_size, env=None):
+        b = next(sb_batches)
+        return ReplayBufferSamples(b["obs"], b["action"], b["next_obs"], b["terminated"].float()[:, None],
+                                   b["reward"][:, None], None)
+
+    monkeypatch.setattr(sb.replay_buffer, "sample", sb_sample)
     with monkeypatch.context() as m:
-        m.setattr(torch.distributions.Normal, "rsample", lambda self, shape=torch.Size(): self.loc + self.scale * next(sb_noise))
+        m.setattr(torch.distributions.Normal, "rsample",
+                  lambda self, shape=torch.Size(): self.loc + self.scale * next(sb_noise))
         sb.train(gradient_steps=STEPS, batch_size=B)
 
     # hrlkit: the same batches and draws (it draws at s' first)
@@ -75,7 +80,8 @@ def _gaps(sb, agent) -> dict[str, float]:
     actor = [layer.weight.T for layer in _linears(sb.actor.latent_pi)]
     actor.append(torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight]).T)
     gaps = {"actor": max(float((w - agent.actor.weights[j][0]).detach().abs().max()) for j, w in enumerate(actor))}
-    for name, src, dst in (("critic", sb.critic, agent.critic), ("target", sb.critic_target, agent.targets_copy["critic"])):
+    pairs = (("critic", sb.critic, agent.critic), ("target", sb.critic_target, agent.targets_copy["critic"]))
+    for name, src, dst in pairs:
         gaps[name] = max(float((layer.weight.T - dst.weights[j][e]).detach().abs().max())
                          for e, q in enumerate(src.q_networks) for j, layer in enumerate(_linears(q)))
     gaps["log_alpha"] = abs(float(sb.log_ent_coef.detach()) - float(agent.log_alpha.detach()[0]))

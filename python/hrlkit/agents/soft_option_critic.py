@@ -88,8 +88,8 @@ class SoftOptionCriticConfig(SACConfig):
                                     "2 (log 2 - u - softplus(-2u)); SB3 uses 1e-6)", ge=0)
     update_order: str = field("joint", "'joint': one Adam step on the summed loss, every term read from the same "
                               "parameters; 'critic_first': the critics (and entropy_coef) step first, then the actors, "
-                              "Q_Omega and beta step on losses read from the stepped critics (SB3's SAC "
-                              "order; one more critic pass a gradient step)", choices=("joint", "critic_first"))
+                              "Q_Omega and beta step on losses read from the stepped critics (SB3's SAC order; two "
+                              "backward passes and two Adam steps a gradient step)", choices=("joint", "critic_first"))
     prioritized: bool = field(True, "prioritized replay (priorities from the critics' TD errors)")
     per_alpha: float = field(0.6, "priority exponent of prioritized replay", ge=0)
     per_beta: float = field(0.4, "initial importance-sampling exponent (annealed to 1 over learn())", ge=0, le=1)
