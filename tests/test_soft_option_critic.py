@@ -573,6 +573,8 @@ def test_checkpoint_without_replay_is_smaller_and_still_loads(tmp_path):
      "learn_from_all_data: expected true with intra_option_learning .*, got False"),
     (dict(intra_option_learning="all"), r"intra_option_learning: expected a bool \(true/false\), got 'all'"),
     (dict(option_temperature=-1.0), "option_temperature"),
+    (dict(update_order="actor_first"), r"update_order: expected one of \['joint', 'critic_first'\], got 'actor_first'"),
+    (dict(log_prob_epsilon=-1e-6), r"log_prob_epsilon: expected a number >= 0, got -1e-06"),
     (dict(utd_ratio=0.0), "utd_ratio"),
     (dict(option_hidden_sizes=[]), "option_hidden_sizes"),
 ])
