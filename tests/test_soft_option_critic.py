@@ -235,6 +235,16 @@ def test_intra_option_learning_is_the_loss_on_every_transition_for_every_option(
     assert torch.equal(out["target"].view(K, B)[:, 0], expanded["target"][torch.arange(K) * B])
 
 
+def _tensors(net) -> list[torch.Tensor]:
+    return [net] if isinstance(net, torch.Tensor) else list(net.parameters())
+
+
+def _grads_reach(nets) -> set[str]:
+    """The names of the networks (or tensors) in ``nets`` that hold a nonzero gradient."""
+    return {name for name, net in nets.items()
+            if any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in _tensors(net))}
+
+
 @pytest.mark.parametrize("term, trains", [
     ("critic", {"critic"}), ("actor", {"actor"}), ("option_value", {"option_net"}), ("termination", {"option_net"}),
     ("alpha", {"log_alpha"}),
@@ -245,16 +255,7 @@ def test_each_loss_term_trains_only_its_own_network(term, trains):
     out = soft_option_critic_loss(batch, **nets, options=torch.arange(3).repeat_interleave(4), cfg=cfg,
                                   target_entropy=-2.0)
     out[term].backward()
-    for name, net in nets.items():
-        params = [net] if isinstance(net, torch.Tensor) else list(net.parameters())
-        got = any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params)
-        assert got == (name in trains), (term, name)
-
-
-def _grads_reach(nets) -> set[str]:
-    return {name for name, net in nets.items()
-            if any(p.grad is not None and bool(p.grad.abs().sum() > 0)
-                   for p in ([net] if isinstance(net, torch.Tensor) else net.parameters()))}
+    assert _grads_reach(nets) == trains, term
 
 
 def test_critic_first_reads_the_stepped_critics():
@@ -278,9 +279,9 @@ def test_critic_first_reads_the_stepped_critics():
     assert "actor" not in out and "after_critic_step" not in before
     out["total"].backward()
     assert _grads_reach(nets) == {"critic", "log_alpha"}
-    for p in nets.values():  # nothing else stepped: the gradients cleared
-        for q in ([p] if isinstance(p, torch.Tensor) else p.parameters()):
-            q.grad = None
+    for net in nets.values():  # nothing else stepped: the gradients cleared
+        for p in _tensors(net):
+            p.grad = None
     with torch.no_grad():  # "the critics' step"
         for p in nets["critic"].parameters():
             p.add_(0.3 * torch.randn_like(p))
