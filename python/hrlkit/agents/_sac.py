@@ -46,10 +46,11 @@ def squashed_gaussian(mean: torch.Tensor, log_std: torch.Tensor, noise: torch.Te
     epsilon > 0: log(1 - a^2 + epsilon), SB3's form (1e-6 there), which caps the
     correction of a saturated action at log(epsilon) per dimension."""
     u = mean + log_std.exp() * noise
-    a = torch.tanh(u)
     logp = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    if epsilon == 0.0:
-        return a, logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+    if epsilon == 0.0:  # tanh after the correction: autograd then sums u's gradients in the order it always has
+        logp = logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+        return torch.tanh(u), logp
+    a = torch.tanh(u)
     return a, logp - torch.log(1.0 - a.pow(2) + epsilon).sum(-1)
 
 
