@@ -7,46 +7,28 @@ acting, storing, sampling, when updates start) is SB3's ``SAC.learn``: from the 
 draws both store the same transitions and end at the same weights."""
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-import hrlkit
 from hrlkit.agents import _sac
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import sb3_sac_trace as trace  # noqa: E402
+
 sb3 = pytest.importorskip("stable_baselines3")
-from stable_baselines3.common.logger import configure  # noqa: E402
 from stable_baselines3.common.type_aliases import ReplayBufferSamples  # noqa: E402
 
 B, STEPS = 64, 12
 
 
-def _linears(seq) -> list[torch.nn.Linear]:
-    return [m for m in seq if isinstance(m, torch.nn.Linear)]
-
-
-def _copy_weights(sb, agent) -> None:
-    with torch.no_grad():
-        for j, layer in enumerate(_linears(sb.actor.latent_pi)):
-            agent.actor.weights[j][0].copy_(layer.weight.T)
-            agent.actor.biases[j][0, 0].copy_(layer.bias)
-        last = len(agent.actor.weights) - 1
-        agent.actor.weights[last][0].copy_(torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight]).T)
-        agent.actor.biases[last][0, 0].copy_(torch.cat([sb.actor.mu.bias, sb.actor.log_std.bias]))
-        for src, dst in ((sb.critic, agent.critic), (sb.critic_target, agent.targets_copy["critic"])):
-            for e, q in enumerate(src.q_networks):
-                for j, layer in enumerate(_linears(q)):
-                    dst.weights[j][e].copy_(layer.weight.T)
-                    dst.biases[j][e, 0].copy_(layer.bias)
-
-
 def _train_both(update_order: str, monkeypatch, log_prob_epsilon: float = 1e-6) -> tuple:
-    sb = sb3.SAC("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", policy_kwargs={"net_arch": [32, 32]})
-    sb._logger = configure(None, [])
-    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, num_options=1, target_option_values="critics",
-                                    prioritized=False, hidden_sizes=[32, 32], batch_size=B, update_order=update_order,
-                                    log_prob_epsilon=log_prob_epsilon)
-    _copy_weights(sb, agent)
+    sb, agent = trace.make_pair("Pendulum-v1", {}, hidden=[32, 32], batch_size=B, update_order=update_order,
+                                log_prob_epsilon=log_prob_epsilon)
     g = torch.Generator().manual_seed(1)
     D, A = 3, 1
     batches = [dict(obs=torch.randn(B, D, generator=g), action=torch.rand(B, A, generator=g) * 2 - 1,
@@ -78,149 +60,49 @@ def _train_both(update_order: str, monkeypatch, log_prob_epsilon: float = 1e-6) 
     return sb, agent
 
 
-def _gaps(sb, agent) -> dict[str, float]:
-    actor = [layer.weight.T for layer in _linears(sb.actor.latent_pi)]
-    actor.append(torch.cat([sb.actor.mu.weight, sb.actor.log_std.weight]).T)
-    gaps = {"actor": max(float((w - agent.actor.weights[j][0]).detach().abs().max()) for j, w in enumerate(actor))}
-    pairs = (("critic", sb.critic, agent.critic), ("target", sb.critic_target, agent.targets_copy["critic"]))
-    for name, src, dst in pairs:
-        gaps[name] = max(float((layer.weight.T - dst.weights[j][e]).detach().abs().max())
-                         for e, q in enumerate(src.q_networks) for j, layer in enumerate(_linears(q)))
-    gaps["log_alpha"] = abs(float(sb.log_ent_coef.detach()) - float(agent.log_alpha.detach()[0]))
-    return gaps
-
-
 def test_critic_first_is_sb3_sac_step_for_step(monkeypatch):
     sb, agent = _train_both("critic_first", monkeypatch)
-    gaps = _gaps(sb, agent)
+    gaps = trace.weight_gaps(sb, agent)
     assert max(gaps.values()) < 1e-6, gaps  # Adam moves each weight by about 3e-4 a step
 
 
 def test_joint_update_differs_from_sb3_in_the_actor_only(monkeypatch):
     sb, agent = _train_both("joint", monkeypatch)
-    gaps = _gaps(sb, agent)
+    gaps = trace.weight_gaps(sb, agent)
     assert gaps["actor"] > 1e-5, gaps  # the actor read the critics before their step (critic_first: < 1e-6)
     assert gaps["log_alpha"] < 1e-6, gaps
 
 
 
-LOOP_STEPS, LOOP_STARTS, EPISODE = 160, 40, 50
 
-
-def _recording_hrlkit_run(monkeypatch) -> tuple:
-    """hrlkit's trainer on a one-option SOC with SB3's SAC settings, recording what it drew: the
-    warmup actions, the replay indices, and each Gaussian draw by its use (acting, a' at s', a at s),
-    and every transition as stored (obs, action in [-1, 1], reward, next obs, terminal)."""
-    env_kwargs = {"max_episode_steps": EPISODE}  # Pendulum never terminates: episodes end by truncation
-    agent = hrlkit.SoftOptionCritic("Pendulum-v1", env_kwargs=env_kwargs, seed=0, num_options=1,
-                                    target_option_values="critics", prioritized=False, hidden_sizes=[32, 32],
-                                    batch_size=B, update_order="critic_first", log_prob_epsilon=1e-6,
-                                    learning_starts=LOOP_STARTS)
-    draws: dict[str, list] = {"act": [], "next": [], "s": [], "indices": [], "warmup": []}
-    rows: list[tuple] = []
-    where = {"in": "act", "k": 0}
-    randn_like = torch.randn_like
-
-    def recorded(x, *args, **kwargs):
-        e = randn_like(x, *args, **kwargs)
-        tag = "act" if where["in"] == "act" else ("next", "s")[where["k"] % 2]  # hrlkit draws at s' first
-        where["k"] += where["in"] != "act"
-        draws[tag].append(e.clone())
-        return e
-
-    step, sample, act, observe = agent._gradient_step, agent.buffer.sample, agent.act, agent.observe
-
-    def gradient_step():
-        where.update({"in": "train", "k": 0})
-        try:
-            return step()
-        finally:
-            where["in"] = "act"
-
-    def sampled(n, *args, **kwargs):
-        batch = sample(n, *args, **kwargs)
-        draws["indices"].append(np.asarray(batch["indices"]).copy())
-        return batch
-
-    def acted(obs):
-        actions = act(obs)
-        if agent.global_step < LOOP_STARTS:
-            draws["warmup"].append(actions[0].copy())
-        return actions
-
-    def observed(obs, actions, rewards, next_obs, terminated, truncated):
-        rows.append((obs[0].copy(), agent._actions[0].copy(), float(rewards[0]), next_obs[0].copy(),
-                     bool(terminated[0]), bool(truncated[0])))
-        return observe(obs, actions, rewards, next_obs, terminated, truncated)
-
-    monkeypatch.setattr(agent, "_gradient_step", gradient_step)
-    monkeypatch.setattr(agent.buffer, "sample", sampled)
-    monkeypatch.setattr(agent, "act", acted)
-    monkeypatch.setattr(agent, "observe", observed)
-    return agent, env_kwargs, draws, rows, recorded
-
-
-def _replaying_sb3_run(env_kwargs: dict, draws: dict, monkeypatch) -> tuple:
-    """SB3's SAC.learn on the same env and seed, its warmup actions, replay indices and Gaussian
-    draws taken from ``draws`` (SB3 draws at s first, then s'); its stored transitions."""
-    import gymnasium as gym
-    from stable_baselines3.common.monitor import Monitor
-
-    sb = sb3.SAC("MlpPolicy", Monitor(gym.make("Pendulum-v1", **env_kwargs)), seed=0, device="cpu",
-                 batch_size=B, learning_starts=LOOP_STARTS, policy_kwargs={"net_arch": [32, 32]})
-    sb._logger = configure(None, [])
-    queues = {k: iter(v) for k, v in draws.items()}
-    where = {"in": "act", "k": 0}
-    rows: list[tuple] = []
-    train, rb = sb.train, sb.replay_buffer
-    add = rb.add
-
-    def rsample(self, shape=torch.Size()):
-        tag = "act" if where["in"] == "act" else ("s", "next")[where["k"] % 2]
-        where["k"] += where["in"] != "act"
-        return self.loc + self.scale * next(queues[tag]).view_as(self.loc)
-
-    def trained(gradient_steps, batch_size=64):
-        where.update({"in": "train", "k": 0})
-        try:
-            return train(gradient_steps, batch_size)
-        finally:
-            where["in"] = "act"
-
-    def added(obs, next_obs, action, reward, done, infos):
-        timeout = bool(infos[0].get("TimeLimit.truncated", False))
-        rows.append((obs[0].copy(), action[0].copy(), float(reward[0]), next_obs[0].copy(),
-                     bool(done[0]) and not timeout, timeout))
-        return add(obs, next_obs, action, reward, done, infos)
-
-    monkeypatch.setattr(torch.distributions.Normal, "rsample", rsample)
-    monkeypatch.setattr(sb, "train", trained)
-    monkeypatch.setattr(rb, "sample", lambda batch_size, env=None: rb._get_samples(next(queues["indices"]), env))
-    monkeypatch.setattr(rb, "add", added)
-    monkeypatch.setattr(sb.action_space, "sample", lambda: next(queues["warmup"]))
-    return sb, rows
-
-
-def test_training_loop_is_sb3_sac_learn_step_for_step(monkeypatch):
+def test_training_loop_is_sb3_sac_learn_step_for_step():
     """The whole loop, not the update alone: from the same weights, env seed, warmup actions, replay
     indices and Gaussian draws, hrlkit's ``learn`` (acting, the warmup, storing with the real final
     observation at truncation, when updates start, sampling, the gradient step) stores the transitions
-    SB3's ``SAC.learn`` stores and ends at its weights."""
-    agent, env_kwargs, draws, hk_rows, recorded = _recording_hrlkit_run(monkeypatch)
-    sb, sb_rows = _replaying_sb3_run(env_kwargs, draws, monkeypatch)
-    _copy_weights(sb, agent)
-    with monkeypatch.context() as m:
-        m.setattr(torch, "randn_like", recorded)
-        agent.learn(LOOP_STEPS, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False,
-                    run_dir=None)
-    updates = LOOP_STEPS - LOOP_STARTS
-    assert [len(draws[k]) for k in ("warmup", "act", "next", "s", "indices")] == [LOOP_STARTS] + [updates] * 4
-    sb.learn(LOOP_STEPS)
-    assert len(sb_rows) == len(hk_rows) == LOOP_STEPS
-    assert sum(r[5] for r in hk_rows) == LOOP_STEPS // EPISODE  # truncations stored, each with its final obs
-    for i, (h, s) in enumerate(zip(hk_rows, sb_rows)):
-        assert h[4:] == s[4:], (i, h[4:], s[4:])  # terminal, truncated
-        for j in range(4):  # obs, action, reward, next obs
-            assert np.allclose(h[j], s[j], atol=1e-4), (i, j, h[j], s[j])
-    gaps = _gaps(sb, agent)
-    assert max(gaps.values()) < 1e-4, gaps
+    SB3's ``SAC.learn`` stores and ends at its weights (benchmarks/sb3_sac_trace.py, on Pendulum with
+    50-step episodes: it never terminates, so they end by truncation)."""
+    steps, starts, episode = 160, 40, 50
+    sb, agent = trace.make_pair("Pendulum-v1", {"max_episode_steps": episode}, hidden=[32, 32], batch_size=B,
+                                learning_starts=starts)
+    hk_rows, draws = trace.learn_hrlkit(agent, steps)
+    updates = steps - starts
+    assert [len(draws[k]) for k in ("warmup", "act", "next", "s", "indices")] == [starts] + [updates] * 4
+    sb_rows = trace.learn_sb3(sb, steps, draws)
+    assert len(sb_rows) == len(hk_rows) == steps
+    assert sum(r[5] for r in hk_rows) == steps // episode  # each stored with its episode's final obs
+    gaps, flags = trace.row_gaps(hk_rows, sb_rows)
+    assert flags.all() and gaps.max() < 1e-4, (int(gaps.argmax()), gaps.max())  # measured: 6e-7
+    weights = trace.weight_gaps(sb, agent)
+    assert max(weights.values()) < 1e-4, weights  # measured: 5e-7
+
+
+def test_trace_script_writes_both_comparisons(tmp_path, capsys):
+    assert trace.main(["--env", "Pendulum-v1", "--steps", "120", "--out", str(tmp_path)]) == 0
+    out = json.load(open(tmp_path / "sb3_sac_trace_Pendulum-v1.json"))
+    assert out["steps"] == 120 and out["perturb"] == 6e-8
+    assert len(out["hrlkit_vs_sb3"]["max_gap_by_step"]) == len(out["sb3_vs_perturbed_sb3"]["max_gap_by_step"]) == 120
+    assert out["hrlkit_vs_sb3"]["first_step_above_1e-3"] is None and max(out["weights_hrlkit_vs_sb3"].values()) < 1e-4
+    assert "hrlkit_vs_sb3: first stored transition" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        trace.main(["--steps", "100", "--out", str(tmp_path)])
+    assert "--steps: expected more than SB3's 100 warmup steps, got 100" in capsys.readouterr().err
