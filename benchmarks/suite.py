@@ -302,6 +302,16 @@ def iqm_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[float,
     return iqm(x), lo, hi
 
 
+def poi_ci(mine: list[float], peer: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """P(a run of mine ends above a run of the peer's), ties half (rliable's probability of
+    improvement, one task), and its 95% bootstrap CI (each side's seeds resampled on their own):
+    an interval holding 0.5 leaves the two rows apart by no more than their seeds' spread."""
+    from hrlkit.distributed.report import bootstrap_ci_of, probability_of_improvement
+
+    lo, hi = bootstrap_ci_of([mine, peer], probability_of_improvement, reps=reps, seed=seed)
+    return probability_of_improvement(mine, peer), lo, hi
+
+
 def load_runs(out: str) -> list[dict]:
     runs = []
     for root, _, files in os.walk(os.path.join(out, "runs")):
@@ -334,7 +344,7 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
     runs = load_runs(out)
     summary: dict[str, Any] = {"rows": []}
     lines = ["| algorithm | env | steps | implementation | IQM final (95% CI) | per-seed finals | per-seed best | "
-             "effective options | random level | vs SB3 |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "effective options | random level | vs SB3: IQM, P(run above SB3's) (95% CI) |", "|---|---|---|---|---|---|---|---|---|---|"]
     dlines = ["| env | steps | implementation | seeds | discriminator accuracy (goal >= 0.8, chance 1/skills) "
               "| accuracy IQM (95% CI) | end-point spread / random |", "|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -377,8 +387,11 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
             vs = ""
             if is_hrlkit(impl):
                 above = {p: e["iqm"] >= entries[p]["iqm"] for p in row.peers if p in entries}
-                vs = ", ".join(f"{'>=' if ok else '<'} {p}" for p, ok in above.items())
+                poi = {p: poi_ci(e["finals"], entries[p]["finals"]) for p in above}
+                vs = ", ".join(f"{'>=' if ok else '<'} {p}, P {poi[p][0]:.2f} ({poi[p][1]:.2f}, {poi[p][2]:.2f})"
+                               for p, ok in above.items())
                 e["at_or_above"] = above
+                e["probability_of_improvement"] = {p: {"p": v[0], "ci": [v[1], v[2]]} for p, v in poi.items()}
             eff = f"{np.mean(e['effective_options']):.2f}" if e["effective_options"] else ""
             lines.append(f"| {row.algo if is_hrlkit(impl) else ''} | {row.label} | {budget:,} | "
                          f"{impl if is_hrlkit(impl) else 'SB3 ' + impl} | {e['iqm']:.1f} ({e['ci'][0]:.1f}, "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hrlkit
-from hrlkit.distributed.report import bootstrap_ci, iqm
+from hrlkit.distributed.report import bootstrap_ci, bootstrap_ci_of, iqm, probability_of_improvement
 from hrlkit.runtime.config import ConfigError
 
 
@@ -49,3 +49,26 @@ def test_iqm_and_its_interval_match_rliable():
     lo, hi = bootstrap_ci(x)
     assert lo < iqm(x) < hi and lo >= 1.0 and hi <= 100.0
     assert bootstrap_ci([5.0]) == (5.0, 5.0)
+
+
+def test_probability_of_improvement_counts_won_pairs():
+    assert probability_of_improvement([3.0, 4.0], [1.0, 2.0]) == 1.0
+    assert probability_of_improvement([1.0, 2.0], [3.0, 4.0]) == 0.0
+    assert probability_of_improvement([1.0, 3.0], [2.0]) == 0.5
+    assert probability_of_improvement([2.0, 2.0], [2.0]) == 0.5  # ties count half
+    assert probability_of_improvement([5.0], [1.0, 5.0, 9.0, 9.0]) == pytest.approx(1.5 / 4)
+    assert np.isnan(probability_of_improvement([], [1.0]))
+    x, y = np.random.default_rng(4).normal(size=(2, 7))
+    assert probability_of_improvement(x, y) + probability_of_improvement(y, x) == pytest.approx(1.0)
+    stats = pytest.importorskip("scipy.stats")
+    assert probability_of_improvement(x, y) == pytest.approx(stats.mannwhitneyu(x, y).statistic / 49)
+
+
+def test_two_sample_bootstrap_resamples_each_sample_on_its_own():
+    x, y = [1.0, 2.0, 3.0], [10.0, 20.0]
+    assert bootstrap_ci_of([x], iqm, seed=5) == bootstrap_ci(x, seed=5)  # one sample: bootstrap_ci's draws
+    lo, hi = bootstrap_ci_of([x, y], probability_of_improvement)
+    assert (lo, hi) == (0.0, 0.0)  # every resample of x stays below every resample of y
+    lo, hi = bootstrap_ci_of([x, y], lambda a, b: float(np.mean(b) - np.mean(a)))
+    assert 7.0 <= lo < hi <= 19.0
+    assert np.isnan(bootstrap_ci_of([x, []], probability_of_improvement)).all()

@@ -189,6 +189,30 @@ def test_iqm_ci_matches_the_definition():
     assert suite.iqm_ci([1.0, 5.0, 2.0, 9.0]) == suite.iqm_ci([1.0, 5.0, 2.0, 9.0])  # seeded: a report is reproducible
 
 
+def test_report_gives_each_row_its_probability_of_beating_sb3(tmp_path):
+    row = next(r for r in suite.ROWS if r.algo == "soft-option-critic" and r.label == "Pendulum-v1")
+    out = str(tmp_path / "suite")
+    finals = {"hrlkit": [-150.0, -120.0, -300.0], "SAC": [-140.0, -160.0, -170.0]}
+    for impl, values in finals.items():
+        for seed, final in enumerate(values):
+            rec = {"env": row.label, "env_id": row.env_id, "algo": row.algo, "impl": impl, "seed": seed,
+                   "budget": row.budget, "steps": [row.budget], "returns": [final], "final": final, "best": final}
+            path = suite.run_path(out, row, impl, seed)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                json.dump(rec, f)
+    summary = suite.report(out, [row], 1.0)
+    mine = next(e for e in summary["rows"] if e["impl"] == "hrlkit")
+    # hrlkit's runs beat SAC's in 2 + 3 + 0 of the 9 pairs, yet its IQM (with 3 seeds the mean, -190) is below
+    # SAC's (-156.7): the two measures answer different questions, the table gives both
+    assert mine["probability_of_improvement"]["SAC"]["p"] == pytest.approx(5 / 9)
+    lo, hi = mine["probability_of_improvement"]["SAC"]["ci"]
+    assert 0.0 <= lo < 5 / 9 < hi <= 1.0
+    assert mine["at_or_above"] == {"SAC": False} and mine["iqm"] == pytest.approx(-190.0)
+    table = open(os.path.join(out, "table.md")).read()
+    assert f"| < SAC, P 0.56 ({lo:.2f}, {hi:.2f}) |" in table
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--algos", "nope"], "--algos: unknown ['nope']"),
     (["--envs", "Pong-v5"], "--envs: unknown ['Pong-v5']"),

@@ -1,6 +1,7 @@
 """A sweep's results: per configuration, the final score of each seed, their mean, IQM and a
 bootstrap confidence interval of the IQM (Agarwal et al. 2021, rliable's estimators for one
-task), as a markdown table; and one figure of the learning curves."""
+task), as a markdown table; and one figure of the learning curves. Also the probability that
+one configuration's run beats another's, with its bootstrap interval."""
 from __future__ import annotations
 
 import math
@@ -24,13 +25,31 @@ def bootstrap_ci(scores: Any, statistic=iqm, *, reps: int = 2000, confidence: fl
                  seed: int = 0) -> tuple[float, float]:
     """The percentile bootstrap interval of ``statistic`` over the runs (resampled with
     replacement ``reps`` times, seeded)."""
-    x = np.asarray(scores, dtype=np.float64).ravel()
-    if x.size == 0:
+    return bootstrap_ci_of([scores], statistic, reps=reps, confidence=confidence, seed=seed)
+
+
+def bootstrap_ci_of(samples: list[Any], statistic, *, reps: int = 2000, confidence: float = 0.95,
+                    seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``statistic(*samples)``, each sample's runs resampled
+    with replacement on their own ``reps`` times, seeded (rliable's stratified bootstrap, one task)."""
+    xs = [np.asarray(s, dtype=np.float64).ravel() for s in samples]
+    if any(x.size == 0 for x in xs):
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    stats = np.array([statistic(x[rng.integers(0, x.size, x.size)]) for _ in range(reps)])
+    stats = np.array([statistic(*(x[rng.integers(0, x.size, x.size)] for x in xs)) for _ in range(reps)])
     tail = (1.0 - confidence) / 2.0
     return float(np.quantile(stats, tail)), float(np.quantile(stats, 1.0 - tail))
+
+
+def probability_of_improvement(x: Any, y: Any) -> float:
+    """P(X > Y) + P(X = Y) / 2 for a run X drawn from ``x`` and a run Y from ``y``: the share of
+    the (x, y) pairs that x wins, ties counted half (the Mann-Whitney U statistic over n m;
+    rliable's probability of improvement for one task). 0.5: neither is ahead."""
+    a = np.asarray(x, dtype=np.float64).ravel()[:, None]
+    b = np.asarray(y, dtype=np.float64).ravel()[None, :]
+    if a.size == 0 or b.size == 0:
+        return math.nan
+    return float(((a > b) + 0.5 * (a == b)).mean())
 
 
 def summarize(trials: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
