@@ -166,6 +166,9 @@ def learn_sb3(sb, steps: int, draws: dict[str, list], perturb: float = 0.0) -> l
                      bool(done[0]) and not timeout, timeout))
         return add(obs, next_obs, action, reward, done, infos)
 
+    def sampled(batch_size, env=None):
+        return rb._get_samples(next(queues["indices"]), env)
+
     def stepped(action):
         if first[0]:
             first[0], action = False, action + perturb
@@ -173,7 +176,7 @@ def learn_sb3(sb, steps: int, draws: dict[str, list], perturb: float = 0.0) -> l
 
     with contextlib.ExitStack() as stack:
         for obj, name, new in ((torch.distributions.Normal, "rsample", rsample), (sb, "train", around(sb.train)),
-                               (rb, "sample", lambda batch_size, env=None: rb._get_samples(next(queues["indices"]), env)),
+                               (rb, "sample", sampled),
                                (rb, "add", added), (sb.action_space, "sample", lambda: next(queues["warmup"])),
                                (env, "step", stepped)):
             stack.enter_context(mock.patch.object(obj, name, new))

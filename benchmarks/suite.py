@@ -344,7 +344,8 @@ def report(out: str, rows: list[Row], budget_scale: float) -> dict:
     runs = load_runs(out)
     summary: dict[str, Any] = {"rows": []}
     lines = ["| algorithm | env | steps | implementation | IQM final (95% CI) | per-seed finals | per-seed best | "
-             "effective options | random level | vs SB3: IQM, P(run above SB3's) (95% CI) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "effective options | random level | vs SB3: IQM, P(run above SB3's) (95% CI) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     dlines = ["| env | steps | implementation | seeds | discriminator accuracy (goal >= 0.8, chance 1/skills) "
               "| accuracy IQM (95% CI) | end-point spread / random |", "|---|---|---|---|---|---|---|"]
     for row in rows:
