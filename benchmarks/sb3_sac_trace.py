@@ -9,10 +9,10 @@ itself, its first env action moved by ``--perturb`` (a float32 rounding), which 
 runs of one algorithm part from a rounding difference (when hrlkit and SB3 part about as fast, the
 difference between them is rounding, not the algorithm).
 
-    python benchmarks/sb3_sac_trace.py --env Walker2d-v5 --steps 600
+    python benchmarks/sb3_sac_trace.py --env Walker2d-v5 --steps 600 [--eval-every 50]
 
-writes benchmarks/results/sb3_sac_trace_<env>.json (each run pair's largest difference per stored
-transition, and the first step where it exceeds 1e-3).
+writes benchmarks/results/sb3_sac_trace_<env>[_eval<N>].json (each run pair's largest difference
+per stored transition, and the first step where it exceeds 1e-3).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from unittest import mock
 
 import numpy as np
@@ -108,9 +109,10 @@ def _tagger(first: str, second: str):
     return tag, around
 
 
-def learn_hrlkit(agent, steps: int) -> tuple[list[tuple], dict[str, list]]:
+def learn_hrlkit(agent, steps: int, every: int | None = None) -> tuple[list[tuple], dict[str, list]]:
     """``agent.learn(steps)`` recording its draws and its stored transitions (obs, action in
-    [-1, 1], reward, next obs, terminated, truncated)."""
+    [-1, 1], reward, next obs, terminated, truncated); ``every``: also evaluate and checkpoint
+    (with the replay, as the suite does) every that many steps, into a temporary run directory."""
     draws: dict[str, list] = {"act": [], "next": [], "s": [], "indices": [], "warmup": []}
     rows: list[tuple] = []
     tag, around = _tagger("next", "s")  # hrlkit draws a' at s' first
@@ -142,7 +144,13 @@ def learn_hrlkit(agent, steps: int) -> tuple[list[tuple], dict[str, list]]:
         for obj, name, new in ((torch, "randn_like", drawn), (agent, "_gradient_step", around(agent._gradient_step)),
                                (agent.buffer, "sample", sampled), (agent, "act", acted), (agent, "observe", observed)):
             stack.enter_context(mock.patch.object(obj, name, new))
-        agent.learn(steps, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+        if every is None:
+            agent.learn(steps, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
+        else:
+            agent.config.save_replay = True
+            run_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            agent.learn(steps, progress=False, eval_every=every, checkpoint_every=every, tensorboard=False,
+                        run_dir=run_dir)
     return rows, draws
 
 
@@ -203,16 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--perturb", type=float, default=6e-8, help="added to the control run's first env action")
+    ap.add_argument("--eval-every", type=int, default=None,
+                    help="hrlkit's run also evaluates and checkpoints every N steps (they must not change training)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args(argv)
     if args.steps <= 100:
         ap.error(f"--steps: expected more than SB3's 100 warmup steps, got {args.steps}")
+    if args.eval_every is not None and args.eval_every < 1:
+        ap.error(f"--eval-every: expected an int >= 1, got {args.eval_every}")
     sb, agent = make_pair(args.env, {}, seed=args.seed)
-    hk_rows, draws = learn_hrlkit(agent, args.steps)
+    hk_rows, draws = learn_hrlkit(agent, args.steps, args.eval_every)
     sb_rows = learn_sb3(sb, args.steps, draws)
     control, _ = make_pair(args.env, {}, seed=args.seed)
     control_rows = learn_sb3(control, args.steps, draws, perturb=args.perturb)
-    out = {"env": args.env, "steps": args.steps, "seed": args.seed, "perturb": args.perturb}
+    out = {"env": args.env, "steps": args.steps, "seed": args.seed, "perturb": args.perturb,
+           "eval_every": args.eval_every}
     for name, rows in (("hrlkit_vs_sb3", hk_rows), ("sb3_vs_perturbed_sb3", control_rows)):
         gaps, flags = row_gaps(rows, sb_rows)
         first = _first_above(gaps, 1e-3)
@@ -223,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(f'{gaps[i]:.1e}' for i in (1, 100, 200, 300) if i < len(gaps))}", flush=True)
     out["weights_hrlkit_vs_sb3"] = weight_gaps(sb, agent)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"sb3_sac_trace_{args.env}.json")
+    suffix = "" if args.eval_every is None else f"_eval{args.eval_every}"
+    path = os.path.join(args.out, f"sb3_sac_trace_{args.env}{suffix}.json")
     with open(path, "w") as f:
         json.dump(out, f)
     print(path)

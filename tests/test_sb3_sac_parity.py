@@ -103,6 +103,12 @@ def test_trace_script_writes_both_comparisons(tmp_path, capsys):
     assert len(out["hrlkit_vs_sb3"]["max_gap_by_step"]) == len(out["sb3_vs_perturbed_sb3"]["max_gap_by_step"]) == 120
     assert out["hrlkit_vs_sb3"]["first_step_above_1e-3"] is None and max(out["weights_hrlkit_vs_sb3"].values()) < 1e-4
     assert "hrlkit_vs_sb3: first stored transition" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        trace.main(["--steps", "100", "--out", str(tmp_path)])
-    assert "--steps: expected more than SB3's 100 warmup steps, got 100" in capsys.readouterr().err
+    # evaluations and checkpoints (with the replay) inside hrlkit's run change none of its transitions
+    assert trace.main(["--env", "Pendulum-v1", "--steps", "120", "--eval-every", "30", "--out", str(tmp_path)]) == 0
+    evaluated = json.load(open(tmp_path / "sb3_sac_trace_Pendulum-v1_eval30.json"))
+    assert evaluated["eval_every"] == 30 and evaluated["hrlkit_vs_sb3"] == out["hrlkit_vs_sb3"]
+    for argv, message in ((["--steps", "100"], "--steps: expected more than SB3's 100 warmup steps, got 100"),
+                          (["--eval-every", "0"], "--eval-every: expected an int >= 1, got 0")):
+        with pytest.raises(SystemExit):
+            trace.main([*argv, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err
