@@ -73,8 +73,6 @@ def test_joint_update_differs_from_sb3_in_the_actor_only(monkeypatch):
     assert gaps["log_alpha"] < 1e-6, gaps
 
 
-
-
 def test_training_loop_is_sb3_sac_learn_step_for_step():
     """The whole loop, not the update alone: from the same weights, env seed, warmup actions, replay
     indices and Gaussian draws, hrlkit's ``learn`` (acting, the warmup, storing with the real final
