@@ -219,7 +219,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--steps: expected more than SB3's 100 warmup steps, got {args.steps}")
     if args.eval_every is not None and args.eval_every < 1:
         ap.error(f"--eval-every: expected an int >= 1, got {args.eval_every}")
-    sb, agent = make_pair(args.env, {}, seed=args.seed)
+    import gymnasium as gym
+
+    from hrlkit.runtime.config import ConfigError
+
+    try:
+        sb, agent = make_pair(args.env, {}, seed=args.seed)
+    except (gym.error.Error, ConfigError, AssertionError) as e:  # SB3 asserts its supported action spaces
+        ap.error(f"--env: expected a registered env with continuous (Box) actions, got {args.env!r} ({e})")
     hk_rows, draws = learn_hrlkit(agent, args.steps, args.eval_every)
     sb_rows = learn_sb3(sb, args.steps, draws)
     control, _ = make_pair(args.env, {}, seed=args.seed)

@@ -106,7 +106,11 @@ def test_trace_script_writes_both_comparisons(tmp_path, capsys):
     evaluated = json.load(open(tmp_path / "sb3_sac_trace_Pendulum-v1_eval30.json"))
     assert evaluated["eval_every"] == 30 and evaluated["hrlkit_vs_sb3"] == out["hrlkit_vs_sb3"]
     for argv, message in ((["--steps", "100"], "--steps: expected more than SB3's 100 warmup steps, got 100"),
-                          (["--eval-every", "0"], "--eval-every: expected an int >= 1, got 0")):
+                          (["--eval-every", "0"], "--eval-every: expected an int >= 1, got 0"),
+                          (["--env", "Nope-v0"], "--env: expected a registered env with continuous (Box) actions, "
+                                                 "got 'Nope-v0'"),
+                          (["--env", "CartPole-v1"], "--env: expected a registered env with continuous (Box) "
+                                                     "actions, got 'CartPole-v1'")):
         with pytest.raises(SystemExit):
             trace.main([*argv, "--out", str(tmp_path)])
         assert message in capsys.readouterr().err
