@@ -65,21 +65,28 @@ def weight_gaps(sb, agent) -> dict[str, float]:
     return gaps
 
 
-def make_pair(env_id: str, env_kwargs: dict, *, seed: int = 0, hidden: list[int] | None = None,
-              batch_size: int = 256, learning_starts: int = 100, **overrides):
-    """SB3's SAC and hrlkit's one-option agent with SB3's settings (``overrides``: other hrlkit
-    settings), holding the same weights."""
+def make_sb3(env_id: str, env_kwargs: dict, *, seed: int = 0, hidden: list[int] | None = None,
+             batch_size: int = 256, learning_starts: int = 100):
+    """SB3's SAC on the env, silent (a seed gives the same weights every time)."""
     import gymnasium as gym
     import stable_baselines3 as sb3
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.monitor import Monitor
 
+    sb = sb3.SAC("MlpPolicy", Monitor(gym.make(env_id, **env_kwargs)), seed=seed, device="cpu", batch_size=batch_size,
+                 learning_starts=learning_starts, policy_kwargs={"net_arch": list(hidden or [256, 256])})
+    sb._logger = configure(None, [])
+    return sb
+
+
+def make_pair(env_id: str, env_kwargs: dict, *, seed: int = 0, hidden: list[int] | None = None,
+              batch_size: int = 256, learning_starts: int = 100, **overrides):
+    """SB3's SAC (:func:`make_sb3`) and hrlkit's one-option agent with SB3's settings
+    (``overrides``: other hrlkit settings), holding the same weights."""
     import hrlkit
 
     hidden = list(hidden or [256, 256])
-    sb = sb3.SAC("MlpPolicy", Monitor(gym.make(env_id, **env_kwargs)), seed=seed, device="cpu", batch_size=batch_size,
-                 learning_starts=learning_starts, policy_kwargs={"net_arch": hidden})
-    sb._logger = configure(None, [])
+    sb = make_sb3(env_id, env_kwargs, seed=seed, hidden=hidden, batch_size=batch_size, learning_starts=learning_starts)
     agent = hrlkit.SoftOptionCritic(env_id, env_kwargs=env_kwargs, seed=seed, hidden_sizes=hidden,
                                     batch_size=batch_size, learning_starts=learning_starts,
                                     **{**SB3_SETTINGS, **overrides})
@@ -144,13 +151,11 @@ def learn_hrlkit(agent, steps: int, every: int | None = None) -> tuple[list[tupl
         for obj, name, new in ((torch, "randn_like", drawn), (agent, "_gradient_step", around(agent._gradient_step)),
                                (agent.buffer, "sample", sampled), (agent, "act", acted), (agent, "observe", observed)):
             stack.enter_context(mock.patch.object(obj, name, new))
-        if every is None:
-            agent.learn(steps, progress=False, eval_every=None, checkpoint_every=None, tensorboard=False, run_dir=None)
-        else:
+        run_dir = None
+        if every is not None:
             agent.config.save_replay = True
             run_dir = stack.enter_context(tempfile.TemporaryDirectory())
-            agent.learn(steps, progress=False, eval_every=every, checkpoint_every=every, tensorboard=False,
-                        run_dir=run_dir)
+        agent.learn(steps, progress=False, eval_every=every, checkpoint_every=every, tensorboard=False, run_dir=run_dir)
     return rows, draws
 
 
@@ -229,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--env: expected a registered env with continuous (Box) actions, got {args.env!r} ({e})")
     hk_rows, draws = learn_hrlkit(agent, args.steps, args.eval_every)
     sb_rows = learn_sb3(sb, args.steps, draws)
-    control, _ = make_pair(args.env, {}, seed=args.seed)
+    control = make_sb3(args.env, {}, seed=args.seed)  # SB3 again: the same weights from the same seed
     control_rows = learn_sb3(control, args.steps, draws, perturb=args.perturb)
     out = {"env": args.env, "steps": args.steps, "seed": args.seed, "perturb": args.perturb,
            "eval_every": args.eval_every}
