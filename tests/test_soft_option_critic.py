@@ -344,6 +344,66 @@ def test_ensemble_matches_a_loop_over_members():
     assert not torch.allclose(net.weights[0][0], net.weights[0][1])
 
 
+def test_ensemble_layer_norm_matches_a_loop_over_members():
+    """layer_norm=True: each member's hidden layer is Linear -> LayerNorm (its own gain and bias) ->
+    activation, as nn.LayerNorm computes it; False draws the same weights and adds no parameters."""
+    torch.manual_seed(0)
+    plain = EnsembleMLP(3, 4, [8, 6], 2, "relu")
+    torch.manual_seed(0)
+    net = EnsembleMLP(3, 4, [8, 6], 2, "relu", layer_norm=True)
+    assert len(list(plain.parameters())) == 6 and len(list(net.parameters())) == 10
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), net.parameters()))  # the same draws first
+    with torch.no_grad():  # gains and biases away from their start, different per member
+        for p in list(net.norm_gains) + list(net.norm_biases):
+            p.add_(torch.randn_like(p))
+    x_shared, x_own = torch.randn(5, 4), torch.randn(3, 5, 4)
+
+    def member(e, x):
+        for j, (w, b) in enumerate(zip(net.weights, net.biases)):
+            x = F.linear(x, w[e].T, b[e, 0])
+            if j < len(net.weights) - 1:
+                x = torch.relu(F.layer_norm(x, (x.shape[-1],), net.norm_gains[j][e, 0], net.norm_biases[j][e, 0]))
+        return x
+
+    out_shared, out_own = net(x_shared), net(x_own)
+    for e in range(3):
+        assert torch.allclose(out_shared[e], member(e, x_shared), atol=1e-5)
+        assert torch.allclose(out_own[e], member(e, x_own[e]), atol=1e-5)
+    assert not torch.allclose(out_shared, plain(x_shared), atol=1e-3)
+    x = x_shared.clone().requires_grad_(True)
+    y = net(x, detach_params=True)  # the gains and biases stay out of the graph too
+    assert torch.allclose(y, out_shared)
+    y.sum().backward()
+    assert x.grad is not None and all(p.grad is None for p in net.parameters())
+    net(x_own).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_critic_layer_norm_only_in_the_critics(tmp_path):
+    """critic_layer_norm: the critics (and their target copies) carry the norms, no other network
+    does; a saved agent loads with them and acts the same; off (the default) no norm parameter
+    exists anywhere."""
+    agent = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, critic_layer_norm=True, hidden_sizes=[16, 16],
+                                    batch_size=16, learning_starts=20)
+    assert agent.critic.norm_gains is not None and agent.targets_copy["critic"].norm_gains is not None
+    assert agent.actor.norm_gains is None and agent.option_net.norm_gains is None
+    agent.learn(60)
+    assert not torch.equal(agent.critic.norm_gains[0], torch.ones_like(agent.critic.norm_gains[0]))  # trained
+    path = str(tmp_path / "a.pt")
+    agent.save(path)
+    loaded = hrlkit.SoftOptionCritic.load(path)
+    assert loaded.config.critic_layer_norm is True
+    assert torch.equal(loaded.critic.norm_gains[0], agent.critic.norm_gains[0])
+    obs = np.zeros(3, np.float32)
+    np.testing.assert_array_equal(agent.predict(obs)[0], loaded.predict(obs)[0])
+    default = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, hidden_sizes=[16, 16])
+    assert default.config.critic_layer_norm is False
+    assert not any("norm" in k for k in default.critic.state_dict())
+    diayn = hrlkit.DIAYN("Pendulum-v1", seed=0, critic_layer_norm=True, hidden_sizes=[16, 16])
+    assert diayn.critic.norm_gains is not None and diayn.critic_target.norm_gains is not None
+    assert diayn.actor.norm_gains is None
+
+
 def test_shared_trunk_ensemble_matches_a_loop_over_heads():
     """share_actor_trunk's network: one trunk read by every member, one output layer each; shared
     and per-member inputs as EnsembleMLP's; detach_params keeps the parameters out of the graph."""
@@ -576,6 +636,7 @@ def test_checkpoint_without_replay_is_smaller_and_still_loads(tmp_path):
     (dict(option_temperature=-1.0), "option_temperature"),
     (dict(update_order="actor_first"), r"update_order: expected one of \['joint', 'critic_first'\], got 'actor_first'"),
     (dict(log_prob_epsilon=-1e-6), r"log_prob_epsilon: expected a number >= 0, got -1e-06"),
+    (dict(critic_layer_norm="always"), r"critic_layer_norm: expected a bool \(true/false\), got 'always'"),
     (dict(utd_ratio=0.0), "utd_ratio"),
     (dict(option_hidden_sizes=[]), "option_hidden_sizes"),
 ])

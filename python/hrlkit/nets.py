@@ -214,9 +214,12 @@ class EnsembleMLP(nn.Module):
     The output is [E, N, out]. Members start from PyTorch's ``nn.Linear`` initialisation, each
     drawn independently. ``detach_params=True`` evaluates the members with their weights
     detached (gradients flow to the input only, e.g. an actor's loss through a critic).
+    ``layer_norm=True`` puts a LayerNorm (each member its own gain and bias, starting at 1 and 0)
+    between every hidden linear layer and its activation; False creates no such parameters.
     """
 
-    def __init__(self, members: int, in_dim: int, hidden_sizes: list[int], out_dim: int, activation: str = "relu"):
+    def __init__(self, members: int, in_dim: int, hidden_sizes: list[int], out_dim: int, activation: str = "relu",
+                 layer_norm: bool = False):
         super().__init__()
         dims = [in_dim, *hidden_sizes, out_dim]
         self.weights = nn.ParameterList()
@@ -225,6 +228,10 @@ class EnsembleMLP(nn.Module):
             bound = 1.0 / math.sqrt(i)
             self.weights.append(nn.Parameter(torch.empty(members, i, o).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(members, 1, o).uniform_(-bound, bound)))
+        self.norm_gains = nn.ParameterList(nn.Parameter(torch.ones(members, 1, h)) for h in hidden_sizes) \
+            if layer_norm else None
+        self.norm_biases = nn.ParameterList(nn.Parameter(torch.zeros(members, 1, h)) for h in hidden_sizes) \
+            if layer_norm else None
         self.activation = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor, *, detach_params: bool = False) -> torch.Tensor:
@@ -234,6 +241,11 @@ class EnsembleMLP(nn.Module):
                 w, b = w.detach(), b.detach()
             x = torch.matmul(x, w) + b if x.dim() == 2 else torch.baddbmm(b, x, w)
             if j < last:
+                if self.norm_gains is not None:
+                    g, c = self.norm_gains[j], self.norm_biases[j]
+                    if detach_params:
+                        g, c = g.detach(), c.detach()
+                    x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:]), g)
                 x = self.activation(x)
         return x
 

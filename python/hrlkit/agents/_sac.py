@@ -36,6 +36,8 @@ class SACConfig:
                                               "autotune_entropy_coef)", gt=0, renamed_from=("alpha_lr",))
     hidden_sizes: list[int] = field([256, 256], "hidden layer widths of the actors and critics", ge=1, nonempty=True)
     activation: str = field("relu", "activation", choices=sorted(ACTIVATIONS))
+    critic_layer_norm: bool = field(False, "a LayerNorm after every hidden linear layer of the critics (before the "
+                                    "activation; as in DroQ, Hiraoka et al. 2022, and RLPD, Ball et al. 2023)")
     save_replay: bool = field(False, "checkpoints include the replay buffer (exact resume)")
 
 

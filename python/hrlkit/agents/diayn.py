@@ -235,7 +235,7 @@ class DIAYN(Algorithm):
         x_dim = obs_dim + Z
         self.actor = EnsembleMLP(1, x_dim, cfg.hidden_sizes, A if self.discrete else 2 * A, cfg.activation).to(self.device)
         self.critic = EnsembleMLP(2, x_dim if self.discrete else x_dim + A, cfg.hidden_sizes, A if self.discrete else 1,
-                                  cfg.activation).to(self.device)
+                                  cfg.activation, cfg.critic_layer_norm).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         dims = list(range(obs_dim)) if cfg.discriminator_dims is None else list(cfg.discriminator_dims)
         disc_in = self.disc_encoder.out_dim if self.pixels else len(dims)

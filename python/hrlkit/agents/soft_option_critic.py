@@ -259,7 +259,8 @@ class SoftOptionCritic(OptionAgent):
         self.action_dim = A = int(self.action_space.shape[0])
         actor_class = SharedTrunkEnsemble if cfg.share_actor_trunk else EnsembleMLP
         self.actor = actor_class(K, obs_dim, cfg.hidden_sizes, 2 * A, cfg.activation).to(self.device)
-        self.critic = EnsembleMLP(2, obs_dim + A, cfg.hidden_sizes, K, cfg.activation).to(self.device)
+        self.critic = EnsembleMLP(2, obs_dim + A, cfg.hidden_sizes, K, cfg.activation,
+                                  cfg.critic_layer_norm).to(self.device)
         self.option_net = EnsembleMLP(1, obs_dim, cfg.option_hidden_sizes, 2 * K, cfg.activation).to(self.device)
         self.targets = nn.ModuleDict({"critic": self.critic, "option_net": self.option_net})
         self.targets_copy = copy.deepcopy(self.targets).requires_grad_(False)
