@@ -399,9 +399,13 @@ def test_critic_layer_norm_only_in_the_critics(tmp_path):
     default = hrlkit.SoftOptionCritic("Pendulum-v1", seed=0, hidden_sizes=[16, 16])
     assert default.config.critic_layer_norm is False
     assert not any("norm" in k for k in default.critic.state_dict())
-    diayn = hrlkit.DIAYN("Pendulum-v1", seed=0, critic_layer_norm=True, hidden_sizes=[16, 16])
-    assert diayn.critic.norm_gains is not None and diayn.critic_target.norm_gains is not None
-    assert diayn.actor.norm_gains is None
+    for env in ("Pendulum-v1", "CartPole-v1"):  # DIAYN's critic too, continuous and discrete actions
+        diayn = hrlkit.DIAYN(env, seed=0, critic_layer_norm=True, hidden_sizes=[16, 16], batch_size=16,
+                             learning_starts=20)
+        assert diayn.actor.norm_gains is None
+        diayn.learn(60)
+        for net in (diayn.critic, diayn.critic_target):  # trained, and the polyak copy follows
+            assert not torch.equal(net.norm_gains[0], torch.ones_like(net.norm_gains[0]))
 
 
 def test_shared_trunk_ensemble_matches_a_loop_over_heads():
